@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from odperf.zoo.registry import (
+    ModelMissing,
     ModelSpec,
     TF2Equivalent,
     all_models,
@@ -24,12 +25,11 @@ _LAZY = {
     "Detections": "odperf.zoo.detector",
     "Detector": "odperf.zoo.detector",
     "load_detector": "odperf.zoo.loaders",
-    "ModelMissing": "odperf.zoo.loaders",
     "fetch": "odperf.zoo.fetch",
 }
 
 __all__ = [
-    "ModelSpec", "TF2Equivalent", "all_models", "embedded_models", "fixtures_dir", "get", "map_group",
+    "ModelMissing", "ModelSpec", "TF2Equivalent", "all_models", "embedded_models", "fixtures_dir", "get", "map_group",
     "resolve_model_dir", "select", *_LAZY,
 ]
 

@@ -111,6 +111,26 @@ class ModelSpec:
         )
 
 
+class ModelMissing(ModelError):
+    """A registry model whose tarball has not been fetched into the model folder."""
+
+
+def require_local(spec: ModelSpec, model_dir: str | Path | None = None) -> Path:
+    """The folder holding ``spec`` on disk, or ModelMissing saying how to fetch it."""
+    folder = spec.local_dir(model_dir)
+    if spec.is_present(model_dir):
+        return folder
+    if spec.family == "embedded":
+        raise ModelMissing(f"embedded model {spec.name}: no exported detector in {folder}; "
+                           f"train it with `odperf zoo train {spec.name}`")
+    where = resolve_model_dir(model_dir)
+    raise ModelMissing(
+        f"model {spec.name} is not in {where} (expected {folder}). Download {spec.url} with "
+        f"`odperf zoo fetch {spec.name} --model-dir {where}`, or point ODPERF_MODEL_DIR at a folder "
+        "holding the extracted tarball."
+    )
+
+
 # --- locations ----------------------------------------------------------------------------------
 def fixtures_dir() -> Path:
     """The repository's fixtures folder (``ODPERF_FIXTURES`` overrides it)."""
