@@ -18,8 +18,8 @@ import numpy as np
 from odperf.errors import OdperfError, ResultsError
 from odperf.results import RunRecord, SavedRun, find_runs, load_run
 
-# The paper's five mAP groups, most accurate first (Table I).
-MAP_GROUPS = ("Highest", "High", "Medium", "Low", "Lowest")
+# The paper's five mAP groups, most accurate first (Table I); matched without regard to case.
+MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ def capacities(runs: Iterable[SavedRun]) -> dict[str, float | None]:
 
 def group_rank(group: str | None) -> int:
     """Position of an mAP group, most accurate first; unknown groups after the known ones."""
-    return MAP_GROUPS.index(group) if group in MAP_GROUPS else len(MAP_GROUPS)
+    key = group.lower() if isinstance(group, str) else None
+    return MAP_GROUPS.index(key) if key in MAP_GROUPS else len(MAP_GROUPS)
 
 
 def _float(value: Any) -> float | None:

@@ -1,0 +1,107 @@
+"""``odperf report``, ``odperf compare`` and ``odperf gate``: command-line faces of the report package."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from odperf.errors import ResultsError
+from odperf.report import compare as cmp
+from odperf.report import gate as gt
+from odperf.report.index import build_report, write_report
+from odperf.report.rows import load_runs
+from odperf.results import SavedRun, load_run
+
+
+def _latest(path: str) -> SavedRun:
+    """A file, or the newest odperf run in a storage folder."""
+    if not Path(path).is_dir():
+        return load_run(path)
+    return max(load_runs([path]), key=lambda r: (r.datetime or "", r.path.name))
+
+
+def run_report(args: argparse.Namespace) -> int:
+    report = build_report(load_runs(args.runs), args.deadline or ())
+    index = write_report(report, args.out)
+    if not args.quiet:
+        print(report.terminal())
+        print()
+    print(f"report written: {index} ({len(report.plots)} figures, {len(report.tables)} tables)")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    if len(args.runs) < 2:
+        raise ResultsError("compare needs at least two runs: RUN_A RUN_B [RUN_C ...] (each compared with RUN_A)")
+    runs = [_latest(p) for p in args.runs]
+    comparisons = [cmp.compare_runs(runs[0], other, args.metric) for other in runs[1:]]
+    print("\n\n".join(cmp.render(c) for c in comparisons))
+    if args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text("# odperf compare\n\n" + "\n".join(cmp.render(c, markdown=True) for c in comparisons))
+    if args.csv:
+        cmp.write_csv(comparisons, args.csv)
+    return 0
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    config = gt.GateConfig(
+        time_threshold=args.time_threshold,
+        memory_threshold=args.memory_threshold,
+        map_tolerance=args.map_tolerance,
+        time_metrics=tuple(dict.fromkeys(args.time_metric or gt.DEFAULT_TIME_METRICS)),
+        floors=gt.load_floors(args.floors) if args.floors else {},
+        allow_profile_change=args.allow_profile_change,
+    )
+    result = gt.run_gate(load_run(args.baseline), load_run(args.current), config)
+    for failure in result.failures:
+        print(failure)
+    if args.verbose:
+        for note in result.notes:
+            print(f"note: {note}")
+    print(result.summary())
+    return 0 if result.passed else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables, figures and an index page from saved runs")
+    p.add_argument("runs", nargs="*", default=[".benchmarks"], metavar="RUNS",
+                   help="saved JSON files or --benchmark-storage folders, any devices (default: .benchmarks)")
+    p.add_argument("--out", default="reports/latest", help="folder to write into (default: %(default)s)")
+    p.add_argument("--deadline", type=float, action="append", metavar="SECONDS",
+                   help="a per-image deadline to check besides the paper's 1, 4 and 32 s (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="do not print the tables")
+    p.set_defaults(func=run_report)
+
+    p = sub.add_parser("compare", help="runs from different hardware side by side, matched by (model, batch)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="RUN_A RUN_B [...]: files or storage folders "
+                   "(a folder gives its newest run); each later run is compared with RUN_A, ratios B/A")
+    p.add_argument("--metric", choices=cmp.TIME_METRICS, default="mean",
+                   help="time per image compared (default: %(default)s)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
+    p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
+    p.set_defaults(func=run_compare)
+
+    p = sub.add_parser(
+        "gate", help="fail (exit 1) on a regression of the current run against a baseline",
+        description=(gt.__doc__ or "").split("\n\n")[0],
+        epilog="Exit 0: pass (one-line summary); 1: regressions (one line each); 2: unusable input "
+               "(a missing, empty, corrupt or foreign results file, e.g. one run under xdist).",
+    )
+    p.add_argument("--baseline", required=True, metavar="FILE", help="saved JSON of the reference run")
+    p.add_argument("--current", required=True, metavar="FILE", help="saved JSON of the run under test")
+    p.add_argument("--time-threshold", type=float, default=gt.DEFAULT_TIME_THRESHOLD, metavar="FRACTION",
+                   help="largest allowed growth of time per image (default: %(default)s = +10%%)")
+    p.add_argument("--time-metric", choices=("mean", "median"), action="append",
+                   help="time statistic(s) gated, repeatable (default: median: robust to one slow round)")
+    p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION",
+                   help="largest allowed growth of peak memory (default: %(default)s = +10%%)")
+    p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP",
+                   help="largest allowed mAP drop below the baseline, absolute COCO AP (default: %(default)s)")
+    p.add_argument("--floors", metavar="TOML", help="mAP floors per model: [map_floors] model = 0.3, "
+                   "or [models.NAME] map_floor = 0.3")
+    p.add_argument("--allow-profile-change", action="store_true",
+                   help="gate runs of different device profiles against each other")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print notes (fixed OOMs, new rows)")
+    p.set_defaults(func=run_gate)
