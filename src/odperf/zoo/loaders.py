@@ -228,15 +228,17 @@ def _load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections],
 
 # --- the batch probe ----------------------------------------------------------------------------
 def probe_tiles(n: int = 2, size: int = PROBE_TILE) -> np.ndarray:
-    """``n`` different, deterministic uint8 tiles: smooth gradients with a bright block each."""
+    """``n`` different, deterministic uint8 tiles: a colour gradient and a bright block each."""
+    rng = np.random.default_rng(20190101)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     tiles = np.empty((n, size, size, 3), dtype=np.uint8)
+    q = size // 4
     for i in range(n):
-        base = np.stack([x * (60 + 70 * i), y * (180 - 50 * i), (x + y) * 40 * (i + 1) % 255], axis=-1)
-        tile = base.clip(0, 255).astype(np.uint8)
-        a, b = (size // 8) * (1 + 2 * i), (size // 8) * (3 + 3 * i)
-        tile[a : a + size // 4, b % (size - size // 4) : b % (size - size // 4) + size // 4] = (230, 200 - 80 * i, 60)
-        tiles[i] = tile
+        c0, c1 = rng.uniform(20, 235, size=(2, 3))
+        tile = c0 + (c1 - c0) * ((x + y) / 2)[..., None]
+        top, left = rng.integers(0, size - q, size=2)
+        tile[top : top + q, left : left + q] = rng.uniform(150, 255, size=3)
+        tiles[i] = tile.clip(0, 255).astype(np.uint8)
     return tiles
 
 
