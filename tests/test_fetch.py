@@ -1,0 +1,191 @@
+"""Fetching tarballs from an HTTP server on 127.0.0.1 that serves archives the tests build."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from odperf.errors import FetchError
+from odperf.zoo import get
+from odperf.zoo.fetch import fetch, safe_extract, unsafe_reason, url_for
+
+SPEC = get("ssd_mobilenet_v1")
+
+
+def make_tarball(top: str, files: dict[str, bytes], extra: list[tarfile.TarInfo] = ()) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{top}/{name}" if top else name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    return buf.getvalue()
+
+
+def good_tarball(top: str = SPEC.tarball) -> bytes:
+    # fetch checks the layout, not the graph: the loader tests cover parsing
+    return make_tarball(top, {"frozen_inference_graph.pb": b"\x0a\x05graph" * 2000, "pipeline.config": b"model {}"})
+
+
+class Server:
+    """Serves ``routes[path] = (body, mode)``; mode "ok", "lie" (Content-Length too large) or "cut"."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[bytes, str]] = {}
+        routes = self.routes
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path not in routes:
+                    self.send_error(404, "no such tarball")
+                    return
+                body, mode = routes[self.path]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/gzip")
+                self.send_header("Content-Length", str(len(body) + (1000 if mode == "lie" else 0)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if mode == "cut" else body)
+                self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/mirror"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, spec, body: bytes, mode: str = "ok") -> None:
+        self.routes[urllib.parse.urlsplit(url_for(spec, self.base)).path] = (body, mode)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def test_url_base_keeps_the_zoo_layout():
+    assert url_for(SPEC, "http://mirror/zoo/") == f"http://mirror/zoo/{SPEC.tarball}.tar.gz"
+    tf2 = get("ssd_mobilenet_v2_320x320")
+    assert url_for(tf2, "http://mirror/zoo") == f"http://mirror/zoo/tf2/20200711/{tf2.tarball}.tar.gz"
+    assert url_for(SPEC) == SPEC.url
+
+
+def test_good_tarball_lands_complete(server, tmp_path, capsys):
+    body = good_tarball()
+    server.serve(SPEC, body)
+    folder = fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base)
+    assert folder == tmp_path / SPEC.tarball
+    assert (folder / "frozen_inference_graph.pb").read_bytes() == b"\x0a\x05graph" * 2000
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPEC.tarball]  # no temporary left
+    assert SPEC.is_present(tmp_path)
+    err = capsys.readouterr().err
+    assert "100%" in err and "ready" in err
+    # a second fetch finds it present and downloads nothing
+    server.routes.clear()
+    assert fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base) == folder
+
+
+def test_sha256_and_size_are_verified(server, tmp_path):
+    body = good_tarball()
+    server.serve(SPEC, body)
+    right = dataclasses.replace(SPEC, sha256=hashlib.sha256(body).hexdigest(), size=len(body))
+    assert fetch(right, model_dir=tmp_path / "a", url_base=server.base, progress=None).is_dir()
+    wrong = dataclasses.replace(SPEC, sha256="0" * 64)
+    with pytest.raises(FetchError, match="sha256"):
+        fetch(wrong, model_dir=tmp_path / "b", url_base=server.base, progress=None)
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["lie", "cut"])
+def test_truncated_download_leaves_nothing(server, tmp_path, mode):
+    server.serve(SPEC, good_tarball(), mode)
+    with pytest.raises(FetchError, match=r"truncated: got \d+ of \d+ bytes") as err:
+        fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base, progress=None)
+    assert "nothing was kept" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_archive_escaping_the_folder_leaves_nothing(server, tmp_path):
+    evil = tarfile.TarInfo(f"{SPEC.tarball}/../../escaped.txt")
+    evil.size = 3
+    server.serve(SPEC, make_tarball(SPEC.tarball, {"frozen_inference_graph.pb": b"g"}, [evil]))
+    with pytest.raises(FetchError, match=r"refused to extract .*escaped.txt.*'\.\.'"):
+        fetch("ssd_mobilenet_v1", model_dir=tmp_path / "models", url_base=server.base, progress=None)
+    assert list((tmp_path / "models").iterdir()) == []
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_corrupt_archive_leaves_nothing(server, tmp_path):
+    body = good_tarball()
+    server.serve(SPEC, body[:-200] + b"\0" * 200)  # complete download of a damaged file
+    with pytest.raises(FetchError, match="not a complete tar.gz archive"):
+        fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base, progress=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_archive_without_a_detector_is_refused(server, tmp_path):
+    server.serve(SPEC, make_tarball(SPEC.tarball, {"README": b"hello"}))
+    with pytest.raises(FetchError, match="holds no detector"):
+        fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base, progress=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_errors_are_reported(server, tmp_path):
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch("ssd_mobilenet_v1", model_dir=tmp_path, url_base=server.base, progress=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        (_member("/etc/passwd"), "absolute path"),
+        (_member("m/../../x"), "'..'"),
+        (_member("m/link", tarfile.SYMTYPE, "../../outside"), "outside"),
+        (_member("m/link", tarfile.SYMTYPE, "/etc/passwd"), "absolute"),
+        (_member("m/hard", tarfile.LNKTYPE, "../x"), "outside"),
+        (_member("m/dev", tarfile.CHRTYPE), "device"),
+        (_member("m/fifo", tarfile.FIFOTYPE), "fifo"),
+    ],
+)
+def test_unsafe_members_are_named(member, reason):
+    assert reason in (unsafe_reason(member) or "")
+
+
+def test_safe_members_pass(tmp_path):
+    assert unsafe_reason(_member("m/saved_model/saved_model.pb")) is None
+    assert unsafe_reason(_member("m/saved_model/link", tarfile.SYMTYPE, "../frozen_inference_graph.pb")) is None
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(make_tarball("m", {"frozen_inference_graph.pb": b"g"},
+                                     [_member("m/alias", tarfile.SYMTYPE, "frozen_inference_graph.pb")]))
+    safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "m" / "alias").read_bytes() == b"g"
+
+
+def test_embedded_models_are_not_fetched(tmp_path):
+    spec = dataclasses.replace(SPEC, name="tiny", family="embedded", tarball=None, url=None, path=tmp_path)
+    with pytest.raises(FetchError, match="embedded"):
+        fetch(spec, model_dir=tmp_path, progress=None)
