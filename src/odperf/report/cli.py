@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from odperf.errors import ResultsError
+from odperf.expectations import load as load_expectations
 from odperf.report import compare as cmp
 from odperf.report import gate as gt
 from odperf.report.index import build_report, write_report
-from odperf.report.rows import load_runs
+from odperf.report.rows import latest_named, load_runs
 from odperf.results import SavedRun, load_run
 
 
@@ -21,7 +22,10 @@ def _latest(path: str) -> SavedRun:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    report = build_report(load_runs(args.runs), args.deadline or ())
+    runs = load_runs(args.runs)
+    if args.latest:
+        runs = latest_named(runs, args.latest)
+    report = build_report(runs, args.deadline or ())
     index = write_report(report, args.out)
     if not args.quiet:
         print(report.terminal())
@@ -51,7 +55,7 @@ def run_gate(args: argparse.Namespace) -> int:
         memory_threshold=args.memory_threshold,
         map_tolerance=args.map_tolerance,
         time_metrics=tuple(dict.fromkeys(args.time_metric or gt.DEFAULT_TIME_METRICS)),
-        floors=gt.load_floors(args.floors) if args.floors else {},
+        floors=load_expectations(args.floors) if args.floors else None,
         allow_profile_change=args.allow_profile_change,
     )
     result = gt.run_gate(load_run(args.baseline), load_run(args.current), config)
@@ -71,6 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports/latest", help="folder to write into (default: %(default)s)")
     p.add_argument("--deadline", type=float, action="append", metavar="SECONDS",
                    help="a per-image deadline to check besides the paper's 1, 4 and 32 s (repeatable)")
+    p.add_argument("--latest", metavar="NAME", help="per device, only the newest run saved as NAME "
+                   "(NAME.json or NNNN_NAME.json) among RUNS")
+    p.add_argument("--latest-main", dest="latest", action="store_const", const="main",
+                   help="same as --latest main: the main job's newest run per device")
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
     p.set_defaults(func=run_report)
 
@@ -99,8 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest allowed growth of peak memory (default: %(default)s = +10%%)")
     p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP",
                    help="largest allowed mAP drop below the baseline, absolute COCO AP (default: %(default)s)")
-    p.add_argument("--floors", metavar="TOML", help="mAP floors per model: [map_floors] model = 0.3, "
-                   "or [models.NAME] map_floor = 0.3")
+    p.add_argument("--floors", metavar="TOML", help="an expectations file whose map_floor rules the current "
+                   "run's mAP must meet (e.g. fixtures/expectations.toml)")
     p.add_argument("--allow-profile-change", action="store_true",
                    help="gate runs of different device profiles against each other")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes (fixed OOMs, new rows)")

@@ -13,22 +13,16 @@ It fails (one readable reason per failure) on:
 A missing, empty, corrupt or foreign file is an error (exit 2), never a pass: pytest-benchmark writes no
 JSON at all under xdist.
 
-Floors files are TOML: ``[map_floors]`` with ``model = 0.30`` lines, or per-model tables
-``[models.<model>]`` holding ``map_floor`` (or ``min_map``); values are COCO AP in 0..1.
+mAP floors come from an expectations file (``fixtures/expectations.toml``'s format: rules with
+``map_floor``, see ``odperf.expectations``), looked up for the current run's profile, model and batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from odperf.errors import ResultsError
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
+from odperf.errors import OdperfError, ResultsError
+from odperf.expectations import Expectations, ModelTags
 from odperf.report.rows import Row, rows_of
 from odperf.results import SavedRun
 
@@ -45,7 +39,7 @@ class GateConfig:
     memory_threshold: float = DEFAULT_MEMORY_THRESHOLD
     map_tolerance: float = DEFAULT_MAP_TOLERANCE
     time_metrics: tuple[str, ...] = DEFAULT_TIME_METRICS
-    floors: dict[str, float] = field(default_factory=dict)
+    floors: Expectations | None = None  # rules with map_floor
     allow_profile_change: bool = False
 
     def __post_init__(self) -> None:
@@ -85,7 +79,7 @@ class GateResult:
     def summary(self) -> str:
         c = self.config
         rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%}, memory <= +{c.memory_threshold:.0%}, "
-                 f"mAP >= baseline - {c.map_tolerance:g}" + (f" and {len(c.floors)} floors" if c.floors else ""))
+                 f"mAP >= baseline - {c.map_tolerance:g}" + (f" and the floors of {c.floors.source}" if c.floors else ""))
         head = f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked ({rules})"
         if self.passed:
             return f"odperf gate: pass: {head}"
@@ -107,7 +101,7 @@ def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = 
     for key in sorted(set(base) | set(cur)):
         b, c = base.get(key), cur.get(key)
         failures += _check_pair(key, b, c, cfg, notes)
-    failures += _check_accuracy(list(base.values()), list(cur.values()), cfg)
+    failures += _check_accuracy(list(base.values()), list(cur.values()), cfg, current)
     return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes)
 
 
@@ -159,7 +153,28 @@ def _model_map(rows: list[Row]) -> dict[str, float]:
     return out
 
 
-def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig) -> list[Failure]:
+def _tags(model: str, run: SavedRun) -> ModelTags:
+    """What an expectations rule can select this model by: the record's own fields, plus its family from the
+    model registry when the registry knows it."""
+    rec = next(r for r in run.records if r.model == model)
+    family = None
+    try:
+        from odperf.zoo.registry import get
+
+        family = get(model).family
+    except (ImportError, OdperfError, KeyError, AttributeError):
+        pass
+    return ModelTags(name=model, meta_arch=rec.meta_arch, family=family, map_group=rec.map_group)
+
+
+def _floor(model: str, rows: list[Row], current: SavedRun, floors: Expectations) -> float | None:
+    tags = _tags(model, current)
+    found = [floors.lookup(current.profile, tags, r.batch_size).map_floor for r in rows if r.model == model]
+    found = [f for f in found if f is not None]
+    return max(found) if found else None
+
+
+def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, current: SavedRun) -> list[Failure]:
     """mAP is a property of a model, not of a batch size: one verdict per model."""
     bm, cm = _model_map(base), _model_map(cur)
     out: list[Failure] = []
@@ -172,32 +187,8 @@ def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig) -> list[Fa
         if model in bm and now < bm[model] - cfg.map_tolerance:
             out.append(Failure("map", model, None, f"mAP {bm[model]:.3f} -> {now:.3f} "
                                                    f"({now - bm[model]:+.3f}, tolerance {cfg.map_tolerance:g})"))
-        floor = cfg.floors.get(model)
+        floor = _floor(model, cur, current, cfg.floors) if cfg.floors else None
         if floor is not None and now < floor:
-            out.append(Failure("map", model, None, f"mAP {now:.3f} is below its floor {floor:.3f}"))
-    return out
-
-
-def load_floors(path: str | Path) -> dict[str, float]:
-    """mAP floors per model from a TOML file (see the module docstring for the layouts read)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ResultsError(f"{p}: no such floors file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ResultsError(f"{p}: not valid TOML ({exc})") from exc
-    floors: dict[str, Any] = dict(data.get("map_floors") or {})
-    for model, spec in (data.get("models") or {}).items():
-        if isinstance(spec, dict):
-            value = spec.get("map_floor", spec.get("min_map"))
-            if value is not None:
-                floors.setdefault(model, value)
-    if not floors:
-        raise ResultsError(f"{p}: no mAP floors found; expected [map_floors] model = 0.3, or [models.NAME] map_floor")
-    out = {}
-    for model, value in floors.items():
-        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ResultsError(f"{p}: floor of {model} must be a COCO AP between 0 and 1, got {value!r}")
-        out[model] = float(value)
+            out.append(Failure("map", model, None, f"mAP {now:.3f} is below its floor {floor:.3f} "
+                                                   f"({cfg.floors.source})"))
     return out

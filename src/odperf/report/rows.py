@@ -105,6 +105,22 @@ def load_runs(paths: Sequence[str | Path]) -> list[SavedRun]:
     return runs
 
 
+def latest_named(runs: Iterable[SavedRun], name: str) -> list[SavedRun]:
+    """Per device profile, the newest run saved under ``name``: ``NAME.json`` (--benchmark-json) or
+    ``NNNN_NAME.json`` (--benchmark-save in a storage folder)."""
+    newest: dict[str, SavedRun] = {}
+    for run in runs:
+        stem = run.path.stem
+        if stem != name and not stem.endswith(f"_{name}"):
+            continue
+        cur = newest.get(run.profile)
+        if cur is None or (run.datetime or "", run.path.name) > (cur.datetime or "", cur.path.name):
+            newest[run.profile] = run
+    if not newest:
+        raise ResultsError(f"no saved run named {name!r} (files {name}.json or NNNN_{name}.json)")
+    return [newest[p] for p in sorted(newest)]
+
+
 def merged_rows(runs: Iterable[SavedRun]) -> list[Row]:
     """Rows of many runs; where two runs of one profile measured the same (model, batch), the later wins."""
     ordered = sorted(runs, key=lambda r: (r.datetime or "", r.path.name))

@@ -1,0 +1,164 @@
+"""``odperf report``: tables, figures and the index page from saved runs of two hardware profiles."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from odperf.errors import ResultsError
+from odperf.report.index import build_report, write_report
+from odperf.report.rows import device_memory_mb, latest_named, load_runs, rows_of
+from odperf.report.selection import best_batches, deadline_choices, pareto_front
+from odperf.results import load_run
+
+
+def _make_runs():
+    path = Path(__file__).parent / "data" / "make_runs.py"
+    spec = importlib.util.spec_from_file_location("odperf_test_make_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mr = _make_runs()
+Bench = mr.Bench
+
+
+def odperf(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "odperf.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def two_profiles(tmp_path: Path) -> Path:
+    mr.main(tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_report_writes_every_table_and_figure(two_profiles: Path, tmp_path: Path):
+    runs = load_runs([two_profiles])
+    report = build_report(runs, deadlines_s=[2.0])
+    index = write_report(report, tmp_path / "out")
+
+    n_records = sum(len(r.records) for r in runs)
+    assert len(report.table("measurements").rows) == n_records
+    # one best batch per (profile, model) that ran ok at least once
+    pairs = {(r.profile, r.model) for run in runs for r in rows_of(run) if r.ok}
+    assert {(row[0], row[1]) for row in report.table("best_batch").rows} == pairs
+    deadlines = {(row[0], row[1]) for row in report.table("deadlines").rows}
+    assert deadlines == {(p, d) for p in ("cpu", "v100_sxm2") for d in (1.0, 2.0, 4.0, 32.0)}
+
+    names = {"time_vs_batch_cpu.png", "time_vs_batch_v100_sxm2.png", "memory_vs_batch_cpu.png",
+             "memory_vs_batch_v100_sxm2.png", "best_time_vs_memory.png", "time_by_map_group.png", "pareto.png"}
+    assert {p.path.name for p in report.plots} == names
+    text = index.read_text()
+    for name in names:
+        image = matplotlib.image.imread(tmp_path / "out" / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        assert f"]({name})" in text
+    for table in report.tables:
+        assert table.title in text
+        assert table.title in (tmp_path / "out" / "tables.md").read_text()
+    # a failed measurement is listed with its outcome, not dropped
+    assert any(row[1] == "faster_rcnn_nas" and row[2] == 4 and row[3] == "oom"
+               for row in report.table("measurements").rows)
+
+
+def test_best_batch_instances_and_deadlines_follow_the_figures(tmp_path: Path):
+    benches = [
+        Bench("fast", 1, [1.0] * 3, peak_mb=1000.0, map=0.20, group="lowest"),
+        Bench("fast", 8, [0.5] * 3, peak_mb=3000.0, map=0.20, group="lowest"),
+        Bench("slow", 1, [6.0] * 3, peak_mb=5000.0, map=0.40, group="medium"),
+        Bench("slow", 2, [3.0] * 3, peak_mb=7000.0, map=0.40, group="medium"),
+        Bench("slow", 4, outcome="oom", map=0.40, group="medium"),
+        Bench("worse", 1, [2.0] * 3, peak_mb=500.0, map=0.10, group="lowest"),
+    ]
+    path = mr.write_run(tmp_path / "g.json", "gpu_x", benches, memory_mb=16000.0)
+    run = load_run(path)
+    bests = {b.row.model: b for b in best_batches(rows_of(run), {"gpu_x": device_memory_mb(run)})}
+    assert (bests["fast"].row.batch_size, bests["fast"].row.peak_mb, bests["fast"].instances) == (8, 3000.0, 5)
+    assert (bests["slow"].row.batch_size, bests["slow"].instances) == (2, 2)
+    choices = {c.deadline_s: c for c in deadline_choices(list(bests.values()), [1.0, 4.0, 0.1])}
+    assert choices[0.1].most_accurate is None and not choices[0.1].meeting
+    assert choices[1.0].most_accurate.row.model == "fast"
+    assert choices[4.0].most_accurate.row.model == "slow"
+    assert {b.row.model for b in choices[4.0].meeting} == {"fast", "slow", "worse"}
+    # "worse" is slower and less accurate than "fast": off the front
+    assert [b.row.model for b in pareto_front(list(bests.values()))] == ["fast", "slow"]
+
+
+def test_times_prefer_benchmark_stats_and_p95_comes_from_raw_data(tmp_path: Path):
+    data = json.loads(json.dumps(mr.run_json("cpu", [Bench("m", 1, [1.0, 2.0, 3.0, 4.0, 10.0], peak_mb=1.0)])))
+    bench = data["benchmarks"][0]
+    bench["extra_info"]["time_per_image_s"] = {"mean": 99.0, "median": 99.0, "p95": 99.0}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    row = rows_of(load_run(tmp_path / "a.json"))[0]
+    assert (row.mean_s, row.median_s, row.time_source) == (4.0, 3.0, "stats")
+    assert row.p95_s == pytest.approx(8.8)  # numpy's linear percentile of the five rounds
+    assert row.tiles_per_s == pytest.approx(64 / 4.0)
+
+    del bench["stats"]["data"]  # saved without --benchmark-save-data: p95 from the record
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert rows_of(load_run(tmp_path / "b.json"))[0].p95_s == 99.0
+
+    data["benchmarks"] = []  # never timed by pytest-benchmark: the record's own times
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    row = rows_of(load_run(tmp_path / "c.json"))[0]
+    assert (row.mean_s, row.time_source) == (pytest.approx(4.0), "record")
+
+
+def test_device_memory_from_machine_info_else_emulated_limit_else_unknown(tmp_path: Path):
+    with_info = load_run(mr.write_run(tmp_path / "a.json", "p_x", [Bench("m", 1, [1.0], peak_mb=1.0)],
+                                      memory_mb=12000.0))
+    assert device_memory_mb(with_info) == 12000.0
+    data = mr.run_json("no_such_device_profile", [Bench("m", 1, [1.0], peak_mb=1.0)])
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert device_memory_mb(load_run(tmp_path / "b.json")) is None
+    data["benchmarks"][0]["extra_info"]["emulated"] = {"profile": "p100", "memory_limit_mb": 12288}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    assert device_memory_mb(load_run(tmp_path / "c.json")) == 12288.0
+
+
+def test_folders_skip_foreign_files_and_latest_named_keeps_newest(two_profiles: Path, tmp_path: Path):
+    (two_profiles / "other_suite.json").write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
+    assert {r.profile for r in load_runs([two_profiles])} == {"cpu", "v100_sxm2"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.json").write_text("{}")
+    with pytest.raises(ResultsError, match="no odperf results file"):
+        load_runs([empty])
+
+    store = tmp_path / "store"
+    mr.write_run(store / "cpu" / "0001_main.json", "cpu", [Bench("m", 1, [1.0])], when="2024-01-01T00:00:00")
+    mr.write_run(store / "cpu" / "0002_main.json", "cpu", [Bench("m", 1, [2.0])], when="2024-02-01T00:00:00")
+    mr.write_run(store / "cpu" / "0003_other.json", "cpu", [Bench("m", 1, [3.0])], when="2024-03-01T00:00:00")
+    chosen = latest_named(load_runs([store]), "main")
+    assert [r.path.name for r in chosen] == ["0002_main.json"]
+
+
+def test_cli_report_and_its_errors(two_profiles: Path, tmp_path: Path):
+    out = tmp_path / "reports" / "x"
+    done = odperf("report", str(two_profiles), "--out", str(out), "--deadline", "2.5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "ssd_mobilenet_v2" in done.stdout and "2.5" in done.stdout
+    assert (out / "index.md").is_file() and (out / "pareto.png").is_file()
+
+    (tmp_path / "corrupt.json").write_text('{"machine_info": {}, "benchmarks": [')
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "foreign.json").write_text(json.dumps({"machine_info": {}, "benchmarks": [
+        {"name": "test_x", "fullname": "t.py::test_x", "extra_info": {}, "stats": {"mean": 1.0}}]}))
+    for name, message in [("corrupt.json", "not valid JSON"), ("empty.json", "empty"),
+                          ("foreign.json", "no odperf measurements"), ("absent.json", "no such results file")]:
+        done = odperf("report", str(tmp_path / name), "--out", str(tmp_path / "r"), cwd=tmp_path)
+        assert done.returncode == 2, (name, done.stdout, done.stderr)
+        assert name in done.stderr and message in done.stderr
+        assert "Traceback" not in done.stderr
