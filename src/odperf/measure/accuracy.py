@@ -1,0 +1,263 @@
+"""COCO mAP of a detector run on the tiled camera workload, with pycocotools' COCOeval (bbox).
+
+Two views of the same detections:
+- what the line's user receives: COCO results in camera-image coordinates (image_id = camera image id,
+  ``camera_index + 1``), kept by ``TiledDetections`` and written by ``write_results``;
+- what is scored: each tile as its own COCO image (``CameraSet.tile_gt``), the camera results mapped
+  back with ``workload.camera_to_tile``. Scoring per tile keeps COCOeval's rules meaning what they mean
+  on COCO: at most 100 detections per image, area ranges of objects as the detector saw them.
+
+A class id the dataset does not have is an error, not a silent mAP of 0: it means the model was trained
+on another label map (a COCO model on the synthetic shapes, say).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from odperf.datasets.camera import CameraSet
+from odperf.errors import OdperfError, WorkloadError
+from odperf.workload import PAPER_GRID, CameraGrid, camera_to_tile, normalized_to_xywh, tile_to_camera
+
+
+class AccuracyError(OdperfError):
+    """Detections that cannot be scored against the dataset (label maps that do not match, no GT)."""
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    """COCOeval's bbox summary (0..1; None where the dataset has no object of that kind)."""
+
+    ap: float | None  # AP @ IoU .50:.95, the paper's mAP
+    ap50: float | None
+    ap75: float | None
+    ap_small: float | None
+    ap_medium: float | None
+    ap_large: float | None
+    ar100: float | None
+    per_category: dict[str, float | None]  # AP @ .50:.95 by category name
+    n_images: int  # tiles scored
+    n_detections: int
+    n_ground_truth: int
+    eval_seconds: float
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``RunRecord.accuracy`` dict: COCO's names for the summary figures, plus counts."""
+        return {
+            "AP": self.ap, "AP50": self.ap50, "AP75": self.ap75, "APs": self.ap_small,
+            "APm": self.ap_medium, "APl": self.ap_large, "AR100": self.ar100,
+            "per_category": dict(self.per_category), "n_images": self.n_images,
+            "n_detections": self.n_detections, "n_ground_truth": self.n_ground_truth,
+            "eval_seconds": self.eval_seconds,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TiledDetections:
+    """Collects a detector's per-tile outputs, batch by batch, as camera-image COCO results."""
+
+    def __init__(self, grid: CameraGrid = PAPER_GRID) -> None:
+        self.grid = grid
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(
+        self,
+        camera_index: int,
+        tile_start: int,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        classes: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
+        """One model call on tiles ``tile_start ..`` of camera image ``camera_index``.
+
+        boxes (B, N, 4) normalized ymin, xmin, ymax, xmax; scores and classes (B, N); counts (B,).
+        Slots past ``counts[i]`` are padding; detections on blank tiles are dropped.
+        """
+        g = self.grid
+        boxes = np.asarray(boxes, dtype=np.float64)
+        scores, classes = np.asarray(scores, dtype=np.float64), np.asarray(classes)
+        counts = np.rint(np.asarray(counts)).astype(np.int64).reshape(-1)
+        b = len(counts)
+        if boxes.ndim != 3 or boxes.shape[0] != b or boxes.shape[2] != 4:
+            raise WorkloadError(f"detections: boxes have shape {boxes.shape}, expected ({b}, N, 4)")
+        if scores.shape != boxes.shape[:2] or classes.shape != boxes.shape[:2]:
+            raise WorkloadError(
+                f"detections: scores {scores.shape} and classes {classes.shape} must be {boxes.shape[:2]}"
+            )
+        if camera_index < 0 or tile_start < 0 or tile_start + b > g.tiles_per_image:
+            raise WorkloadError(
+                f"detections for tiles {tile_start}..{tile_start + b - 1} of camera image {camera_index}: "
+                f"the grid has tiles 0..{g.tiles_per_image - 1}"
+            )
+        if (counts < 0).any() or (counts > boxes.shape[1]).any():
+            raise WorkloadError(f"detections: counts {counts.tolist()} exceed the {boxes.shape[1]} slots")
+        if np.any(np.rint(classes) != classes):
+            raise AccuracyError("detection classes must be whole category ids")
+        for k in range(b):
+            tile_index, n = tile_start + k, int(counts[k])
+            if n == 0 or g.is_blank(tile_index):
+                continue
+            local = normalized_to_xywh(boxes[k, :n], g.tile, g.tile)
+            self._parts.append((
+                np.full(n, camera_index, np.int64), np.full(n, tile_index, np.int64),
+                tile_to_camera(local, tile_index, g), scores[k, :n].copy(),
+                np.rint(classes[k, :n]).astype(np.int64),
+            ))
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        if not self._parts:
+            return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+        arrays = tuple(np.concatenate(a) for a in zip(*self._parts))
+        self._parts = [arrays]
+        return arrays
+
+    def __len__(self) -> int:
+        return int(sum(len(p[0]) for p in self._parts))
+
+    def results(self) -> list[dict[str, Any]]:
+        """COCO results in camera-image coordinates, in the order the detections came."""
+        cams, _, boxes, scores, classes = self._arrays()
+        return [
+            {"image_id": c + 1, "category_id": k, "bbox": b, "score": s}
+            for c, k, b, s in zip(cams.tolist(), classes.tolist(), boxes.tolist(), scores.tolist())
+        ]
+
+    def write_results(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.results()), encoding="utf-8")
+        return path
+
+    def evaluate(self, camera_set: CameraSet, model_category_ids: Iterable[int] | None = None) -> AccuracyReport:
+        if camera_set.grid != self.grid:
+            raise WorkloadError(f"detections were made on {self.grid.describe()}, the camera set is "
+                                f"{camera_set.grid.describe()}")
+        cams, tiles, boxes, scores, classes = self._arrays()
+        return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids)
+
+
+def evaluate_camera_results(
+    results: str | Path | list[dict[str, Any]],
+    camera_set: CameraSet,
+    model_category_ids: Iterable[int] | None = None,
+) -> AccuracyReport:
+    """Score COCO results in camera-image coordinates (a list, or a JSON file as written by
+    ``TiledDetections.write_results``) against the camera set, tile by tile."""
+    if not isinstance(results, list):
+        path = Path(results)
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AccuracyError(f"{path}: cannot read COCO results ({exc}); give a JSON list of detections") from exc
+        if not isinstance(results, list):
+            raise AccuracyError(f"{path}: expected a JSON list of COCO detections")
+    try:
+        cams = np.array([r["image_id"] - 1 for r in results], dtype=np.int64)
+        boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
+        scores = np.array([r["score"] for r in results], dtype=np.float64)
+        classes = np.array([r["category_id"] for r in results], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AccuracyError(f"COCO results need image_id, category_id, bbox [x,y,w,h] and score: {exc}") from exc
+    return _evaluate(camera_set, cams, boxes, scores, classes, None, model_category_ids)
+
+
+def _evaluate(
+    camera_set: CameraSet,
+    cams: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    tiles_hint: np.ndarray | None,
+    model_category_ids: Iterable[int] | None,
+) -> AccuracyReport:
+    start = time.perf_counter()
+    g = camera_set.grid
+    names = {c["id"]: c["name"] for c in camera_set.categories}
+    _check_categories(names, classes, model_category_ids)
+    if not camera_set.tile_gt["annotations"]:
+        raise AccuracyError("the camera set holds no ground-truth objects: mAP is undefined; use a dataset with annotations")
+    if len(cams) and (cams.min() < 0 or cams.max() >= camera_set.n_images):
+        raise WorkloadError(
+            f"detections name camera images {int(cams.min())}..{int(cams.max())} (0-based) but the camera "
+            f"set has {camera_set.n_images}"
+        )
+    tiles, local = camera_to_tile(boxes, g)
+    if tiles_hint is not None:
+        # A box with no width or height lying on a tile border has its centre on the next tile over:
+        # the tile it came from is known, and is the right one.
+        moved = tiles != tiles_hint
+        if moved.any():
+            tiles[moved] = tiles_hint[moved]
+            origins = np.array([g.tile_origin(int(t)) for t in tiles_hint[moved]], dtype=np.float64)
+            local[moved, 0] = boxes[moved, 0] - origins[:, 1]
+            local[moved, 1] = boxes[moved, 1] - origins[:, 0]
+    image_ids = cams * g.tiles_per_image + tiles + 1
+
+    # COCOeval marks the ground truth it reads ("ignore"): give it copies, the camera set stays as built.
+    gt = _quiet_coco({**camera_set.tile_gt, "annotations": [dict(a) for a in camera_set.tile_gt["annotations"]]})
+    dt_anns = [
+        {"id": n + 1, "image_id": i, "category_id": k, "bbox": b, "score": s, "area": b[2] * b[3], "iscrowd": 0}
+        for n, (i, k, b, s) in enumerate(zip(image_ids.tolist(), classes.tolist(), local.tolist(), scores.tolist()))
+    ]
+    # What COCO.loadRes builds for bbox results, minus the polygon it adds for segm evaluation.
+    dt = _quiet_coco({"images": camera_set.tile_gt["images"], "categories": camera_set.tile_gt["categories"],
+                      "annotations": dt_anns})
+    ev = COCOeval(gt, dt, "bbox")
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [None if s < 0 else float(s) for s in ev.stats]
+    precision = ev.eval["precision"]  # [IoU, recall, category, area, maxDets]
+    per_category: dict[str, float | None] = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        per_category[names[cat_id]] = float(p.mean()) if p.size else None
+    return AccuracyReport(
+        ap=stats[0], ap50=stats[1], ap75=stats[2], ap_small=stats[3], ap_medium=stats[4], ap_large=stats[5],
+        ar100=stats[8], per_category=per_category, n_images=len(camera_set.tile_gt["images"]),
+        n_detections=len(dt_anns), n_ground_truth=len(camera_set.tile_gt["annotations"]),
+        eval_seconds=time.perf_counter() - start,
+    )
+
+
+def _check_categories(
+    names: dict[int, str], classes: np.ndarray, model_category_ids: Iterable[int] | None
+) -> None:
+    have = ", ".join(f"{i} {n}" for i, n in names.items())
+    if model_category_ids is not None:
+        model = {int(c) for c in model_category_ids}
+        if not model & set(names):
+            raise AccuracyError(
+                f"the dataset has none of the model's categories (model: ids {sorted(model)[:10]}"
+                f"{'...' if len(model) > 10 else ''}; dataset: {have}); evaluate the model on the dataset "
+                f"it was trained for"
+            )
+    unknown = sorted(set(np.unique(classes).tolist()) - set(names))
+    if unknown:
+        raise AccuracyError(
+            f"the detector returns class ids {unknown[:10]}{'...' if len(unknown) > 10 else ''} that the "
+            f"dataset does not have (its categories: {have}); the model was trained on another label map: "
+            f"evaluate it on its own dataset"
+        )
+
+
+def _quiet_coco(dataset: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
