@@ -189,3 +189,18 @@ def test_embedded_models_are_not_fetched(tmp_path):
     spec = dataclasses.replace(SPEC, name="tiny", family="embedded", tarball=None, url=None, path=tmp_path)
     with pytest.raises(FetchError, match="embedded"):
         fetch(spec, model_dir=tmp_path, progress=None)
+
+
+def test_zoo_fetch_command(server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    server.serve(SPEC, good_tarball())
+    env = {**os.environ, "ODPERF_FIXTURES": str(tmp_path / "fixtures")}
+    cmd = [sys.executable, "-m", "odperf.cli", "zoo", "fetch", "A", "rfcn_resnet101",
+           "--model-dir", str(tmp_path / "models"), "--url-base", server.base]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2  # A lands, rfcn is not on the mirror
+    assert "ssd_mobilenet_v1: ready" in done.stderr and "rfcn_resnet101: " in done.stderr and "HTTP 404" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [SPEC.tarball]

@@ -242,10 +242,22 @@ def get(name: str | ModelSpec) -> ModelSpec:
     models = all_models()
     index = _index(models)
     spec = index.get(name.lower())
+    if spec is None and name in _untrained_embedded():
+        raise ModelMissing(f"embedded model {name} has not been trained yet (no {MODEL_FILE} under "
+                           f"{fixtures_dir() / 'models' / name}): run `odperf zoo train {name}`")
     if spec is None:
         raise ModelError(f"no model named {name!r} in the registry.{_close(name, models)}"
                          " `odperf zoo list` shows them all.")
     return spec
+
+
+def _untrained_embedded() -> tuple[str, ...]:
+    """Names the embedded trainer knows, whether or not their export is on disk yet."""
+    try:
+        from odperf.zoo.embedded import MODEL_NAMES
+    except ImportError:
+        return ()
+    return tuple(MODEL_NAMES)
 
 
 def _close(name: str, models: list[ModelSpec], extra: Iterable[str] = ()) -> str:
@@ -296,6 +308,8 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
             if str(path) not in seen:
                 seen.add(str(path))
                 picked.append(path)
+        elif sel in _untrained_embedded():
+            get(sel)  # raises ModelMissing with the train command
         else:
             kinds = ["all", *FAMILIES, *MAP_GROUPS, *sorted({m.meta_arch for m in models})]
             raise ModelError(
