@@ -126,6 +126,13 @@ def test_device_memory_from_machine_info_else_emulated_limit_else_unknown(tmp_pa
     data["benchmarks"][0]["extra_info"]["emulated"] = {"profile": "p100", "memory_limit_mb": 12288}
     (tmp_path / "c.json").write_text(json.dumps(data))
     assert device_memory_mb(load_run(tmp_path / "c.json")) == 12288.0
+    # the suite's own machine_info lists each target device with its memory
+    data["machine_info"]["odperf"]["targets"] = [
+        {"device": "cpu", "label": "cpu", "profile": "cpu", "markers": ["cpu"], "memory_mb": 25000.0},
+        {"device": "gpu:0", "label": "gpu", "profile": "no_such_device_profile", "markers": [], "memory_mb": 8000.0},
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    assert device_memory_mb(load_run(tmp_path / "d.json")) == 8000.0
 
 
 def test_folders_skip_foreign_files_and_latest_named_keeps_newest(two_profiles: Path, tmp_path: Path):

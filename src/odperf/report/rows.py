@@ -65,7 +65,7 @@ def rows_of(run: SavedRun) -> list[Row]:
         tiles = rec.tiles_per_image / mean if mean else rec.tiles_per_second
         out.append(
             Row(
-                profile=run.profile,
+                profile=rec.device_profile,
                 model=rec.model,
                 batch_size=int(rec.batch_size),
                 outcome=rec.outcome,
@@ -131,30 +131,41 @@ def merged_rows(runs: Iterable[SavedRun]) -> list[Row]:
     return sorted(by_key.values(), key=lambda r: (r.profile, r.model, r.batch_size))
 
 
-def device_memory_mb(run: SavedRun) -> float | None:
-    """The device's memory capacity: machine_info's odperf block, an emulated limit, or the device table."""
+def device_memory_mb(run: SavedRun, profile: str | None = None) -> float | None:
+    """Memory capacity of ``profile`` (default: the run's) as the run saw it.
+
+    In order: machine_info's odperf block (its ``memory_mb``, or the matching entry of its ``targets`` or
+    ``devices``), an emulated limit in a record, and last the device table's nominal figure.
+    """
+    profile = profile or run.profile
     block = run.machine_info.get("odperf")
-    if isinstance(block, dict) and block.get("memory_mb"):
-        return float(block["memory_mb"])
+    if isinstance(block, dict):
+        if block.get("memory_mb") and profile == (block.get("profile") or run.profile):
+            return float(block["memory_mb"])
+        for key, name_key in (("targets", "profile"), ("devices", "name")):
+            for entry in block.get(key) or []:
+                if isinstance(entry, dict) and entry.get(name_key) == profile and entry.get("memory_mb"):
+                    return float(entry["memory_mb"])
     for rec in run.records:
-        if rec.emulated and rec.emulated.get("memory_limit_mb"):
+        if rec.device_profile == profile and rec.emulated and rec.emulated.get("memory_limit_mb"):
             return float(rec.emulated["memory_limit_mb"])
     try:
-        from odperf.measure.devices import get_profile  # written alongside; optional here
+        from odperf.measure.devices import get_profile
     except ImportError:
         return None
     try:
-        return float(get_profile(run.profile).memory_mb)
+        return float(get_profile(profile).memory_mb) or None
     except (OdperfError, KeyError, AttributeError, TypeError, ValueError):
         return None
 
 
 def capacities(runs: Iterable[SavedRun]) -> dict[str, float | None]:
-    """Memory capacity per profile (the first run of a profile that knows it)."""
+    """Memory capacity per device profile (the first run of a profile that knows it)."""
     out: dict[str, float | None] = {}
     for run in runs:
-        if out.get(run.profile) is None:
-            out[run.profile] = device_memory_mb(run)
+        for profile in sorted({r.device_profile for r in run.records}):
+            if out.get(profile) is None:
+                out[profile] = device_memory_mb(run, profile)
     return out
 
 
