@@ -40,6 +40,14 @@ def test_frozen_graph_runs_batched(tmp_path, tiles):
     assert_matches_reference(det(tiles), tiles)
 
 
+def test_mask_model_keeps_its_masks(tmp_path, tiles):
+    det = load_detector(za.write_frozen_graph(tmp_path / "mask", masks=True))
+    out = det(tiles)
+    assert_matches_reference(out, tiles)
+    assert out.masks.shape == (len(tiles), 2, 15, 15)
+    np.testing.assert_allclose(out.masks[:, :, 7, 7], out.scores)
+
+
 def test_tf1_saved_model_with_inputs_key(tmp_path, tiles):
     folder = za.write_tf1_saved_model(tmp_path / "tf1" / "saved_model")
     det = load_detector(tmp_path / "tf1")  # a tarball-like folder: saved_model/ inside

@@ -48,20 +48,25 @@ def toy_ops(image: tf.Tensor, gain: tf.Tensor | float = 1.0) -> dict[str, tf.Ten
     }
 
 
-def _tf1_graph(input_name: str, outputs: tuple[str, ...] = OUTPUT_NAMES, dtype=tf.uint8):
+def _tf1_graph(input_name: str, outputs: tuple[str, ...] = OUTPUT_NAMES, masks: bool = False):
     graph = tf.Graph()
     with graph.as_default():
-        image = tf.compat.v1.placeholder(dtype, [None, None, None, 3], name=input_name)
+        image = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name=input_name)
         gain = tf.compat.v1.get_variable("gain", initializer=tf.constant(1.0))
         ops = toy_ops(image, gain)
+        if masks:  # box-relative 15x15 masks, as the zoo's Mask R-CNN exports give
+            level = ops["detection_scores"][:, :, None, None]
+            ops["detection_masks"] = tf.tile(level, [1, 1, 15, 15])
+            outputs = (*outputs, "detection_masks")
         named = {n: tf.identity(ops[n], name=n) for n in outputs}
     return graph, image, named
 
 
-def write_frozen_graph(folder: Path, outputs: tuple[str, ...] = OUTPUT_NAMES, input_name: str = "image_tensor") -> Path:
+def write_frozen_graph(folder: Path, outputs: tuple[str, ...] = OUTPUT_NAMES, input_name: str = "image_tensor",
+                       masks: bool = False) -> Path:
     """A TF1 ``frozen_inference_graph.pb`` (variables folded into constants, as the zoo ships them)."""
     folder.mkdir(parents=True, exist_ok=True)
-    graph, _, named = _tf1_graph(input_name, outputs)
+    graph, _, named = _tf1_graph(input_name, outputs, masks)
     with tf.compat.v1.Session(graph=graph) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(named))
