@@ -71,6 +71,7 @@ class TiledDetections:
     def __init__(self, grid: CameraGrid = PAPER_GRID) -> None:
         self.grid = grid
         self._parts: list[tuple[np.ndarray, ...]] = []
+        self._seen: set[tuple[int, int]] = set()  # (camera index, tile index) the detector ran on
 
     def add(
         self,
@@ -108,7 +109,10 @@ class TiledDetections:
             raise AccuracyError("detection classes must be whole category ids")
         for k in range(b):
             tile_index, n = tile_start + k, int(counts[k])
-            if n == 0 or g.is_blank(tile_index):
+            if g.is_blank(tile_index):
+                continue
+            self._seen.add((int(camera_index), tile_index))
+            if n == 0:
                 continue
             local = normalized_to_xywh(boxes[k, :n], g.tile, g.tile)
             self._parts.append((
@@ -140,21 +144,45 @@ class TiledDetections:
         path.write_text(json.dumps(self.results()), encoding="utf-8")
         return path
 
-    def evaluate(self, camera_set: CameraSet, model_category_ids: Iterable[int] | None = None) -> AccuracyReport:
+    @property
+    def tiles_seen(self) -> list[tuple[int, int]]:
+        """(camera index, tile index) of every image tile given to ``add``, with or without detections."""
+        return sorted(self._seen)
+
+    def evaluate(
+        self,
+        camera_set: CameraSet,
+        model_category_ids: Iterable[int] | None = None,
+        camera_indices: Iterable[int] | None = None,
+    ) -> AccuracyReport:
+        """Score against ``camera_set``: by default only the tiles the detector ran on (so a run that
+        timed a few camera images is scored on those), else every tile of ``camera_indices``."""
         if camera_set.grid != self.grid:
             raise WorkloadError(f"detections were made on {self.grid.describe()}, the camera set is "
                                 f"{camera_set.grid.describe()}")
         cams, tiles, boxes, scores, classes = self._arrays()
-        return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids)
+        if camera_indices is None:
+            outside = sorted({c for c, _ in self._seen if c >= camera_set.n_images})
+            if outside:
+                raise WorkloadError(
+                    f"detections name camera images {outside[:5]} (0-based) but the camera set has "
+                    f"{camera_set.n_images}"
+                )
+            scored = [camera_set.tile_image_id(c, t) for c, t in self._seen]
+        else:
+            scored = _tile_ids(camera_set, camera_indices)
+        return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids, scored)
 
 
 def evaluate_camera_results(
     results: str | Path | list[dict[str, Any]],
     camera_set: CameraSet,
     model_category_ids: Iterable[int] | None = None,
+    camera_indices: Iterable[int] | None = None,
 ) -> AccuracyReport:
     """Score COCO results in camera-image coordinates (a list, or a JSON file as written by
-    ``TiledDetections.write_results``) against the camera set, tile by tile."""
+    ``TiledDetections.write_results``) against the camera set, tile by tile: every tile of
+    ``camera_indices`` (default: all camera images of the set); results on other images are ignored."""
     if not isinstance(results, list):
         path = Path(results)
         try:
@@ -170,7 +198,18 @@ def evaluate_camera_results(
         classes = np.array([r["category_id"] for r in results], dtype=np.int64)
     except (KeyError, TypeError, ValueError) as exc:
         raise AccuracyError(f"COCO results need image_id, category_id, bbox [x,y,w,h] and score: {exc}") from exc
-    return _evaluate(camera_set, cams, boxes, scores, classes, None, model_category_ids)
+    indices = range(camera_set.n_images) if camera_indices is None else camera_indices
+    return _evaluate(camera_set, cams, boxes, scores, classes, None, model_category_ids,
+                     _tile_ids(camera_set, indices))
+
+
+def _tile_ids(camera_set: CameraSet, camera_indices: Iterable[int]) -> list[int]:
+    out = []
+    for c in camera_indices:
+        if not 0 <= int(c) < camera_set.n_images:
+            raise WorkloadError(f"camera image {c} out of range 0..{camera_set.n_images - 1}")
+        out.extend(camera_set.tile_image_id(int(c), t) for t in range(camera_set.grid.image_tiles))
+    return out
 
 
 def _evaluate(
@@ -181,17 +220,23 @@ def _evaluate(
     classes: np.ndarray,
     tiles_hint: np.ndarray | None,
     model_category_ids: Iterable[int] | None,
+    scored_ids: list[int],
 ) -> AccuracyReport:
     start = time.perf_counter()
     g = camera_set.grid
     names = {c["id"]: c["name"] for c in camera_set.categories}
     _check_categories(names, classes, model_category_ids)
-    if not camera_set.tile_gt["annotations"]:
-        raise AccuracyError("the camera set holds no ground-truth objects: mAP is undefined; use a dataset with annotations")
     if len(cams) and (cams.min() < 0 or cams.max() >= camera_set.n_images):
         raise WorkloadError(
             f"detections name camera images {int(cams.min())}..{int(cams.max())} (0-based) but the camera "
             f"set has {camera_set.n_images}"
+        )
+    scored = set(scored_ids)
+    n_gt = sum(a["image_id"] in scored for a in camera_set.tile_gt["annotations"])
+    if not n_gt:
+        raise AccuracyError(
+            f"the {len(scored)} tiles scored hold no ground-truth objects: mAP is undefined; run the detector "
+            f"on more camera images, or use a dataset with annotations"
         )
     tiles, local = camera_to_tile(boxes, g)
     if tiles_hint is not None:
@@ -204,6 +249,8 @@ def _evaluate(
             local[moved, 0] = boxes[moved, 0] - origins[:, 1]
             local[moved, 1] = boxes[moved, 1] - origins[:, 0]
     image_ids = cams * g.tiles_per_image + tiles + 1
+    keep = np.isin(image_ids, np.fromiter(scored, np.int64, len(scored)))
+    image_ids, classes, local, scores = image_ids[keep], classes[keep], local[keep], scores[keep]
 
     # COCOeval marks the ground truth it reads ("ignore"): give it copies, the camera set stays as built.
     gt = _quiet_coco({**camera_set.tile_gt, "annotations": [dict(a) for a in camera_set.tile_gt["annotations"]]})
@@ -215,6 +262,7 @@ def _evaluate(
     dt = _quiet_coco({"images": camera_set.tile_gt["images"], "categories": camera_set.tile_gt["categories"],
                       "annotations": dt_anns})
     ev = COCOeval(gt, dt, "bbox")
+    ev.params.imgIds = sorted(scored)
     with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
         ev.accumulate()
@@ -228,8 +276,8 @@ def _evaluate(
         per_category[names[cat_id]] = float(p.mean()) if p.size else None
     return AccuracyReport(
         ap=stats[0], ap50=stats[1], ap75=stats[2], ap_small=stats[3], ap_medium=stats[4], ap_large=stats[5],
-        ar100=stats[8], per_category=per_category, n_images=len(camera_set.tile_gt["images"]),
-        n_detections=len(dt_anns), n_ground_truth=len(camera_set.tile_gt["annotations"]),
+        ar100=stats[8], per_category=per_category, n_images=len(scored),
+        n_detections=len(dt_anns), n_ground_truth=n_gt,
         eval_seconds=time.perf_counter() - start,
     )
 
