@@ -169,3 +169,16 @@ def test_cli_report_and_its_errors(two_profiles: Path, tmp_path: Path):
         assert done.returncode == 2, (name, done.stdout, done.stderr)
         assert name in done.stderr and message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_report_of_runs_with_no_success_and_no_accuracy(tmp_path: Path, recwarn):
+    mr.write_run(tmp_path / "runs" / "a.json", "tx2", [Bench("m", 1, outcome="oom"), Bench("m", 2, outcome="crash")])
+    mr.write_run(tmp_path / "runs" / "b.json", "l4", [Bench("m", 1, [1.0]), Bench("k", 2, [2.0], peak_mb=3.0)])
+    report = build_report(load_runs([tmp_path / "runs"]))
+    write_report(report, tmp_path / "out")
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename)]
+    for plot in report.plots:
+        assert matplotlib.image.imread(plot.path).ndim == 3
+    rows = report.table("deadlines").rows
+    assert [(r[0], r[1], r[2]) for r in rows if r[0] == "tx2"] == [("tx2", 1.0, 0), ("tx2", 4.0, 0), ("tx2", 32.0, 0)]
+    assert report.table("pareto").rows == []

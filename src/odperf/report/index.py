@@ -48,7 +48,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         measurements_table(rows),
         best_batch_table(bests),
         accuracy_table(rows),
-        deadline_table(deadline_choices(bests, [*PAPER_DEADLINES_S, *deadlines_s])),
+        deadline_table(deadline_choices(bests, [*PAPER_DEADLINES_S, *deadlines_s], {r.profile for r in rows})),
         pareto_table(front),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables)

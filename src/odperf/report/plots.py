@@ -69,8 +69,12 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str) -> Plo
             ax.scatter([r.batch_size for r in failed], [value(ok[-1])] * len(failed), marker="x",
                        color=line.get_color(), s=60)
     _batch_axis(ax, mine)
+    drawn = any(len(line.get_xdata()) for line in ax.get_lines())
+    if not drawn:
+        ax.text(0.5, 0.5, "no successful measurement", transform=ax.transAxes, ha="center")
     if what == "time":
-        ax.set_yscale("log")
+        if drawn:
+            ax.set_yscale("log")
         ax.set_ylabel("mean time per image (s, log)")
         title = f"Inference time per image vs batch size: {profile}"
     else:
@@ -94,7 +98,10 @@ def best_time_vs_memory(bests: Sequence[Best], out_dir: Path) -> Plot:
         for b in mine:
             ax.annotate(f"{b.row.model}({b.row.batch_size})", (b.row.peak_mb, b.row.mean_s), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-        ax.set_yscale("log")
+        if mine:
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no memory figures", transform=ax.transAxes, ha="center")
         ax.set_xlabel("peak memory at best batch (MB)")
         ax.set_ylabel("best mean time per image (s, log)")
         ax.set_title(profile)
@@ -145,11 +152,14 @@ def pareto(bests: Sequence[Best], front: Sequence[Best], out_dir: Path) -> Plot:
         for b in edge:
             ax.annotate(b.row.model, (b.row.mean_s, b.row.map), fontsize=7, xytext=(3, -9),
                         textcoords="offset points")
-    ax.set_xscale("log")
+    if ax.collections:
+        ax.set_xscale("log")
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no model with a measured mAP", transform=ax.transAxes, ha="center")
     ax.set_xlabel("best mean time per image (s, log)")
     ax.set_ylabel("COCO mAP@[.5:.95]")
     title = "Time/accuracy Pareto front"
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
     return Plot(title, _save(fig, out_dir / "pareto.png"))

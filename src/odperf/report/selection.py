@@ -67,10 +67,12 @@ def has_accuracy(best: Best) -> bool:
     return best.row.map is not None or group_rank(best.row.map_group) < group_rank(None)
 
 
-def deadline_choices(bests: Sequence[Best], deadlines_s: Iterable[float]) -> list[DeadlineChoice]:
-    """For each profile and deadline, the models whose best mean time per image meets it."""
+def deadline_choices(bests: Sequence[Best], deadlines_s: Iterable[float],
+                     profiles: Iterable[str] = ()) -> list[DeadlineChoice]:
+    """For each profile (those of ``bests`` plus ``profiles``, where nothing may have run ok) and deadline,
+    the models whose best mean time per image meets it."""
     out = []
-    profiles = sorted({b.row.profile for b in bests})
+    profiles = sorted({b.row.profile for b in bests} | set(profiles))
     for profile in profiles:
         mine = [b for b in bests if b.row.profile == profile]
         for deadline in sorted(set(float(d) for d in deadlines_s)):
