@@ -1,0 +1,310 @@
+"""The parent side: spawn a worker per measurement, drive it image by image, survive whatever it does.
+
+A worker runs in its own session (process group) with its own pipes; its stdout/stderr go to a file whose
+tail explains a crash. Every step waits at most ``request.timeout_s``; a worker that overruns is killed with
+its whole process group. A worker's out-of-memory, crash or hang ends as ``WorkerFailed`` (or, through
+``measure``, as the outcome of the returned Measurement); it never takes the caller down. Errors a user
+can fix (a missing model, a bad dataset) come back as the OdperfError the worker raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from odperf.engine.measurement import Deployment, Measurement
+from odperf.engine.outcomes import classify_exit, describe_exit
+from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
+from odperf.engine.request import MeasureRequest
+from odperf.engine.runtime import worker_env
+from odperf.errors import OdperfError
+from odperf.measure.memory import MemorySampler
+from odperf.measure.probes import external_probes
+
+__all__ = ["MeasureRequest", "WorkerSession", "WorkerFailed", "Measurement", "Deployment", "measure"]
+
+STDERR_TAIL_BYTES = 4000
+EXIT_GRACE_S = 10.0
+
+
+class WorkerFailed(Exception):
+    """A worker that ran out of memory, crashed or hung. ``measurement`` holds the figures so far."""
+
+    def __init__(self, measurement: Measurement) -> None:
+        self.measurement = measurement
+        self.outcome = measurement.outcome
+        self.message = measurement.error or measurement.outcome
+        self.exit_code = measurement.exit_code
+        self.exit_signal = measurement.exit_signal
+        self.stderr_tail = measurement.stderr_tail
+        super().__init__(f"{self.outcome}: {self.message}")
+
+
+class WorkerSession:
+    """One worker process for one MeasureRequest; a context manager that never lets the worker outlive it.
+
+    ``start()`` spawns, loads and warms up; ``prepare(i)`` (untimed, optional) makes image ``i`` ready;
+    ``run_image(i)`` times image ``i`` in the worker; ``finish()`` runs the bare loop and collects figures.
+    """
+
+    def __init__(self, request: MeasureRequest, python: str = sys.executable) -> None:
+        if request.emulate_profile and request.memory_limit_mb is None:
+            from dataclasses import replace
+
+            from odperf.measure.devices import emulation
+
+            emu = emulation(request.device, request.emulate_profile)
+            request = replace(request, memory_limit_mb=emu.memory_limit_mb if emu else None)
+        self.request = request
+        self.python = python
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.channel: Channel | None = None
+        self.sampler: MemorySampler | None = None
+        self.measurement = Measurement(request=request)
+        self._log = None
+        self._failed: WorkerFailed | None = None
+        self._t_spawn = 0.0
+
+    # --- lifetime -----------------------------------------------------------------------------------
+    def __enter__(self) -> "WorkerSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> Deployment:
+        """Spawn the worker, load the model and warm it up; raises WorkerFailed on oom/crash/timeout."""
+        if self.proc is not None:
+            raise RuntimeError("worker session already started")
+        r = self.request
+        self.measurement.device_info = _device_info(r)
+        self.measurement.emulated = _emulated(r)
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        self._log = tempfile.TemporaryFile(prefix="odperf-worker-")
+        self._t_spawn = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "odperf.engine.worker",
+                 "--read-fd", str(to_worker_r), "--write-fd", str(from_worker_w)],
+                pass_fds=(to_worker_r, from_worker_w),
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                env=worker_env(r.device), start_new_session=True,
+            )
+        finally:
+            os.close(to_worker_r)
+            os.close(from_worker_w)
+        self.channel = Channel(from_worker_r, to_worker_w)
+        self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms).start()
+        self._call({"cmd": "start", "request": r.to_dict()}, "hello")
+        ready = self._receive("ready")
+        deploy = Deployment(
+            spawn_s=ready["t_main"] - self._t_spawn,
+            import_s=ready["import_s"],
+            load_s=ready["load_s"],
+            first_inference_s=ready["first_inference_s"],
+            warmup_s=ready["warmup_s"],
+            total_s=ready["t_ready"] - self._t_spawn - ready["dataset_s"],
+            pid=self.proc.pid,
+            batch_mode=ready["batch_mode"],
+            model_format=ready["model_format"],
+            tf_version=ready["tf_version"],
+            tf_devices=ready["tf_devices"],
+        )
+        self.measurement.deploy = deploy
+        if ready.get("memory_cap") and self.measurement.emulated is not None:
+            self.measurement.emulated = {**self.measurement.emulated, **ready["memory_cap"]}
+        self.measurement.image_source = r.dataset_root or "embedded synthetic dataset"
+        return deploy
+
+    def prepare(self, index: int) -> int:
+        """Make camera image ``index`` ready in the worker (decoding is never timed); returns ``index``."""
+        self._call({"cmd": "prepare", "index": index}, "prepared")
+        return index
+
+    def run_image(self, index: int) -> float:
+        """Time camera image ``index`` in the worker; returns the worker-timed seconds."""
+        t0 = time.perf_counter()
+        reply = self._call({"cmd": "run", "index": index}, "ran")
+        self.measurement.parent_times_s.append(time.perf_counter() - t0)
+        self.measurement.worker_times_s.append(float(reply["seconds"]))
+        return float(reply["seconds"])
+
+    def finish(self) -> Measurement:
+        """Bare-loop timing, allocator figures and accuracy from the worker; memory stats; worker exits."""
+        reply = self._call({"cmd": "finish", "bare": self.request.bare_loop}, "finished")
+        m = self.measurement
+        m.bare_times_s = [float(t) for t in reply["bare_times_s"]]
+        m.allocator = reply.get("allocator")
+        m.accuracy = reply.get("accuracy")
+        if m.parent_times_s:
+            m.harness_efficiency = m.efficiency_against(sum(m.parent_times_s) / len(m.parent_times_s))
+        self._reap(expect_exit=True)
+        m.outcome = "ok"
+        return m
+
+    def close(self) -> None:
+        """Stop the worker (quit, then kill its process group) and release everything; idempotent."""
+        if self.proc is not None and self.proc.poll() is None and self.channel is not None:
+            try:
+                self.channel.send({"cmd": "quit"})
+                self.proc.wait(timeout=2.0)
+            except (ChannelClosed, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        self._stop_sampler()
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # --- protocol ---------------------------------------------------------------------------------
+    def _call(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+        if self._failed is not None:
+            raise self._failed
+        if self.channel is None:
+            raise RuntimeError("worker session not started (call start() first)")
+        try:
+            self.channel.send(message)
+        except ChannelClosed:
+            self._died()
+        return self._receive(expect)
+
+    def _receive(self, expect: str) -> dict[str, Any]:
+        assert self.channel is not None
+        try:
+            reply = self.channel.receive(timeout=self.request.timeout_s)
+        except ChannelTimeout:
+            self._kill()
+            self._fail("timeout", f"no answer within {self.request.timeout_s:g} s (worker killed)")
+        except ChannelClosed:
+            self._died()
+        if reply.get("event") == "failed":
+            self._reap(expect_exit=True)
+            if reply["outcome"] == "error":
+                self._stop_sampler()
+                raise _user_error(reply)
+            self._fail(reply["outcome"], f"{reply['error_type']}: {reply['message']}")
+        if reply.get("event") != expect:
+            self._kill()
+            self._fail("crash", f"protocol error: expected {expect!r}, got {reply!r}")
+        return reply
+
+    def _died(self) -> None:
+        """The worker closed its pipe without a word: classify how it ended."""
+        self._reap(expect_exit=True)
+        code = self.proc.returncode if self.proc else None
+        outcome = classify_exit(code, self._stderr_tail(), self.request.memory_limit_mb is not None)
+        self._fail(outcome, f"worker {describe_exit(code)}")
+
+    def _fail(self, outcome: str, message: str) -> None:
+        m = self.measurement
+        m.outcome = outcome
+        code = self.proc.returncode if self.proc else None
+        if code is not None:
+            m.exit_code, m.exit_signal = (None, -code) if code < 0 else (code, None)
+        m.stderr_tail = self._stderr_tail()
+        m.error = message if not m.stderr_tail else f"{message}\n--- worker output (tail) ---\n{m.stderr_tail}"
+        self._stop_sampler()
+        self._failed = WorkerFailed(m)
+        self._failed.message = message
+        raise self._failed
+
+    def _reap(self, expect_exit: bool) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=EXIT_GRACE_S if expect_exit else 0)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._stop_sampler()
+
+    def _kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:  # pragma: no cover (uninterruptible sleep)
+            pass
+
+    def _stop_sampler(self) -> None:
+        if self.sampler is not None:
+            self.measurement.memory = self.sampler.stop()
+            self.sampler = None
+
+    def _stderr_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        size = self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(0, size - STDERR_TAIL_BYTES))
+        return self._log.read().decode("utf-8", "replace").strip()
+
+
+def measure(request: MeasureRequest) -> Measurement:
+    """The whole run in one call: start, every image (prepared untimed, then timed), finish.
+
+    Never raises for a worker's failure: the outcome is in the result. Errors a user can fix still raise.
+    """
+    with WorkerSession(request) as session:
+        try:
+            session.start()
+            for index in range(request.images):
+                session.prepare(index)
+                session.run_image(index)
+            return session.finish()
+        except WorkerFailed as failure:
+            return failure.measurement
+
+
+def _user_error(reply: dict[str, Any]) -> OdperfError:
+    """The worker's OdperfError, as its own class where it can be imported."""
+    try:
+        cls = getattr(importlib.import_module(reply["error_module"]), reply["error_type"])
+        if isinstance(cls, type) and issubclass(cls, OdperfError):
+            return cls(reply["message"])
+    except (ImportError, AttributeError, TypeError):
+        pass
+    return OdperfError(f"{reply['error_type']}: {reply['message']}")
+
+
+def _device_info(request: MeasureRequest) -> dict[str, Any]:
+    from odperf.measure.devices import cpu_profile, detect_profiles
+
+    if request.device == "cpu":
+        profile = cpu_profile()
+    else:
+        profile = next((p for p in detect_profiles() if p.device == request.device), None)
+    info: dict[str, Any] = {"device": request.device}
+    if profile is not None:
+        info.update(profile=profile.name, name=profile.display_name, memory_mb=profile.memory_mb)
+    if request.emulate_profile:
+        info["profile"] = request.emulate_profile
+        info["emulated_on"] = profile.name if profile else request.device
+    return info
+
+
+def _emulated(request: MeasureRequest) -> dict[str, Any] | None:
+    if request.memory_limit_mb is None and request.emulate_profile is None:
+        return None
+    from odperf.measure.devices import emulation
+
+    emu = emulation(request.device, request.emulate_profile, request.memory_limit_mb)
+    return emu.to_dict() if emu else None

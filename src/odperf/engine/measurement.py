@@ -1,0 +1,164 @@
+"""What one worker run found: deployment, per-image times, the bare-loop time, memory, accuracy, outcome.
+
+Three timings of the same images are kept apart on purpose:
+- ``worker_times_s``: the worker's own clock around each image's timed region (the paper's definition);
+- ``parent_times_s``: the caller's clock around each ``run_image`` round trip (what a harness sees);
+- ``bare_times_s``: the same images re-run in a bare loop inside the worker, with no protocol at all.
+``harness_efficiency`` = bare mean / harness-timed mean says how much the harness itself costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from odperf.engine.request import MeasureRequest
+from odperf.measure.memory import MemoryStats
+from odperf.results import RunRecord
+from odperf.workload import IMAGES_PER_CAR
+
+
+@dataclass
+class Deployment:
+    """Seconds from spawning the worker to a warmed-up model, step by step (never part of inference)."""
+
+    spawn_s: float  # fork/exec and Python start, until the worker's first line runs
+    import_s: float  # import tensorflow and set up its devices
+    load_s: float  # load the model (and the loader's own checks)
+    first_inference_s: float | None  # the first camera image (warm-up), graph tracing included
+    warmup_s: float  # all warm-up images
+    total_s: float  # spawn to ready
+    pid: int
+    batch_mode: str
+    model_format: str | None = None
+    tf_version: str | None = None
+    tf_devices: list[str] = field(default_factory=list)
+
+    def to_deploy_s(self) -> dict[str, float]:
+        out = {"spawn": self.spawn_s, "import": self.import_s, "load": self.load_s,
+               "warmup": self.warmup_s, "total": self.total_s}
+        if self.first_inference_s is not None:
+            out["first_inference"] = self.first_inference_s
+        return out
+
+
+@dataclass
+class Measurement:
+    """Everything one (model, device, batch size) worker run produced, whatever its outcome."""
+
+    request: MeasureRequest
+    outcome: str = "ok"  # ok | oom | crash | timeout
+    error: str | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    stderr_tail: str | None = None
+    deploy: Deployment | None = None
+    worker_times_s: list[float] = field(default_factory=list)
+    parent_times_s: list[float] = field(default_factory=list)
+    bare_times_s: list[float] = field(default_factory=list)
+    harness_efficiency: float | None = None
+    memory: MemoryStats | None = None
+    allocator: dict[str, float] | None = None  # TF allocator current/peak MB (GPU only)
+    device_info: dict[str, Any] = field(default_factory=dict)
+    emulated: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None  # odperf.measure.accuracy AccuracyReport.to_record()
+    image_source: str | None = None
+
+    # --- figures ----------------------------------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def batch_mode(self) -> str | None:
+        return self.deploy.batch_mode if self.deploy else None
+
+    @property
+    def mean_time_s(self) -> float | None:
+        """Mean worker-timed seconds per camera image (the paper's figure)."""
+        return float(np.mean(self.worker_times_s)) if self.worker_times_s else None
+
+    @property
+    def bare_mean_s(self) -> float | None:
+        return float(np.mean(self.bare_times_s)) if self.bare_times_s else None
+
+    def efficiency_against(self, harness_mean_s: float | None) -> float | None:
+        """Bare-loop mean / a harness-timed mean per image (1.0: the harness costs nothing)."""
+        bare = self.bare_mean_s
+        if bare is None or not harness_mean_s:
+            return None
+        return bare / harness_mean_s
+
+    # --- the record ---------------------------------------------------------------------------------
+    def to_record(
+        self,
+        *,
+        model: str | None = None,
+        device_profile: str | None = None,
+        harness_times_s: list[float] | None = None,
+        harness_mean_s: float | None = None,
+        images_per_car: int = IMAGES_PER_CAR,
+        **fields_: Any,
+    ) -> RunRecord:
+        """The results record. Times come from ``harness_times_s`` (e.g. pytest-benchmark's data) when
+        given, else the parent-timed times, else the worker's; ``harness_mean_s`` sets the efficiency."""
+        times = harness_times_s or self.parent_times_s or self.worker_times_s
+        tiles = self.request.grid[0] * self.request.grid[1] + 1
+        record = RunRecord(
+            model=model or self.request.model,
+            device_profile=device_profile or self.device_info.get("profile") or self.request.device,
+            batch_size=self.request.batch_size,
+            outcome=self.outcome,
+            emulated=self.emulated,
+            tiles_per_image=tiles,
+            images_timed=len(times),
+            batch_mode=self.batch_mode or "batched",
+            device_name=self.device_info.get("name"),
+            error=self.error,
+            exit_code=self.exit_code,
+            exit_signal=self.exit_signal,
+        )
+        if times:
+            arr = np.asarray(times, dtype=np.float64)
+            mean = float(arr.mean())
+            record.time_per_image_s = {
+                "mean": mean, "median": float(np.median(arr)), "p95": float(np.percentile(arr, 95)),
+                "min": float(arr.min()), "max": float(arr.max()),
+            }
+            record.car_time_s = mean * images_per_car
+            record.tiles_per_second = tiles / mean if mean > 0 else None
+        harness_mean = harness_mean_s or (float(np.mean(harness_times_s)) if harness_times_s else None)
+        record.harness_efficiency = (
+            self.efficiency_against(harness_mean) if harness_mean else self.harness_efficiency
+        )
+        if self.deploy:
+            record.deploy_s = self.deploy.to_deploy_s()
+        mem = self.memory
+        if mem is not None:
+            record.peak_memory_mb = mem.peak_mb
+            record.memory_probe = mem.probe
+            record.host_rss_peak_mb = mem.peak_of("host_rss")
+            record.memory_mean_mb = mem.mean_mb
+            record.memory_samples = mem.samples
+            record.sample_period_ms = {
+                k: v for k, v in (("requested", mem.requested_period_ms), ("mean", mem.period_mean_ms),
+                                  ("p99", mem.period_p99_ms)) if v is not None
+            }
+            record.memory_timeline = mem.timeline
+        if self.allocator:
+            record.allocator_peak_mb = self.allocator.get("peak_mb")
+            if record.peak_memory_mb is None:
+                record.peak_memory_mb, record.memory_probe = record.allocator_peak_mb, "tf_allocator"
+        if self.accuracy:
+            record.accuracy = self.accuracy
+            record.map = self.accuracy.get("AP")
+        for key, value in fields_.items():
+            if not hasattr(record, key):
+                raise TypeError(f"RunRecord has no field {key!r}")
+            setattr(record, key, value)
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

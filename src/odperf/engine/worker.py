@@ -1,0 +1,214 @@
+"""The worker process: one fresh TensorFlow, one model, one batch size; run as ``python -m odperf.engine.worker``.
+
+It answers the parent over the two pipes named on its command line (``engine.protocol``) and leaves its
+stdout/stderr to TensorFlow. Timed region of an image, as the paper defines it: cut the camera image into
+tiles and run every batch of its tiles until the detections are on the host (the Detector returns numpy).
+Building the camera image (reading and decoding its tiles) happens before, when the image is prepared;
+the worker prepares the next image right after answering, so the parent's next request finds it ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from odperf.engine.protocol import Channel, ChannelClosed
+from odperf.engine.request import MeasureRequest
+
+PREPARED_KEEP = 2  # camera images held ready (17 MB each at the paper's size)
+
+
+class Worker:
+    def __init__(self, request: MeasureRequest, channel: Channel, t_main: float) -> None:
+        self.request = request
+        self.channel = channel
+        self.t_main = t_main
+        self.prepared: dict[int, Any] = {}
+        self.timed: list[int] = []
+        self.detections = None
+
+    # --- deployment ---------------------------------------------------------------------------------
+    def deploy(self) -> dict[str, Any]:
+        from odperf.workload import CameraGrid
+
+        r = self.request
+        rows, cols, tile = r.grid
+        self.grid = CameraGrid(rows=rows, cols=cols, tile=tile)
+        t0 = time.monotonic()
+        self.camera_set = open_camera_set(r, self.grid)
+        t_dataset = time.monotonic()
+
+        from odperf.engine.runtime import start_tensorflow
+
+        runtime = start_tensorflow(r.device, r.memory_limit_mb)
+        t_imported = time.monotonic()
+
+        from odperf.zoo.loaders import load_detector
+
+        self.detector = load_detector(r.model, model_dir=r.model_dir, batch_policy=r.batch_policy)
+        t_loaded = time.monotonic()
+
+        warm = []
+        for k in range(r.warmup_images):
+            warm.append(self.time_image(k % r.images)[0])
+        t_ready = time.monotonic()
+        if r.keep_detections:
+            from odperf.measure.accuracy import TiledDetections
+
+            self.detections = TiledDetections(self.grid)
+        return {
+            "event": "ready",
+            "t_main": self.t_main,
+            "dataset_s": t_dataset - t0,
+            "import_s": t_imported - t_dataset,
+            "load_s": t_loaded - t_imported,
+            "first_inference_s": warm[0] if warm else None,
+            "warmup_s": t_ready - t_loaded,
+            "t_ready": t_ready,
+            "batch_mode": self.detector.batch_mode,
+            "model_format": self.detector.format,
+            "tf_version": runtime.tf_version,
+            "tf_devices": runtime.devices,
+            "memory_cap": runtime.memory_cap,
+        }
+
+    # --- images -------------------------------------------------------------------------------------
+    def prepare(self, index: int) -> Any:
+        image = self.prepared.get(index)
+        if image is None:
+            image = self.camera_set.image(index)
+            self.prepared[index] = image
+            while len(self.prepared) > PREPARED_KEEP:
+                self.prepared.pop(next(iter(self.prepared)))
+        return image
+
+    def time_image(self, index: int) -> tuple[float, list[Any]]:
+        """Seconds for one camera image: cut into tiles + every batch until detections are on the host."""
+        image = self.prepare(index)
+        detector, batch_size, cut = self.detector, self.request.batch_size, self.grid.cut
+        outputs = []
+        t0 = time.perf_counter()
+        for batch in cut(image).batches(batch_size):
+            outputs.append(detector(batch))
+        seconds = time.perf_counter() - t0
+        self.prepared.pop(index, None)
+        return seconds, outputs
+
+    def keep(self, index: int, outputs: list[Any]) -> None:
+        """Hand one image's detections to the accuracy accumulator (after the answer: never timed)."""
+        if self.detections is None:
+            return
+        size = self.request.batch_size
+        for k, d in enumerate(outputs):
+            self.detections.add(index, k * size, d.boxes, d.scores, d.classes, d.counts)
+
+    # --- commands -----------------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.channel.send(self.deploy())
+        self._prefetch(0)
+        while True:
+            try:
+                msg = self.channel.receive()
+            except ChannelClosed:
+                return  # the parent went away: nothing left to answer
+            cmd = msg.get("cmd")
+            if cmd == "prepare":
+                self.prepare(int(msg["index"]))
+                self.channel.send({"event": "prepared", "index": msg["index"]})
+            elif cmd == "run":
+                index = int(msg["index"])
+                seconds, outputs = self.time_image(index)
+                self.timed.append(index)
+                self.channel.send({"event": "ran", "index": index, "seconds": seconds})
+                self.keep(index, outputs)
+                del outputs
+                self._prefetch(index + 1)
+            elif cmd == "finish":
+                self.channel.send(self.finish(bool(msg.get("bare", True))))
+                return
+            elif cmd == "quit":
+                return
+            else:
+                raise RuntimeError(f"unknown command {cmd!r}")
+
+    def _prefetch(self, index: int) -> None:
+        if index < self.request.images:
+            self.prepare(index)
+
+    def finish(self, bare: bool) -> dict[str, Any]:
+        """The bare in-process loop over the timed images (no protocol), then allocator figures, accuracy."""
+        bare_times = [self.time_image(i)[0] for i in self.timed] if bare else []
+        from odperf.engine.runtime import allocator_stats
+
+        out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times, "allocator": allocator_stats()}
+        if self.detections is not None and self.timed:
+            report = self.detections.evaluate(self.camera_set)
+            out["accuracy"] = report.to_record()
+        return out
+
+
+def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
+    """The camera images to time: built from the request's dataset, or the embedded synthetic one."""
+    from odperf.datasets.camera import build_camera_set
+    from odperf.datasets.coco import CocoDataset
+    from odperf.datasets.synthetic import VAL_SPLIT, ensure_embedded
+
+    root = request.dataset_root or ensure_embedded()
+    split = VAL_SPLIT if request.dataset_split == "val" else request.dataset_split
+    dataset = CocoDataset.from_root(root, split)
+    return build_camera_set(dataset, request.images, grid=grid, seed=request.seed)
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    from odperf.engine.outcomes import classify_error
+    from odperf.errors import OdperfError
+
+    kind = type(exc).__name__
+    message = str(exc) or kind
+    if isinstance(exc, OdperfError):
+        outcome = "error"  # the user's to fix (missing model, bad dataset): the parent re-raises it
+    else:
+        outcome = classify_error(kind, message)
+    return {
+        "event": "failed",
+        "outcome": outcome,
+        "error_type": kind,
+        "error_module": type(exc).__module__,
+        "message": message[-4000:],
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    t_main = time.monotonic()
+    parser = argparse.ArgumentParser(prog="python -m odperf.engine.worker")
+    parser.add_argument("--read-fd", type=int, required=True)
+    parser.add_argument("--write-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    channel = Channel(args.read_fd, args.write_fd)
+    try:
+        start = channel.receive()
+    except ChannelClosed:
+        return 0
+    channel.send({"event": "hello", "pid": os.getpid(), "t_main": t_main})
+    try:
+        Worker(MeasureRequest.from_dict(start["request"]), channel, t_main).serve()
+    except ChannelClosed:
+        return 0
+    except BaseException as exc:  # noqa: BLE001  report anything, then die: the process is disposable
+        failure = _failure(exc)
+        try:
+            channel.send(failure)
+        except ChannelClosed:
+            pass
+        print(failure["traceback"], file=sys.stderr, flush=True)
+        return 3 if failure["outcome"] == "oom" else 2 if failure["outcome"] == "error" else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

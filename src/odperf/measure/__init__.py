@@ -1,0 +1,1 @@
+"""Measuring what a run costs and yields: devices and profiles, memory probes and samplers, accuracy."""

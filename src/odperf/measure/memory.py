@@ -1,0 +1,179 @@
+"""A thread that samples memory probes on a fixed period and summarises what it saw.
+
+The paper sampled nvidia-smi every 10 ms; this does the same with any set of probes (``measure.probes``)
+and keeps the evidence a reader needs to trust the figure: how many samples, the period really achieved
+(mean and p99: a sampler that falls behind misses short peaks), what the sampler itself cost, and a
+downsampled timeline for plots. Deadlines are absolute (start + k * period), so a slow read does not
+shift every later sample.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from odperf.measure.probes import HEADLINE_ORDER, MB, Probe
+
+TIMELINE_POINTS = 200
+
+
+@dataclass
+class ProbeStats:
+    """One probe's figures over a run, MB (10**6 bytes); relative to its start value for device/system."""
+
+    name: str
+    scope: str
+    peak_mb: float | None
+    mean_mb: float | None
+    baseline_mb: float | None
+    samples: int
+
+
+@dataclass
+class MemoryStats:
+    """What a sampling run found. ``probe`` names the probe behind the headline ``peak_mb``."""
+
+    probe: str | None
+    peak_mb: float | None
+    mean_mb: float | None
+    samples: int
+    requested_period_ms: float
+    period_mean_ms: float | None
+    period_p99_ms: float | None
+    duration_s: float
+    sampler_cpu_fraction: float | None  # sampler thread CPU time / wall time (1.0 = one core)
+    probes: dict[str, ProbeStats] = field(default_factory=dict)
+    timeline: list[list[float]] = field(default_factory=list)  # [[t_s, mb], ...] of the headline probe
+
+    def peak_of(self, name: str) -> float | None:
+        stats = self.probes.get(name)
+        return None if stats is None else stats.peak_mb
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MemoryStats":
+        probes = {k: ProbeStats(**v) for k, v in (data.get("probes") or {}).items()}
+        return cls(**{**data, "probes": probes})
+
+
+class MemorySampler:
+    """Samples ``probes`` every ``period_ms`` in a daemon thread between ``start()`` and ``stop()``."""
+
+    def __init__(self, probes: Sequence[Probe], period_ms: float = 10.0) -> None:
+        if period_ms <= 0:
+            raise ValueError(f"sample period must be positive, got {period_ms} ms")
+        self.probes = list(probes)
+        self.period_ms = float(period_ms)
+        self._times: list[float] = []
+        self._values: list[list[float | None]] = []
+        self._baselines: list[float | None] = [None] * len(self.probes)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cpu_s = 0.0
+        self._t0 = 0.0
+        self._t1: float | None = None
+
+    def __enter__(self) -> "MemorySampler":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "MemorySampler":
+        if self._thread is not None:
+            raise RuntimeError("sampler already started")
+        self._baselines = [p.read() if p.scope != "process" else None for p in self.probes]
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="odperf-memory-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        period = self.period_ms / 1000.0
+        cpu0 = time.thread_time()
+        k = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            values = [p.read() for p in self.probes]
+            self._times.append(now)
+            self._values.append(values)
+            k += 1
+            deadline = self._t0 + k * period
+            now = time.monotonic()
+            if deadline < now:  # fell behind: skip missed slots rather than bursting to catch up
+                k = int((now - self._t0) / period) + 1
+                deadline = self._t0 + k * period
+            time.sleep(deadline - now)  # cheaper per wake-up than Event.wait; stop() waits one period at most
+        self._cpu_s = time.thread_time() - cpu0
+
+    def stop(self) -> MemoryStats:
+        if self._thread is not None and self._t1 is None:
+            self._stop.set()
+            self._thread.join()
+            self._t1 = time.monotonic()
+        return self.stats()
+
+    def stats(self) -> MemoryStats:
+        """Summary of the samples so far (safe to call after a failed run: figures so far)."""
+        times = np.asarray(self._times[: len(self._values)], dtype=np.float64)
+        n = len(times)
+        end = self._t1 if self._t1 is not None else time.monotonic()
+        duration = max(end - self._t0, 0.0) if self._thread is not None else 0.0
+        gaps_ms = np.diff(times) * 1000.0 if n > 1 else np.zeros(0)
+        per_probe: dict[str, ProbeStats] = {}
+        series: dict[str, np.ndarray] = {}
+        for j, probe in enumerate(self.probes):
+            raw = np.array([row[j] if row[j] is not None else np.nan for row in self._values], dtype=np.float64)
+            base = self._baselines[j]
+            mb = (raw - (base or 0.0)) / MB
+            series[probe.name] = mb
+            valid = mb[~np.isnan(mb)]
+            per_probe[probe.name] = ProbeStats(
+                name=probe.name,
+                scope=probe.scope,
+                peak_mb=float(valid.max()) if len(valid) else None,
+                mean_mb=float(valid.mean()) if len(valid) else None,
+                baseline_mb=None if base is None else base / MB,
+                samples=int(len(valid)),
+            )
+        headline = next(
+            (name for name in HEADLINE_ORDER if name in per_probe and per_probe[name].samples), None
+        )
+        if headline is None:
+            headline = next((p.name for p in self.probes if per_probe[p.name].samples), None)
+        head = per_probe.get(headline) if headline else None
+        timeline = _downsample(times - self._t0, series[headline]) if headline else []
+        return MemoryStats(
+            probe=headline,
+            peak_mb=head.peak_mb if head else None,
+            mean_mb=head.mean_mb if head else None,
+            samples=n,
+            requested_period_ms=self.period_ms,
+            period_mean_ms=float(gaps_ms.mean()) if len(gaps_ms) else None,
+            period_p99_ms=float(np.percentile(gaps_ms, 99)) if len(gaps_ms) else None,
+            duration_s=duration,
+            sampler_cpu_fraction=(self._cpu_s / duration) if self._t1 is not None and duration > 0 else None,
+            probes=per_probe,
+            timeline=timeline,
+        )
+
+
+def _downsample(t: np.ndarray, mb: np.ndarray, points: int = TIMELINE_POINTS) -> list[list[float]]:
+    """At most ``points`` [t, mb] pairs; each keeps the maximum of its chunk, so no peak is smoothed away."""
+    keep = ~np.isnan(mb)
+    t, mb = t[keep], mb[keep]
+    if len(t) <= points:
+        return [[round(float(a), 4), round(float(b), 3)] for a, b in zip(t, mb)]
+    out = []
+    for chunk in np.array_split(np.arange(len(t)), points):
+        i = chunk[int(np.argmax(mb[chunk]))]
+        out.append([round(float(t[i]), 4), round(float(mb[i]), 3)])
+    return out

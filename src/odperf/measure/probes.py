@@ -1,0 +1,209 @@
+"""Memory probes: each reads one figure, in bytes, that the sampler records over time.
+
+Probes that look at another process (the worker) by its PID run in the parent, so that sampling costs the
+timed worker nothing: host RSS (psutil), NVML per-process and per-device used memory, and Jetson shared
+memory. TensorFlow's allocator can only be asked from inside the process that owns it, so the worker
+reads ``TfAllocatorProbe`` itself; its ``peak`` is kept by TensorFlow and needs no sampling.
+
+Scopes: a ``process`` probe counts only the worker; ``device`` and ``system`` probes count everything on
+the device (or board) and the sampler reports them relative to their value before the worker started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+MB = 1_000_000
+
+
+class Probe(Protocol):
+    name: str
+    scope: str  # "process", "device" or "system"
+
+    def read(self) -> float | None:
+        """Bytes now, or None when the figure is momentarily unavailable."""
+
+
+def import_nvml() -> Any | None:
+    """The pynvml module initialised, or None where there is no NVIDIA driver (this is not an error)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the `pynvml` shim warns about its own packaging on import
+            nvml = importlib.import_module("pynvml")
+        nvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError...
+        return None
+    return nvml
+
+
+@dataclass
+class RssProbe:
+    """Resident set size of a process: the memory figure for CPU runs (RSS tracks real allocations).
+
+    On Linux it re-reads the already open ``/proc/<pid>/statm`` (a few microseconds, so that sampling at
+    10 ms stays far below 1% of a core); elsewhere it asks psutil.
+    """
+
+    pid: int
+    name: str = "host_rss"
+    scope: str = "process"
+
+    def __post_init__(self) -> None:
+        self._proc = psutil.Process(self.pid)
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        try:
+            self._fd: int | None = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> float | None:
+        if self._fd is not None:
+            try:
+                return float(int(os.pread(self._fd, 128, 0).split()[1]) * self._page)
+            except (OSError, IndexError, ValueError):
+                return None  # the process is gone
+        try:
+            return float(self._proc.memory_info().rss)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclass
+class NvmlProcessProbe:
+    """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure)."""
+
+    nvml: Any
+    index: int
+    pid: int
+    name: str = "nvml_process"
+    scope: str = "process"
+
+    def __post_init__(self) -> None:
+        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+
+    def read(self) -> float | None:
+        try:
+            procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+        except Exception:
+            return None
+        used = [p.usedGpuMemory for p in procs if p.pid == self.pid and p.usedGpuMemory is not None]
+        # Before the worker creates its CUDA context it holds no GPU memory: that is a real 0, not unknown.
+        return float(sum(used)) if used else 0.0
+
+
+@dataclass
+class NvmlDeviceProbe:
+    """Used memory of the whole GPU: the fallback where per-process figures are hidden (containers)."""
+
+    nvml: Any
+    index: int
+    name: str = "nvml_device"
+    scope: str = "device"
+
+    def __post_init__(self) -> None:
+        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+
+    def read(self) -> float | None:
+        try:
+            return float(self.nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+        except Exception:
+            return None
+
+
+@dataclass
+class JetsonSharedProbe:
+    """Memory in use on a Jetson board (MemTotal - MemAvailable): its GPU allocates from host memory."""
+
+    meminfo: Path = Path("/proc/meminfo")
+    name: str = "jetson_shared"
+    scope: str = "system"
+
+    def read(self) -> float | None:
+        try:
+            fields = dict(
+                line.split(":", 1) for line in self.meminfo.read_text().splitlines() if ":" in line
+            )
+            total = int(fields["MemTotal"].split()[0])
+            available = int(fields["MemAvailable"].split()[0])
+        except (OSError, KeyError, ValueError):
+            return None
+        return float((total - available) * 1024)
+
+
+@dataclass
+class TfAllocatorProbe:
+    """TensorFlow's allocator in this process: bytes in use now and the peak since the last reset.
+
+    Read inside the worker; it counts tensors, not what the driver reserved (NVML counts that).
+    """
+
+    device: str = "GPU:0"
+    name: str = "tf_allocator"
+    scope: str = "process"
+
+    def info(self) -> dict[str, float] | None:
+        import tensorflow as tf
+
+        try:
+            got = tf.config.experimental.get_memory_info(self.device)
+        except (ValueError, RuntimeError, tf.errors.OpError):
+            return None  # device absent, or an allocator without statistics (the CPU's)
+        return {"current": float(got["current"]), "peak": float(got["peak"])}
+
+    def read(self) -> float | None:
+        got = self.info()
+        return None if got is None else got["current"]
+
+    def reset_peak(self) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.config.experimental.reset_memory_stats(self.device)
+        except (ValueError, RuntimeError, tf.errors.OpError):
+            pass
+
+
+HEADLINE_ORDER = ("nvml_process", "jetson_shared", "nvml_device", "host_rss")
+"""Which probe gives a run's headline memory figure, best first: the worker's own GPU memory as the paper
+measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs)."""
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``"cpu"`` -> ("cpu", 0); ``"gpu:1"`` -> ("gpu", 1). Anything else is refused by the caller."""
+    kind, _, index = device.partition(":")
+    if kind == "gpu":
+        return "gpu", int(index or 0)
+    return kind, 0
+
+
+def external_probes(device: str, pid: int, jetson: bool | None = None) -> list[Probe]:
+    """The probes the parent samples for a worker ``pid`` running on ``device``."""
+    probes: list[Probe] = [RssProbe(pid)]
+    kind, index = parse_device(device)
+    if kind != "gpu":
+        return probes
+    if jetson is None:
+        from odperf.measure.devices import jetson_model
+
+        jetson = jetson_model() is not None
+    if jetson:
+        return [JetsonSharedProbe(), *probes]
+    nvml = import_nvml()
+    if nvml is not None:
+        probes = [NvmlProcessProbe(nvml, index, pid), NvmlDeviceProbe(nvml, index), *probes]
+    return probes
