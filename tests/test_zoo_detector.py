@@ -49,3 +49,18 @@ def test_tile_by_tile_feeds_one_image_per_call():
     batched = Detector("toy", "toy", "tf2_saved_model", run)
     batched(batch)
     assert seen[-1] == 3
+
+
+def test_probe_comparison_tolerates_rounding_but_not_other_images():
+    from odperf.zoo.loaders import _same
+
+    a = Detections(np.array([[[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.6], [0, 0, 0, 0]]]),
+                   np.array([[0.9, 0.5, 0.0]]), np.array([[1.0, 3.0, 0.0]]), np.array([2.0]))
+    swapped = Detections(a.boxes[:, [1, 0, 2]] + 1e-5, a.scores[:, [1, 0, 2]], a.classes[:, [1, 0, 2]], a.counts)
+    assert _same(a, swapped)
+    moved = Detections(a.boxes + 0.05, a.scores, a.classes, a.counts)
+    assert not _same(a, moved)
+    relabelled = Detections(a.boxes, a.scores, np.array([[2.0, 3.0, 0.0]]), a.counts)
+    assert not _same(a, relabelled)
+    fewer = Detections(a.boxes, a.scores, a.classes, np.array([0.0]))
+    assert not _same(a, fewer)

@@ -269,14 +269,23 @@ def _probe_batching(run: Callable[[np.ndarray], Detections]) -> str:
 
 
 def _same(a: Detections, b: Detections) -> bool:
-    if int(a.counts[0]) != int(b.counts[0]):
+    """Same detections for one image, up to kernel rounding: near-tied scores may swap slots, and a
+    detection sitting on the score threshold may come and go, so boxes are matched as sets."""
+    ca, cb = int(a.counts[0]), int(b.counts[0])
+    slack = max(1, min(ca, cb) // 50)
+    if abs(ca - cb) > slack:
         return False
-    k = int(a.counts[0])
-    return (
-        np.allclose(a.boxes[0, :k], b.boxes[0, :k], atol=PROBE_ATOL)
-        and np.allclose(a.scores[0, :k], b.scores[0, :k], atol=PROBE_ATOL)
-        and np.array_equal(a.classes[0, :k], b.classes[0, :k])
-    )
+    k = max(min(ca, cb) - slack, 0) if ca != cb else ca
+    sa, sb = np.sort(a.scores[0, :ca])[::-1][:k], np.sort(b.scores[0, :cb])[::-1][:k]
+    if not np.allclose(sa, sb, atol=PROBE_ATOL):
+        return False
+    order = np.argsort(-a.scores[0, :ca], kind="stable")[:k]
+    boxes_b, classes_b = b.boxes[0, :cb], b.classes[0, :cb]
+    for i in order:
+        close = np.all(np.abs(boxes_b - a.boxes[0, i]) <= PROBE_ATOL, axis=1) & (classes_b == a.classes[0, i])
+        if not close.any():
+            return False
+    return True
 
 
 def describe(detector: Detector) -> dict[str, Any]:
