@@ -130,6 +130,11 @@ def test_ensure_embedded_generates_once_into_the_chosen_cache(tmp_path: Path, mo
     assert synthetic.ensure_embedded(seed=1, n_val=10, n_train=15) == root
     assert (root / "annotations" / "instances_val2017.json").stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "env-cache").iterdir()] == [root.name]
+    assert synthetic.ensure_embedded(seed=1, n_val=10, n_train=0) == root  # val only: reuses the same split
     explicit = synthetic.ensure_embedded(tmp_path / "arg-cache", seed=1, n_val=10, n_train=0)
     assert explicit.parent == tmp_path / "arg-cache"
     assert not (explicit / "annotations" / "instances_train2017.json").exists()
+    assert (explicit / "annotations" / "instances_val2017.json").read_bytes() == (
+        root / "annotations" / "instances_val2017.json"
+    ).read_bytes()
+    assert synthetic.ensure_embedded(tmp_path / "arg-cache", seed=1, n_val=11, n_train=0) != explicit

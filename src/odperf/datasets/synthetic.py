@@ -46,7 +46,7 @@ TILE = 300
 VAL_SPLIT = "val2017"
 TRAIN_SPLIT = "train2017"
 DEFAULT_N_VAL = 600
-DEFAULT_N_TRAIN = 3000
+DEFAULT_N_TRAIN = 4000
 PNG_COMPRESS_LEVEL = 1
 CACHE_ENV = "ODPERF_CACHE"
 
@@ -325,13 +325,20 @@ def ensure_embedded(
 
     The whole root is built in a temporary sibling and renamed into place, so concurrent callers
     (pytest-xdist workers) either find a complete dataset or build their own and keep the first one.
-    ``n_train=0`` makes a validation-only dataset.
+    ``n_train=0`` asks for the validation split only: it is taken from any cached root of the same
+    seed and ``n_val`` (with whatever training split), else generated alone.
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache / embedded_name(seed, n_val, n_train)
     splits = [(VAL_SPLIT, n_val)] + ([(TRAIN_SPLIT, n_train)] if n_train else [])
     if all((root / "annotations" / f"instances_{s}.json").is_file() for s, _ in splits):
         return root
+    if not n_train:
+        # The validation split depends on (seed, n_val) alone: any root made with a training split holds
+        # the very same one, so a caller that only evaluates does not generate it again.
+        for other in sorted(cache.glob(f"{embedded_name(seed, n_val, 0).removesuffix('0')}*")):
+            if (other / "annotations" / f"instances_{VAL_SPLIT}.json").is_file():
+                return other
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
