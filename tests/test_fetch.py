@@ -9,7 +9,6 @@ import io
 import tarfile
 import threading
 import urllib.parse
-from pathlib import Path
 
 import pytest
 

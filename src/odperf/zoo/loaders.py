@@ -45,8 +45,6 @@ def load_detector(ref: str | Path | ModelSpec, model_dir: str | Path | None = No
         raise ValueError(f"batch_policy must be one of {BATCH_POLICIES}, got {batch_policy!r}")
     name, path = _resolve(ref, model_dir)
     fmt, artifact = find_artifact(path)
-    import tensorflow as tf  # noqa: F401  (imported here so that the registry never pays for it)
-
     if fmt == "tf1_frozen_graph":
         run, declared_batch = _load_frozen_graph(artifact)
     else:
