@@ -262,3 +262,10 @@ def test_results_for_another_camera_set_are_refused(camera_set: CameraSet) -> No
     crossing = [{"image_id": 1, "category_id": 3, "bbox": [250.0, 10.0, 100.0, 20.0], "score": 0.5}]
     with pytest.raises(WorkloadError, match="crosses a tile border"):
         evaluate_camera_results(crossing, camera_set)
+
+
+def test_detections_from_another_grid_are_refused(camera_set: CameraSet) -> None:
+    from odperf.workload import CameraGrid
+
+    with pytest.raises(WorkloadError, match="detections were made on"):
+        TiledDetections(CameraGrid(rows=3, cols=3)).evaluate(camera_set)

@@ -165,3 +165,13 @@ def test_errors(shapes: CocoDataset) -> None:
     cs = build_camera_set(shapes, 1, grid=SMALL)
     with pytest.raises(WorkloadError, match="out of range"):
         cs.image(1)
+
+
+def test_other_tile_sizes_resize_the_sources(shapes: CocoDataset) -> None:
+    grid = CameraGrid(rows=2, cols=2, tile=200)
+    cs = build_camera_set(shapes, 1, grid=grid)
+    assert cs.image(0).shape == (400, 400, 3)
+    src = cs.source(0, 0)
+    scaled = [[v * 200 / 300 for v in a["bbox"]] for a in shapes.annotations(src)]
+    kept = [a["bbox"] for a in cs.tile_gt["annotations"] if a["image_id"] == 1]
+    assert np.allclose(kept, scaled, atol=1e-9) and len(kept) == len(scaled)
