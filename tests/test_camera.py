@@ -174,4 +174,4 @@ def test_other_tile_sizes_resize_the_sources(shapes: CocoDataset) -> None:
     src = cs.source(0, 0)
     scaled = [[v * 200 / 300 for v in a["bbox"]] for a in shapes.annotations(src)]
     kept = [a["bbox"] for a in cs.tile_gt["annotations"] if a["image_id"] == 1]
-    assert np.allclose(kept, scaled, atol=1e-9) and len(kept) == len(scaled)
+    assert len(scaled) > 0 and len(kept) == len(scaled) and np.allclose(kept, scaled, atol=1e-9)
