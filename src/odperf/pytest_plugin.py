@@ -1,4 +1,178 @@
-"""odperf's pytest plugin: glue between pytest/pytest-benchmark and the library (options, markers,
-parametrisation, machine info). It computes nothing itself."""
+"""odperf's pytest plugin: glue between pytest / pytest-benchmark and the library.
+
+It reads the ``--odperf-*`` options, asks the library for the benchmark matrix and device profiles,
+parametrises the benchmarks with machine-independent ids and hardware markers, puts the hardware into
+pytest-benchmark's machine_info, keeps saved runs apart per hardware profile, and adds odperf's records
+(including runs that never reached timing: oom, crash, timeout) to the saved JSON. It computes nothing.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from odperf.errors import OdperfError
+
+_DEFAULT_STORAGE = "file://./.benchmarks"
+_XDIST_MESSAGE = (
+    "odperf: timing benchmarks refuse pytest-xdist (-n {n}): pytest-benchmark disables itself under xdist "
+    "and silently saves no JSON. Run timing with one process per device (-p no:xdist, or -n 0); use -n only "
+    "for the untimed accuracy benchmarks (-m accuracy) and the library's tests."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("odperf", "odperf: object-detection benchmarks")
+    g.addoption("--odperf-models", default="embedded", metavar="SEL[,SEL...]",
+                help="models: registry names, meta-architectures (ssd, faster_rcnn...), mAP groups "
+                     "(highest..lowest), embedded, paper, tf2, all, or paths to exported detectors "
+                     "(default: embedded)")
+    g.addoption("--odperf-batch-sizes", default="paper", metavar="B[,B...]",
+                help="tiles per model call (default: the paper's 1,2,4,8,16,32,64)")
+    g.addoption("--odperf-devices", default="all", metavar="DEV[,DEV...]",
+                help="cpu, gpu (= gpu:0), gpu:N, or all detected devices (default)")
+    g.addoption("--odperf-images", type=int, default=None, metavar="N",
+                help="camera images timed per case, one benchmark round each (default: a car, 95)")
+    g.addoption("--odperf-warmup-images", type=int, default=1, metavar="N",
+                help="camera images run before timing, outside the rounds (default 1)")
+    g.addoption("--odperf-model-dir", default=None, metavar="DIR",
+                help="folder of extracted model-zoo tarballs (default: $ODPERF_MODEL_DIR or ~/.cache/odperf/models)")
+    g.addoption("--odperf-dataset", default=None, metavar="DIR",
+                help="COCO-format dataset root (annotations/instances_<split>.json + <split>/); "
+                     "default: the embedded synthetic dataset")
+    g.addoption("--odperf-split", default=None, metavar="SPLIT",
+                help="dataset split (default: val for the embedded dataset, val2017 for a COCO root)")
+    g.addoption("--odperf-accuracy", action="store_true", default=False,
+                help="also compute COCO mAP from the timed images (one JSON holds both)")
+    g.addoption("--odperf-emulate", default=None, metavar="PROFILE",
+                help="emulate a smaller device profile by capping memory (e.g. p100 on a larger GPU)")
+    g.addoption("--odperf-expectations", action="append", default=None, metavar="FILE",
+                help="expectations TOML (deadlines, OOM, mAP floors); repeatable; "
+                     "default fixtures/expectations.toml")
+    g.addoption("--odperf-timeout", type=float, default=1800.0, metavar="SECONDS",
+                help="limit per measured case, worker start included (default 1800)")
+    g.addoption("--odperf-sample-ms", type=float, default=10.0, metavar="MS",
+                help="memory sampling period (default 10 ms, as the paper)")
+    g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
+
+
+def _state(config: pytest.Config):
+    """The run's SuiteState, built on first use so that `pytest tests` never pays for it."""
+    state = getattr(config, "_odperf_state", None)
+    if state is None:
+        from odperf.suite_state import SuiteState
+
+        try:
+            state = SuiteState.from_options(
+                models=config.getoption("odperf_models"),
+                batch_sizes=config.getoption("odperf_batch_sizes"),
+                devices=config.getoption("odperf_devices"),
+                images=config.getoption("odperf_images"),
+                warmup_images=config.getoption("odperf_warmup_images"),
+                model_dir=config.getoption("odperf_model_dir"),
+                dataset=config.getoption("odperf_dataset"),
+                split=config.getoption("odperf_split"),
+                accuracy=config.getoption("odperf_accuracy"),
+                emulate=config.getoption("odperf_emulate"),
+                expectations=config.getoption("odperf_expectations"),
+                timeout_s=config.getoption("odperf_timeout"),
+                sample_period_ms=config.getoption("odperf_sample_ms"),
+                seed=config.getoption("odperf_seed"),
+            )
+        except OdperfError as exc:
+            raise pytest.UsageError(f"odperf: {exc}") from exc
+        config._odperf_state = state
+        for marker in state.dynamic_markers():
+            config.addinivalue_line("markers", f"{marker}: device profile detected on this machine")
+    return state
+
+
+def _xdist_workers(config: pytest.Config) -> Any:
+    n = getattr(config.option, "numprocesses", None)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return os.environ.get("PYTEST_XDIST_WORKER_COUNT", "?")
+    return n if n not in (None, 0, "0") else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _refuse_xdist_timing(config)
+    wants_storage = any(
+        config.getoption(o, None) for o in ("benchmark_save", "benchmark_autosave", "benchmark_compare")
+    )
+    if wants_storage and config.getoption("benchmark_storage", None) == _DEFAULT_STORAGE:
+        # pytest-benchmark names its storage folder after the OS and Python only; keep each hardware
+        # profile's runs apart so that runs from two GPUs never mix (its own configure runs after this).
+        config.option.benchmark_storage = f"{_DEFAULT_STORAGE}/{_state(config).profile_name}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "odperf_case" in metafunc.fixturenames:
+        cases = _state(metafunc.config).cases()
+    elif "odperf_accuracy_case" in metafunc.fixturenames:
+        cases = _state(metafunc.config).accuracy_cases()
+    else:
+        return
+    name = "odperf_case" if "odperf_case" in metafunc.fixturenames else "odperf_accuracy_case"
+    params = [
+        pytest.param(case, id=case.id if name == "odperf_case" else case.accuracy_id,
+                     marks=[getattr(pytest.mark, m) for m in case.markers])
+        for case in cases
+    ]
+    metafunc.parametrize(name, params)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
+    workers = _xdist_workers(item.config)
+    if workers and item.get_closest_marker("timing"):
+        pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
+
+
+def _refuse_xdist_timing(config: pytest.Config) -> None:
+    """Refuse up front (before workers start) a run under -n whose paths hold timing benchmarks."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not _xdist_workers(config):
+        return
+    markexpr = config.option.markexpr or ""
+    if "accuracy" in markexpr and "not accuracy" not in markexpr or "not timing" in markexpr:
+        return
+    for arg in config.args:
+        path = Path(str(arg).split("::", 1)[0]).resolve()
+        holds_timing = path.is_dir() and (path / "test_inference.py").is_file() or path.name == "test_inference.py"
+        if holds_timing:
+            raise pytest.UsageError(_XDIST_MESSAGE.format(n=_xdist_workers(config)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = getattr(config, "_odperf_state", None)
+    return state.header_lines() if state else None
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]):
+    state = getattr(config, "_odperf_state", None)
+    if state is None or items:
+        return None
+    how = " ".join(
+        f"{flag} {value!r}" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+        if value
+    )
+    return state.nothing_selected_line(how)
+
+
+@pytest.fixture(scope="session")
+def odperf_suite(pytestconfig: pytest.Config):
+    """The run's settings, expectations and recorder (odperf.suite_state.SuiteState)."""
+    return _state(pytestconfig)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info["odperf"] = _state(config).machine_info()
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict[str, Any]) -> None:
+    state = getattr(config, "_odperf_state", None)
+    if state is not None:
+        output_json["odperf"] = state.json_block()
+

@@ -77,8 +77,9 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.model, int(self.batch_size))
+    def key(self) -> tuple[str, str, int]:
+        """One measurement per device profile, model and batch size (a run may cover cpu and gpu)."""
+        return (self.device_profile, self.model, int(self.batch_size))
 
 
 def _plain(value: Any) -> Any:
@@ -102,7 +103,7 @@ class SavedRun:
     profile: str
     machine_info: dict[str, Any]
     records: list[RunRecord]
-    stats: dict[tuple[str, int], dict[str, Any]]  # pytest-benchmark stats by (model, batch)
+    stats: dict[tuple[str, str, int], dict[str, Any]]  # pytest-benchmark stats by RunRecord.key
     datetime: str | None = None
 
     @property
@@ -128,8 +129,8 @@ def load_run(path: str | Path) -> SavedRun:
     if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
         raise ResultsError(f"{p}: not a pytest-benchmark results file (no 'benchmarks'/'machine_info')")
     extra = data.get("odperf")
-    records: dict[tuple[str, int], RunRecord] = {}
-    stats: dict[tuple[str, int], dict[str, Any]] = {}
+    records: dict[tuple[str, str, int], RunRecord] = {}
+    stats: dict[tuple[str, str, int], dict[str, Any]] = {}
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
         if "odperf_schema" not in info:
@@ -153,7 +154,7 @@ def load_run(path: str | Path) -> SavedRun:
         path=p,
         profile=profile,
         machine_info=data["machine_info"],
-        records=sorted(records.values(), key=lambda r: (r.model, r.batch_size)),
+        records=sorted(records.values(), key=lambda r: r.key),
         stats=stats,
         datetime=data.get("datetime"),
     )

@@ -1,0 +1,23 @@
+"""COCO mAP of each selected model on the tiled workload, untimed: may be spread over processes (-n)."""
+
+import pytest
+
+from odperf.checks import check_run
+from odperf.engine.client import measure
+from odperf.zoo.registry import ModelMissing
+
+pytestmark = pytest.mark.accuracy
+
+
+def test_accuracy(odperf_accuracy_case, odperf_suite, record_property):
+    suite, case = odperf_suite, odperf_accuracy_case
+    try:
+        suite.locate(case)
+    except ModelMissing as missing:
+        pytest.skip(str(missing))
+    record = suite.record(suite.run_record(case, measure(suite.request(case, timed=False))))
+    record_property("odperf_record", record.to_extra_info())
+    if record.map is not None:
+        print(f"{case.accuracy_id}: COCO mAP@[.5:.95] {record.map:.3f}")
+    failures = check_run(record, suite.expectation(case), suite.images_per_car)
+    assert not failures, "\n".join(failures)

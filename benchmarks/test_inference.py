@@ -1,0 +1,45 @@
+"""Time per camera image against batch size, with memory, for every selected model and device.
+
+One benchmark round is one camera image of the car (a different image each round): cutting it into
+tiles and running all of its tiles through the model until the detections are on the host. The model
+runs in a fresh worker process per case; warm-up and deployment happen before the rounds.
+"""
+
+import pytest
+
+from odperf.checks import check_run
+from odperf.engine.client import WorkerFailed, WorkerSession
+from odperf.zoo.registry import ModelMissing
+
+pytestmark = pytest.mark.timing
+
+
+def test_inference(odperf_case, odperf_suite, benchmark):
+    suite, case = odperf_suite, odperf_case
+    try:
+        suite.locate(case)
+    except ModelMissing as missing:
+        pytest.skip(str(missing))
+    request = suite.request(case)
+    expect = suite.expectation(case)
+    with WorkerSession(request) as worker:
+        try:
+            worker.start()
+            images = iter(range(request.images))
+            benchmark.pedantic(  # setup (untimed) builds the round's camera image in the worker
+                worker.run_image, setup=lambda: ((worker.prepare(next(images)),), {}),
+                rounds=request.images, iterations=1,
+            )
+            measurement = worker.finish()
+        except WorkerFailed as failure:
+            # pytest-benchmark saves nothing for a benchmark that did not run: the record goes into the
+            # JSON's "odperf" block instead, so reports still see the out-of-memory or crash.
+            record = suite.record(suite.failure_record(case, failure))
+            failures = check_run(record, expect, suite.images_per_car)
+            if failures:
+                pytest.fail("\n".join(failures), pytrace=False)
+            return
+    record = suite.record(suite.run_record(case, measurement, harness_mean_s=benchmark.stats.stats.mean))
+    benchmark.extra_info.update(record.to_extra_info())
+    failures = check_run(record, expect, suite.images_per_car)
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,113 @@
+"""The benchmark suite as users run it: real pytest subprocesses over benchmarks/, real workers, real JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo_artifacts import write_tf2_saved_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_pytest(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600):
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env.pop("PYTEST_XDIST_WORKER", None)
+    full_env.pop("PYTEST_XDIST_WORKER_COUNT", None)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory) -> Path:
+    return write_tf2_saved_model(tmp_path_factory.mktemp("toy") / "toy_detector")
+
+
+def test_collects_the_matrix_with_machine_free_ids():
+    out = run_pytest(
+        "benchmarks/test_inference.py", "--collect-only", "-q", "-p", "no:xdist",
+        "--odperf-models=paper", "--odperf-batch-sizes=1,64", "--odperf-devices=cpu",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    ids = [line.split("[", 1)[1].rstrip("]") for line in out.stdout.splitlines() if "::test_inference[" in line]
+    assert len(ids) == 22 * 2
+    assert "ssd_mobilenet_v2-b64-cpu" in ids and "faster_rcnn_nas-b1-cpu" in ids
+    assert all(i.endswith("-cpu") for i in ids)
+
+
+def test_marker_and_keyword_selection():
+    common = ("benchmarks/test_inference.py", "--collect-only", "-q", "-p", "no:xdist",
+              "--odperf-models=paper", "--odperf-batch-sizes=8", "--odperf-devices=cpu")
+    out = run_pytest(*common, "-m", "faster_rcnn and map_highest")
+    names = [line for line in out.stdout.splitlines() if "::test_inference[" in line]
+    assert [n.split("[")[1] for n in names] == ["faster_rcnn_nas-b8-cpu]"]
+    out = run_pytest(*common, "-k", "cpu and ssdlite")
+    assert [n.split("[")[1] for n in out.stdout.splitlines() if "::test_inference[" in n] == [
+        "ssdlite_mobilenet_v2-b8-cpu]"
+    ]
+
+
+def test_hardware_the_machine_lacks_gets_one_clear_line():
+    out = run_pytest("benchmarks/test_inference.py", "-p", "no:xdist", "-m", "tx2", "--odperf-batch-sizes=1")
+    text = out.stdout + out.stderr
+    assert out.returncode == 5
+    assert "odperf: no benchmark selected by -m 'tx2'" in text
+    assert "no NVIDIA GPU or Jetson found" in text and "cpu (" in text
+
+
+def test_xdist_is_refused_for_timing():
+    out = run_pytest("benchmarks/test_inference.py", "-n", "2", "--odperf-batch-sizes=1")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "refuse pytest-xdist" in text and "-p no:xdist" in text
+
+
+def test_missing_zoo_model_is_skipped_with_the_fetch_hint(tmp_path: Path):
+    out = run_pytest(
+        "benchmarks/test_inference.py", "-p", "no:xdist", "-rs",
+        "--odperf-models=ssd_mobilenet_v2", "--odperf-batch-sizes=1", "--odperf-devices=cpu",
+        f"--odperf-model-dir={tmp_path}",
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "1 skipped" in text
+    assert "ssd_mobilenet_v2_coco_2018_03_29.tar.gz" in text and "odperf zoo fetch ssd_mobilenet_v2" in text
+
+
+def test_real_run_saves_records_and_asserts_expectations(tmp_path: Path, toy_model: Path):
+    expectations = tmp_path / "expect.toml"
+    expectations.write_text(
+        '[[rule]]\nmodels = "*"\nbatches = 1\ndeadline_image_s = 0.000001\n'
+        '[[rule]]\nmodels = "*"\nbatches = 64\noom = true\nnote = "test: must run out of memory"\n'
+    )
+    json_path = tmp_path / "run.json"
+    out = run_pytest(
+        "benchmarks/test_inference.py", "-p", "no:xdist",
+        f"--odperf-models={toy_model}", "--odperf-batch-sizes=1,64", "--odperf-devices=cpu",
+        "--odperf-images=2", f"--odperf-expectations={expectations}", f"--benchmark-json={json_path}",
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "missed the per-image deadline" in text and "> limit 0.000 s" in text
+    assert "expected out-of-memory did not happen" in text and "test: must run out of memory" in text
+    data = json.loads(json_path.read_text())
+    assert [b["name"] for b in data["benchmarks"]] == [
+        "test_inference[toy_detector-b1-cpu]", "test_inference[toy_detector-b64-cpu]"
+    ]
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        assert bench["stats"]["rounds"] == 2
+        assert info["outcome"] == "ok" and info["images_timed"] == 2 and info["tiles_per_image"] == 64
+        assert info["device_profile"] == "cpu" and info["model"] == "toy_detector"
+        assert info["time_per_image_s"]["mean"] > 0 and info["tiles_per_second"] > 0
+        assert info["deploy_s"]["total"] > info["deploy_s"]["first_inference"] > 0
+        assert info["host_rss_peak_mb"] > 50 and info["peak_memory_mb"] > 50 and info["memory_probe"]
+        assert 5 < info["sample_period_ms"]["mean"] < 50
+        assert 0.3 < info["harness_efficiency"] < 3  # noisy here; the ratio itself is reported
+    assert data["machine_info"]["odperf"]["profile"] == "cpu"
+    assert len(data["odperf"]["records"]) == 2
