@@ -120,7 +120,8 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     kind = rng.integers(4)
     a, b = _two_colours(rng)
     angle = rng.uniform(0, 2 * math.pi)
-    ramp = _XX * math.cos(angle) + _YY * math.sin(angle)
+    if kind in (0, 2):
+        ramp = _XX * math.cos(angle) + _YY * math.sin(angle)
     if kind == 0:  # linear gradient
         t = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
     elif kind == 1:  # smooth colour noise: a coarse random grid upsampled
@@ -215,28 +216,35 @@ def _drop_hidden(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _paint(rng: np.random.Generator, image: np.ndarray, obj: dict[str, Any]) -> None:
-    mask = obj["mask"]
-    bg = image[mask].mean(axis=0)
+    x, y, w, h = (int(v) for v in obj["box"])
+    region = (slice(y, y + h), slice(x, x + w))  # the mask is empty outside its tight box
+    mask, pixels = obj["mask"][region], image[region]
+    bg = pixels[mask].mean(axis=0)
     colour = rng.uniform(0, 255, 3).astype(np.float32)
     if np.abs(colour - bg).mean() < 70:  # keep the shape visible against what lies under it
         colour = np.where(bg > 127, bg - rng.uniform(90, 130, 3), bg + rng.uniform(90, 130, 3))
         colour = np.clip(colour, 0, 255).astype(np.float32)
     if rng.random() < 0.5:  # shaded: a soft light across the object
-        x, y, w, h = obj["box"]
         angle = rng.uniform(0, 2 * math.pi)
-        ramp = ((_XX * TILE - x) / w - 0.5) * math.cos(angle) + ((_YY * TILE - y) / h - 0.5) * math.sin(angle)
+        xx, yy = _XX[region] * TILE, _YY[region] * TILE
+        ramp = ((xx - x) / w - 0.5) * math.cos(angle) + ((yy - y) / h - 0.5) * math.sin(angle)
         shade = 1.0 + 0.35 * np.clip(ramp[mask], -1, 1)
-        image[mask] = np.clip(colour[None, :] * shade[:, None], 0, 255)
+        pixels[mask] = np.clip(colour[None, :] * shade[:, None], 0, 255)
     else:
-        image[mask] = colour
+        pixels[mask] = colour
 
 
 def _lighting(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     contrast = rng.uniform(0.75, 1.2)
     brightness = rng.uniform(-30, 30)
     cast = rng.uniform(0.85, 1.15, 3).astype(np.float32)
-    out = ((image - 128) * contrast + 128 + brightness) * cast
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    image -= 128  # in place, in the order of ((image - 128) * contrast + 128 + brightness) * cast + 0.5
+    image *= contrast
+    image += 128
+    image += brightness
+    image *= cast
+    image += 0.5
+    return np.clip(image, 0, 255, out=image).astype(np.uint8)
 
 
 # --- files ---------------------------------------------------------------------------------------
