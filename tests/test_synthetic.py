@@ -138,3 +138,18 @@ def test_ensure_embedded_generates_once_into_the_chosen_cache(tmp_path: Path, mo
         root / "annotations" / "instances_val2017.json"
     ).read_bytes()
     assert synthetic.ensure_embedded(tmp_path / "arg-cache", seed=1, n_val=11, n_train=0) != explicit
+
+
+GENERATOR_V1_DIGEST = "3282f2c932075d11e675cf71269ac03ff76e6bbd64dffcb9dbf3e26716166bf9"
+
+
+def test_what_is_drawn_matches_the_generator_version() -> None:
+    """Cached datasets and the embedded detectors' training data are keyed by GENERATOR_VERSION: a change to
+    the drawing must bump it (and this digest), or stale cached tiles would pass for new ones."""
+    h = hashlib.sha256()
+    for i in range(5):
+        t = synthetic.render_tile(0, "val2017", i)
+        for part in (t.image, t.boxes, t.category_ids, t.areas):
+            h.update(part.tobytes())
+    assert synthetic.GENERATOR_VERSION == 1
+    assert h.hexdigest() == GENERATOR_V1_DIGEST, "the generator draws differently: bump GENERATOR_VERSION"
