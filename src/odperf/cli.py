@@ -13,8 +13,10 @@ from odperf.errors import OdperfError
 COMMAND_MODULES = (
     "odperf.bench",
     "odperf.zoo.cli",
+    "odperf.datasets.cli",
     "odperf.measure.cli",
     "odperf.report.cli",
+    "odperf.validate",
 )
 
 
