@@ -93,7 +93,7 @@ class TileTransform:
         return out, keep, frac[keep] * sx * sy
 
 
-@dataclass
+@dataclass(eq=False)
 class CameraSet:
     """Camera images built from a dataset's images, with ground truth per camera image and per tile."""
 
