@@ -146,7 +146,7 @@ class Worker:
 
         out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times, "allocator": allocator_stats()}
         if self.detections is not None and self.timed:
-            report = self.detections.evaluate(self.camera_set)
+            report = self.detections.evaluate(self.camera_set, camera_indices=sorted(set(self.timed)))
             out["accuracy"] = report.to_record()
         return out
 
@@ -169,10 +169,15 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
     kind = type(exc).__name__
     message = str(exc) or kind
-    if isinstance(exc, OdperfError):
+    chain = [exc]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    if any(classify_error(type(e).__name__, str(e)) == "oom" for e in chain):
+        outcome = "oom"  # also when a loader wrapped the allocator's error in its own ModelError
+    elif isinstance(exc, OdperfError):
         outcome = "error"  # the user's to fix (missing model, bad dataset): the parent re-raises it
     else:
-        outcome = classify_error(kind, message)
+        outcome = "crash"
     return {
         "event": "failed",
         "outcome": outcome,

@@ -99,6 +99,7 @@ class MemorySampler:
     def _run(self) -> None:
         period = self.period_ms / 1000.0
         cpu0 = time.thread_time()
+        self._t0 = time.monotonic()  # deadlines count from the thread's first sample
         k = 0
         while not self._stop.is_set():
             now = time.monotonic()

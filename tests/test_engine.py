@@ -1,0 +1,106 @@
+"""The engine with real worker processes and real (small) TensorFlow models: ok, crash, oom, timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from engine_models import engine_dataset, engine_models  # noqa: F401  (fixtures)
+from odperf.engine import MeasureRequest, WorkerFailed, WorkerSession, measure
+from odperf.errors import ModelError
+
+
+def request(model, dataset, **kw) -> MeasureRequest:
+    base = dict(model=str(model), batch_size=64, images=3, dataset_root=str(dataset), dataset_split="val2017")
+    return MeasureRequest(**{**base, **kw})
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_dataset):
+    m = measure(request(engine_models["tiny"], engine_dataset, batch_size=16, keep_detections=True))
+    assert m.outcome == "ok", m.error
+    d = m.deploy
+    assert d.batch_mode == "batched" and d.model_format == "tf2_saved_model"
+    assert d.import_s > 0 and d.load_s > 0 and d.first_inference_s > 0
+    assert d.total_s >= d.spawn_s + d.import_s + d.load_s
+    assert len(m.worker_times_s) == len(m.parent_times_s) == len(m.bare_times_s) == 3
+    # The parent's clock wraps the worker's timed region plus the pipe round trip.
+    assert all(0 < w <= p for w, p in zip(m.worker_times_s, m.parent_times_s))
+    assert 0 < m.harness_efficiency
+    mem = m.memory
+    assert mem.probe == "host_rss" and mem.peak_mb > 100  # a process holding TensorFlow
+    assert mem.samples > 10 and len(mem.timeline) <= 200
+    # One detection per image tile, none for the blank tile: 3 images x 63 tiles.
+    assert m.accuracy["n_detections"] == 3 * 63 and 0 <= m.accuracy["AP"] <= 1
+    rec = m.to_record(device_profile="cpu")
+    assert rec.outcome == "ok" and rec.images_timed == 3 and rec.batch_size == 16
+    assert rec.time_per_image_s["mean"] == pytest.approx(sum(m.parent_times_s) / 3)
+    assert rec.car_time_s == pytest.approx(rec.time_per_image_s["mean"] * 95)
+    assert rec.deploy_s["import"] == d.import_s and rec.host_rss_peak_mb == mem.peak_mb
+    assert rec.sample_period_ms["requested"] == 10.0 and rec.map == m.accuracy["AP"]
+    assert not gone(os.getpid()) and gone(d.pid)
+
+
+def test_killed_worker_is_a_crash_and_the_next_measurement_works(engine_models, engine_dataset):
+    req = request(engine_models["tiny"], engine_dataset, images=2)
+    with WorkerSession(req) as session:
+        session.start()
+        session.run_image(0)
+        os.kill(session.pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailed) as failed:
+            session.run_image(1)
+    f = failed.value
+    assert f.outcome == "crash" and f.exit_signal == signal.SIGKILL and f.exit_code is None
+    assert "SIGKILL" in f.message
+    assert f.measurement.worker_times_s and f.measurement.memory.samples > 0  # figures so far
+    rec = f.measurement.to_record()
+    assert rec.outcome == "crash" and rec.exit_signal == 9
+    again = measure(req)
+    assert again.outcome == "ok" and len(again.worker_times_s) == 2
+
+
+def test_out_of_memory_under_a_cap_is_oom_and_the_caller_goes_on(engine_models, engine_dataset):
+    # The model allocates 500 MB per call; a 200 MB cap on the CPU worker makes that a real OOM.
+    m = measure(request(engine_models["ballast"], engine_dataset, images=1, memory_limit_mb=200))
+    assert m.outcome == "oom", m.error
+    assert "OOM when allocating" in m.error or "ResourceExhausted" in m.error
+    assert m.emulated["memory_limit_mb"] == 200 and m.emulated["how"] == "rlimit_data_above_runtime"
+    rec = m.to_record()
+    assert rec.outcome == "oom" and rec.emulated["memory_limit_mb"] == 200
+    assert m.memory is not None and m.memory.samples > 0
+
+
+def test_a_hanging_worker_times_out_and_is_killed(engine_models, engine_dataset):
+    req = request(engine_models["tiny"], engine_dataset, images=2, timeout_s=20)
+    with WorkerSession(req) as session:
+        session.start()
+        pid = session.pid
+        os.kill(pid, signal.SIGSTOP)  # a real hang: the worker never answers
+        t0 = time.monotonic()
+        with pytest.raises(WorkerFailed) as failed:
+            session.run_image(0)
+        waited = time.monotonic() - t0
+        assert failed.value.outcome == "timeout"
+        assert gone(pid)
+    assert waited >= 20  # it waited the step's whole timeout, not less
+    with pytest.raises(WorkerFailed):  # the session stays failed
+        session.run_image(1)
+
+
+def test_a_missing_model_raises_the_users_error_and_leaves_no_worker(tmp_path, engine_dataset):
+    req = request(tmp_path / "no-such-model", engine_dataset, images=1, timeout_s=120)
+    with WorkerSession(req) as session:
+        with pytest.raises(ModelError):
+            session.start()
+        pid = session.pid
+    assert gone(pid)
