@@ -170,10 +170,10 @@ def cpu_profile(table: DeviceTable | None = None) -> DeviceProfile:
     )
 
 
-def jetson_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
+def jetson_model(path: Path | None = None) -> str | None:
     """The board's model string on a Jetson (device tree), else None."""
     try:
-        text = path.read_bytes().decode("utf-8", "replace").strip("\x00\n ")
+        text = (path or DEVICE_TREE_MODEL).read_bytes().decode("utf-8", "replace").strip("\x00\n ")
     except OSError:
         return None
     return text if re.search(r"jetson|nvidia", text, re.IGNORECASE) else None

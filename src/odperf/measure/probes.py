@@ -56,7 +56,6 @@ class RssProbe:
     scope: str = "process"
 
     def __post_init__(self) -> None:
-        self._proc = psutil.Process(self.pid)
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         try:
             self._fd: int | None = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY)
@@ -70,14 +69,14 @@ class RssProbe:
             except (OSError, IndexError, ValueError):
                 return None  # the process is gone
         try:
-            return float(self._proc.memory_info().rss)
+            return float(psutil.Process(self.pid).memory_info().rss)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             return None
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
 
     def __del__(self) -> None:
         self.close()

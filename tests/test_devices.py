@@ -1,0 +1,154 @@
+"""Device profiles: matching NVML names and Jetson device-tree strings, detection, emulation, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from nvml_standin import FakeGpu, NvmlStandIn
+from odperf.measure import devices
+from odperf.measure.devices import (
+    DeviceError,
+    detect_profiles,
+    emulation,
+    get_profile,
+    gpu_profile,
+    jetson_profile,
+    load_table,
+    slug,
+)
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("nvml_name", "gib", "profile", "markers"),
+    [
+        ("Tesla V100-SXM2-16GB", 16, "v100_sxm2", ["gpu", "v100", "v100_sxm2"]),
+        ("Tesla V100-PCIE-16GB", 16, "v100_pcie", ["gpu", "v100", "v100_pcie"]),
+        ("Tesla P100-PCIE-12GB", 12, "p100", ["gpu", "p100"]),
+        ("NVIDIA A100-SXM4-80GB", 80, "a100", ["gpu", "a100"]),
+        ("NVIDIA H100 80GB HBM3", 80, "h100", ["gpu", "h100"]),
+        ("NVIDIA H200", 141, "h200", ["gpu", "h200"]),
+        ("NVIDIA L4", 24, "l4", ["gpu", "l4"]),
+        ("Tesla T4", 16, "t4", ["gpu", "t4"]),
+        ("NVIDIA GeForce RTX 4090", 24, "nvidia_geforce_rtx_4090", ["gpu", "nvidia_geforce_rtx_4090"]),
+    ],
+)
+def test_gpu_profiles_from_nvml_names(nvml_name, gib, profile, markers):
+    p = gpu_profile(nvml_name, gib * GIB, index=2)
+    assert (p.name, p.kind, p.device, p.markers) == (profile, "gpu", "gpu:2", markers)
+    assert p.memory_mb == pytest.approx(gib * GIB / 1e6)
+
+
+def test_l4_rule_does_not_match_names_that_merely_contain_l4():
+    assert gpu_profile("NVIDIA L40S", 48 * GIB).name == "nvidia_l40s"
+
+
+@pytest.mark.parametrize(
+    ("model", "profile"),
+    [
+        ("NVIDIA Jetson TX2 Developer Kit", "tx2"),
+        ("quill", "tx2"),
+        ("NVIDIA Jetson AGX Orin Developer Kit", "orin"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", "orin"),
+        ("NVIDIA Jetson Xavier NX Developer Kit", "nvidia_jetson_xavier_nx_developer_kit"),
+    ],
+)
+def test_jetson_profiles_from_device_tree(model, profile):
+    p = jetson_profile(model, memory_bytes=8 * GIB)
+    assert p.name == profile and p.kind == "jetson" and p.markers[0] == "jetson"
+    assert "gpu" not in p.markers  # no NVML, shared memory: not a discrete GPU
+
+
+def test_memory_bounds_choose_between_rules(tmp_path):
+    table = tmp_path / "devices.toml"
+    table.write_text(
+        '[[gpu]]\nname = "a100_40"\nmatch = "A100"\nmax_memory_gib = 48\nmarkers = ["gpu", "a100"]\n'
+        '[[gpu]]\nname = "a100_80"\nmatch = "A100"\nmin_memory_gib = 48\nmarkers = ["gpu", "a100"]\n'
+    )
+    t = load_table(table)
+    assert gpu_profile("NVIDIA A100-PCIE-40GB", 40 * GIB, table=t).name == "a100_40"
+    assert gpu_profile("NVIDIA A100-SXM4-80GB", 80 * GIB, table=t).name == "a100_80"
+
+
+def test_bad_tables_are_refused_with_the_file_named(tmp_path):
+    bad = tmp_path / "devices.toml"
+    bad.write_text('[[gpu]]\nname = "x"\nmarkers = ["gpu"]\n')
+    with pytest.raises(DeviceError, match="lacks match"):
+        load_table(bad)
+    bad.write_text('[[gpu]]\nname = "x"\nmatch = "("\nmarkers = ["gpu"]\n')
+    with pytest.raises(DeviceError, match="bad match regex"):
+        load_table(bad)
+    with pytest.raises(DeviceError, match="not found"):
+        load_table(tmp_path / "missing.toml")
+
+
+def test_detect_profiles_cpu_first_then_each_nvml_gpu(monkeypatch):
+    nvml = NvmlStandIn(
+        [FakeGpu("Tesla V100-SXM2-16GB", 16 * GIB, compute_capability=(7, 0)), FakeGpu("Tesla T4", 15 * GIB)],
+        driver="535.104.05", cuda=12020,
+    )
+    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    found = detect_profiles()
+    assert [p.name for p in found] == ["cpu", "v100_sxm2", "t4"]
+    cpu, v100, t4 = found
+    assert cpu.kind == "cpu" and cpu.markers == ["cpu"] and cpu.cores >= 1 and cpu.memory_mb > 0
+    assert (v100.device, v100.driver, v100.cuda, v100.compute_capability) == ("gpu:0", "535.104.05", "12.2", "7.0")
+    assert t4.device == "gpu:1" and nvml.calls == ["shutdown"]
+    assert get_profile("t4").detected and get_profile("t4").device == "gpu:1"
+
+
+def test_detect_profiles_on_a_jetson(monkeypatch, tmp_path):
+    tree = tmp_path / "model"
+    tree.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    monkeypatch.setattr(devices, "DEVICE_TREE_MODEL", tree)
+    found = detect_profiles()
+    assert [p.kind for p in found] == ["cpu", "jetson"] and found[1].name == "orin"
+
+
+def test_jetson_model_ignores_other_boards(tmp_path):
+    tree = tmp_path / "model"
+    tree.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert devices.jetson_model(tree) is None
+    assert devices.jetson_model(tmp_path / "absent") is None
+
+
+def test_get_profile_falls_back_to_the_table_and_refuses_unknown_names(monkeypatch):
+    monkeypatch.setattr(devices, "import_nvml", lambda: None)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    p100 = get_profile("p100")
+    assert not p100.detected and p100.memory_mb == pytest.approx(12 * GIB / 1e6)
+    assert get_profile("cpu").detected
+    with pytest.raises(DeviceError, match="known profiles: cpu, p100"):
+        get_profile("tpu_v5")
+
+
+def test_emulation_records_how_the_cap_is_applied(monkeypatch):
+    monkeypatch.setattr(devices, "import_nvml", lambda: None)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    assert emulation("cpu") is None
+    on_gpu = emulation("gpu:0", "v100_sxm2")
+    assert on_gpu.memory_limit_mb == int(16 * GIB / 1e6) and on_gpu.how == "tf_logical_device_memory_limit"
+    on_cpu = emulation("cpu", memory_limit_mb=2000)
+    assert on_cpu.to_dict() == {"profile": None, "memory_limit_mb": 2000, "how": "rlimit_data_above_runtime"}
+    with pytest.raises(DeviceError):
+        emulation("cpu", memory_limit_mb=0)
+
+
+def test_slug():
+    assert slug("NVIDIA GeForce RTX 4090") == "nvidia_geforce_rtx_4090" and slug("***") == "unknown"
+
+
+def test_odperf_device_prints_the_cpu_profile(capsys, monkeypatch):
+    from odperf.cli import main
+
+    monkeypatch.setattr(devices, "import_nvml", lambda: None)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    assert main(["device"]) == 0
+    out = capsys.readouterr().out
+    assert "profile" in out.splitlines()[0] and "\ncpu " in out
+    assert main(["device", "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "cpu"

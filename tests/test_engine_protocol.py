@@ -1,0 +1,109 @@
+"""The engine's pieces that need no worker: the pipe protocol, outcome classification, the record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from odperf.engine.measurement import Deployment, Measurement
+from odperf.engine.outcomes import classify_error, classify_exit, describe_exit
+from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
+from odperf.engine.request import MeasureRequest
+from odperf.errors import WorkloadError
+from odperf.measure.memory import MemoryStats, ProbeStats
+
+
+@pytest.fixture
+def pair():
+    a_r, b_w = os.pipe()
+    b_r, a_w = os.pipe()
+    a, b = Channel(a_r, a_w), Channel(b_r, b_w)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_messages_cross_whole_and_in_order(pair):
+    a, b = pair
+    big = {"cmd": "run", "payload": "x" * 200_000}  # larger than a pipe buffer: written in pieces
+    sender = threading.Thread(target=lambda: [a.send(big), a.send({"n": 2})])
+    sender.start()
+    assert b.receive(timeout=10) == big
+    assert b.receive(timeout=10) == {"n": 2}
+    sender.join()
+
+
+def test_receive_times_out_then_sees_the_other_end_close(pair):
+    a, b = pair
+    with pytest.raises(ChannelTimeout):
+        b.receive(timeout=0.05)
+    os.close(a.write_fd)
+    with pytest.raises(ChannelClosed):
+        b.receive(timeout=1)
+    os.close(a.read_fd)
+    with pytest.raises(ChannelClosed):
+        b.send({"to": "nobody"})
+
+
+def test_outcomes():
+    assert classify_error("ResourceExhaustedError", "OOM when allocating tensor") == "oom"
+    assert classify_error("MemoryError", "") == "oom"
+    assert classify_error("InternalError", "CUDNN_STATUS_ALLOC_FAILED") == "oom"
+    assert classify_error("ValueError", "bad shape") == "crash"
+    assert classify_exit(-signal.SIGSEGV, "Fatal Python error", capped=False) == "crash"
+    assert classify_exit(-signal.SIGKILL, "", capped=True) == "oom"  # the kernel's answer to a cap
+    assert classify_exit(-signal.SIGABRT, "terminate called after throwing std::bad_alloc", capped=False) == "oom"
+    assert classify_exit(1, "Traceback ...", capped=True) == "crash"
+    assert describe_exit(-9) == "killed by signal SIGKILL (9)" and describe_exit(3) == "exited with code 3"
+
+
+def test_request_is_checked_and_round_trips():
+    r = MeasureRequest(model="m", batch_size=8, images=2, device="gpu:1", grid=[3, 2, 100])
+    assert r.grid == (3, 2, 100) and r.gpu_index == 1
+    assert MeasureRequest.from_dict(r.to_dict()) == r
+    for bad in (dict(batch_size=0), dict(images=0), dict(device="tpu"), dict(device="gpu:x"),
+                dict(memory_limit_mb=0), dict(timeout_s=0), dict(grid=(1, 2))):
+        with pytest.raises(WorkloadError):
+            MeasureRequest(**{"model": "m", "batch_size": 8, "images": 2, **bad})
+
+
+def memory(peak: float) -> MemoryStats:
+    return MemoryStats(
+        probe="host_rss", peak_mb=peak, mean_mb=peak / 2, samples=50, requested_period_ms=10.0,
+        period_mean_ms=10.2, period_p99_ms=12.0, duration_s=0.5, sampler_cpu_fraction=0.004,
+        probes={"host_rss": ProbeStats("host_rss", "process", peak, peak / 2, None, 50)},
+        timeline=[[0.0, 1.0], [0.5, peak]],
+    )
+
+
+def test_record_maps_every_figure():
+    r = MeasureRequest(model="ssd", batch_size=32, images=3)
+    m = Measurement(
+        request=r,
+        deploy=Deployment(spawn_s=0.1, import_s=2.0, load_s=0.5, first_inference_s=0.9, warmup_s=0.9,
+                          total_s=3.5, pid=1, batch_mode="tile_by_tile"),
+        worker_times_s=[1.0, 2.0, 3.0], parent_times_s=[1.1, 2.1, 3.1], bare_times_s=[1.0, 2.0, 3.0],
+        memory=memory(800.0), allocator={"current_mb": 10.0, "peak_mb": 700.0},
+        device_info={"profile": "cpu", "name": "Some CPU"}, accuracy={"AP": 0.25, "AP50": 0.5},
+    )
+    rec = m.to_record(meta_arch="ssd")
+    assert rec.time_per_image_s["mean"] == pytest.approx(2.1) and rec.images_timed == 3
+    assert rec.car_time_s == pytest.approx(2.1 * 95) and rec.tiles_per_second == pytest.approx(64 / 2.1)
+    assert rec.batch_mode == "tile_by_tile" and rec.meta_arch == "ssd" and rec.device_name == "Some CPU"
+    assert rec.deploy_s == {"spawn": 0.1, "import": 2.0, "load": 0.5, "warmup": 0.9, "total": 3.5,
+                            "first_inference": 0.9}
+    assert (rec.peak_memory_mb, rec.memory_probe, rec.host_rss_peak_mb, rec.allocator_peak_mb) == (
+        800.0, "host_rss", 800.0, 700.0)
+    assert rec.sample_period_ms == {"requested": 10.0, "mean": 10.2, "p99": 12.0}
+    assert rec.map == 0.25 and rec.memory_timeline[-1] == [0.5, 800.0]
+    # A harness's own times and mean replace the parent's; the efficiency follows the harness mean.
+    rec2 = m.to_record(harness_times_s=[2.0, 2.0], harness_mean_s=2.5)
+    assert rec2.time_per_image_s["mean"] == 2.0 and rec2.harness_efficiency == pytest.approx(2.0 / 2.5)
+    with pytest.raises(TypeError):
+        m.to_record(no_such_field=1)
+    import json
+
+    json.dumps(rec.to_extra_info())  # JSON-plain

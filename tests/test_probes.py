@@ -1,0 +1,91 @@
+"""Memory probes: NVML (through a stand-in for pynvml), Jetson meminfo, host RSS, and probe selection."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nvml_standin import FakeGpu, NvmlStandIn
+from odperf.measure import probes
+from odperf.measure.probes import (
+    JetsonSharedProbe,
+    NvmlDeviceProbe,
+    NvmlProcessProbe,
+    RssProbe,
+    external_probes,
+    parse_device,
+)
+
+GIB = 1024**3
+
+
+def test_nvml_process_probe_counts_only_the_workers_pid():
+    gpu = FakeGpu("NVIDIA A100-SXM4-80GB", 80 * GIB, used_bytes=9 * GIB, processes={111: 2 * GIB, 222: 5 * GIB})
+    nvml = NvmlStandIn([gpu])
+    probe = NvmlProcessProbe(nvml, 0, pid=222)
+    assert probe.read() == 5 * GIB
+    gpu.processes[222] = 6 * GIB
+    assert probe.read() == 6 * GIB
+    assert NvmlProcessProbe(nvml, 0, pid=333).read() == 0.0  # no CUDA context yet: holds nothing
+    gpu.processes[333] = None  # a driver that hides per-process figures
+    assert NvmlProcessProbe(nvml, 0, pid=333).read() == 0.0
+    assert NvmlDeviceProbe(nvml, 0).read() == 9 * GIB
+
+
+def test_nvml_errors_read_as_unavailable():
+    class Broken(NvmlStandIn):
+        def nvmlDeviceGetComputeRunningProcesses(self, gpu):
+            raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+
+        def nvmlDeviceGetMemoryInfo(self, gpu):
+            raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+
+    nvml = Broken([FakeGpu("Tesla T4", 16 * GIB)])
+    assert NvmlProcessProbe(nvml, 0, pid=1).read() is None
+    assert NvmlDeviceProbe(nvml, 0).read() is None
+
+
+def test_jetson_probe_reads_used_shared_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        7859256 kB\nMemFree:          123 kB\nMemAvailable:    5859256 kB\n")
+    assert JetsonSharedProbe(meminfo).read() == 2_000_000 * 1024
+    meminfo.write_text("garbage\n")
+    assert JetsonSharedProbe(meminfo).read() is None
+
+
+def test_rss_probe_reads_a_live_process_and_none_once_it_is_gone():
+    probe = RssProbe(os.getpid())
+    import psutil
+
+    assert probe.read() == pytest.approx(psutil.Process().memory_info().rss, rel=0.05)
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = RssProbe(child.pid)
+    child.wait()
+    assert dead.read() is None
+
+
+def test_probe_selection_by_device(monkeypatch):
+    me = os.getpid()
+    gpu = FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, processes={me: GIB})
+    nvml = NvmlStandIn([FakeGpu("Tesla T4", 16 * GIB), gpu])
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+    assert [p.name for p in external_probes("cpu", os.getpid())] == ["host_rss"]
+    chosen = external_probes("gpu:1", me, jetson=False)
+    assert [p.name for p in chosen] == ["nvml_process", "nvml_device", "host_rss"]
+    assert chosen[0].read() == GIB  # the second GPU, by NVML index
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_shared", "host_rss"]
+    monkeypatch.setattr(probes, "import_nvml", lambda: None)  # a GPU request where NVML is absent
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=False)] == ["host_rss"]
+    assert parse_device("gpu:3") == ("gpu", 3) and parse_device("cpu") == ("cpu", 0)
+
+
+def test_import_nvml_is_none_without_a_driver():
+    # No NVIDIA driver on a CPU machine: NVML fails to initialise, which is an answer, not an error.
+    nvml = probes.import_nvml()
+    if nvml is not None:
+        pytest.skip("this machine has an NVIDIA driver")
+    assert nvml is None
