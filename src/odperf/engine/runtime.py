@@ -31,6 +31,7 @@ def worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     else:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # number GPUs as NVML does, so gpu:N is NVML's N
         env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     return env
