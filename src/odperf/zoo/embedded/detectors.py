@@ -1,0 +1,17 @@
+"""Build a detector from its spec: the meta-architecture picks the class."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from odperf.zoo.embedded.centernet import CenterNet
+from odperf.zoo.embedded.faster_rcnn import FasterRCNN
+from odperf.zoo.embedded.specs import ModelSpec
+from odperf.zoo.embedded.ssd import SSD
+
+META_ARCHS = {"centernet": CenterNet, "ssd": SSD, "faster_rcnn": FasterRCNN}
+
+
+def build(spec: ModelSpec, num_classes: int, max_detections: int = 100) -> tf.Module:
+    """A fresh detector with ``losses(images, boxes, classes, valid)`` and ``detect(images, threshold)``."""
+    return META_ARCHS[spec.meta_arch](spec, num_classes, max_detections)
