@@ -17,6 +17,7 @@ from keras import layers
 
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
 from odperf.zoo.embedded.boxes import area
+from odperf.zoo.embedded.losses import giou_loss
 from odperf.zoo.embedded.specs import ModelSpec
 
 ALPHA = 0.54  # Gaussian radius as a fraction of the box side (TTFNet)
@@ -122,15 +123,3 @@ class CenterNet(tf.Module):
         boxes = tf.clip_by_value(boxes, 0.0, size)
         return boxes, scores, classes, scores >= score_threshold
 
-
-def giou_loss(pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """1 - generalised IoU of matching boxes [..., 4] (ymin, xmin, ymax, xmax)."""
-    inter_h = tf.maximum(tf.minimum(pred[..., 2], target[..., 2]) - tf.maximum(pred[..., 0], target[..., 0]), 0.0)
-    inter_w = tf.maximum(tf.minimum(pred[..., 3], target[..., 3]) - tf.maximum(pred[..., 1], target[..., 1]), 0.0)
-    inter = inter_h * inter_w
-    union = area(pred) + area(target) - inter
-    iou = inter / tf.maximum(union, 1e-6)
-    hull_h = tf.maximum(pred[..., 2], target[..., 2]) - tf.minimum(pred[..., 0], target[..., 0])
-    hull_w = tf.maximum(pred[..., 3], target[..., 3]) - tf.minimum(pred[..., 1], target[..., 1])
-    hull = tf.maximum(hull_h * hull_w, 1e-6)
-    return 1.0 - (iou - (hull - union) / hull)

@@ -17,7 +17,8 @@ from keras import layers
 from odperf.zoo.embedded import boxes as bx
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
 from odperf.zoo.embedded.specs import ModelSpec
-from odperf.zoo.embedded.ssd import PRIOR, _huber, focal_loss, level_sizes, nms
+from odperf.zoo.embedded.losses import focal_loss, huber
+from odperf.zoo.embedded.ssd import PRIOR, level_sizes, nms
 
 RPN_PRE_NMS = 600
 RPN_NMS_IOU = 0.7
@@ -98,7 +99,7 @@ class FasterRCNN(tf.Module):
         rpn_cls = tf.reduce_sum(focal_loss(objectness, pos) * care) / n_pos
         anchors = tf.broadcast_to(self.anchors[None], tf.shape(deltas))
         target = bx.encode(bx.gather_gt(gt_boxes, index), anchors)
-        rpn_box = tf.reduce_sum(tf.reduce_sum(_huber(target - deltas), -1) * pos) / n_pos
+        rpn_box = tf.reduce_sum(tf.reduce_sum(huber(target - deltas), -1) * pos) / n_pos
         # stage two: proposals (plus the ground truth itself, so the head sees good boxes from step one)
         proposals, valid = self._proposals(tf.stop_gradient(objectness), tf.stop_gradient(deltas))
         rois = tf.concat([proposals, gt_boxes], axis=1)
@@ -112,7 +113,7 @@ class FasterRCNN(tf.Module):
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         roi_cls = tf.reduce_sum(ce * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
         target = bx.encode(bx.gather_gt(gt_boxes, index), rois)
-        roi_box = tf.reduce_sum(tf.reduce_sum(_huber(target - refine), -1) * pos) / tf.maximum(tf.reduce_sum(pos), 1.0)
+        roi_box = tf.reduce_sum(tf.reduce_sum(huber(target - refine), -1) * pos) / tf.maximum(tf.reduce_sum(pos), 1.0)
         return {"rpn_class": rpn_cls, "rpn_box": rpn_box, "roi_class": roi_cls, "roi_box": roi_box}
 
     def detect(self, images, score_threshold: float):

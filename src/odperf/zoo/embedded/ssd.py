@@ -16,19 +16,12 @@ from keras import layers
 
 from odperf.zoo.embedded import boxes as bx
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
+from odperf.zoo.embedded.losses import focal_loss, huber
 from odperf.zoo.embedded.specs import ModelSpec
 
 PRIOR = 0.01
 PRE_NMS = 1000
 NMS_IOU = 0.5
-
-
-def focal_loss(logits, targets, gamma: float = 2.0, alpha: float = 0.25):
-    p = tf.sigmoid(logits)
-    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
-    p_t = p * targets + (1 - p) * (1 - targets)
-    a_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return a_t * (1 - p_t) ** gamma * ce
 
 
 def level_sizes(input_size: int, strides) -> dict[int, int]:
@@ -101,8 +94,8 @@ class SSD(tf.Module):
         cls_loss = tf.reduce_sum(focal_loss(cls, targets) * care) / n_pos
         anchors = tf.broadcast_to(self.anchors[None], tf.shape(box))
         box_targets = bx.encode(bx.gather_gt(gt_boxes, index), anchors)
-        huber = tf.reduce_sum(_huber(box_targets - box), axis=-1)
-        box_loss = tf.reduce_sum(huber * tf.cast(positive, tf.float32)) / n_pos
+        box_error = tf.reduce_sum(huber(box_targets - box), axis=-1)
+        box_loss = tf.reduce_sum(box_error * tf.cast(positive, tf.float32)) / n_pos
         return {"class": cls_loss, "box": box_loss}
 
     def detect(self, images, score_threshold: float):
@@ -116,11 +109,6 @@ class SSD(tf.Module):
         size = float(self.spec.input_size)
         boxes = tf.clip_by_value(boxes, 0.0, size)
         return nms(boxes, scores, self.max_detections, score_threshold, size)
-
-
-def _huber(x, delta: float = 1.0):
-    a = tf.abs(x)
-    return tf.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
 
 
 def nms(boxes, scores, max_detections: int, score_threshold: float, size: float):

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from odperf.zoo.embedded import export
-from odperf.zoo.embedded.data import Split, batches, load_split
+from odperf.zoo.embedded.data import batches, load_split
 from odperf.zoo.embedded.detectors import build
 from odperf.zoo.embedded.record import accuracy_figures, put_accuracy
 from odperf.zoo.embedded.specs import ModelSpec, get_spec
