@@ -65,7 +65,7 @@ def test_request_is_checked_and_round_trips():
     assert r.grid == (3, 2, 100) and r.gpu_index == 1
     assert MeasureRequest.from_dict(r.to_dict()) == r
     for bad in (dict(batch_size=0), dict(images=0), dict(device="tpu"), dict(device="gpu:x"),
-                dict(memory_limit_mb=0), dict(timeout_s=0), dict(grid=(1, 2))):
+                dict(memory_limit_mb=0), dict(timeout_s=0), dict(start_timeout_s=0), dict(grid=(1, 2))):
         with pytest.raises(WorkloadError):
             MeasureRequest(**{"model": "m", "batch_size": 8, "images": 2, **bad})
 

@@ -27,6 +27,12 @@ class Scripted:
         self.i += 1
         return v
 
+    def wait_replayed(self) -> None:
+        """Until every scripted value was read once (however slowly a busy machine schedules the thread)."""
+        deadline = time.monotonic() + 60
+        while self.i <= len(self.values) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
 
 def test_sampler_keeps_its_period_and_reports_its_cost():
     with MemorySampler([RssProbe(os.getpid())], period_ms=10) as sampler:
@@ -77,7 +83,7 @@ def test_device_probes_are_relative_to_their_start_and_the_headline_prefers_nvml
     rss = Scripted("host_rss", "process", [1e9, 1.2e9])
     device = Scripted("nvml_device", "device", [5e9, 5e9, 7e9])  # first read is the baseline
     with MemorySampler([rss, device], period_ms=5) as sampler:
-        time.sleep(0.1)
+        device.wait_replayed()
     stats = sampler.stop()
     assert stats.probe == "nvml_device" and stats.peak_mb == pytest.approx(2000)
     assert stats.probes["nvml_device"].baseline_mb == pytest.approx(5000)
@@ -87,7 +93,7 @@ def test_device_probes_are_relative_to_their_start_and_the_headline_prefers_nvml
 def test_unavailable_samples_are_skipped_not_zero():
     probe = Scripted("nvml_process", "process", [None, 3e8, None, 1e8])
     with MemorySampler([probe], period_ms=5) as sampler:
-        time.sleep(0.08)
+        probe.wait_replayed()
     stats = sampler.stop()
     assert stats.peak_mb == pytest.approx(300) and stats.probes["nvml_process"].samples < stats.samples
 

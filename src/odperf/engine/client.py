@@ -106,8 +106,9 @@ class WorkerSession:
             os.close(from_worker_w)
         self.channel = Channel(from_worker_r, to_worker_w)
         self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms).start()
-        self._call({"cmd": "start", "request": r.to_dict()}, "hello")
-        ready = self._receive("ready")
+        start_timeout = r.start_timeout_s or r.timeout_s
+        self._call({"cmd": "start", "request": r.to_dict()}, "hello", start_timeout)
+        ready = self._receive("ready", start_timeout)
         deploy = Deployment(
             spawn_s=ready["t_main"] - self._t_spawn,
             import_s=ready["import_s"],
@@ -171,7 +172,7 @@ class WorkerSession:
             self._log = None
 
     # --- protocol ---------------------------------------------------------------------------------
-    def _call(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+    def _call(self, message: dict[str, Any], expect: str, timeout: float | None = None) -> dict[str, Any]:
         if self._failed is not None:
             raise self._failed
         if self.channel is None:
@@ -180,15 +181,16 @@ class WorkerSession:
             self.channel.send(message)
         except ChannelClosed:
             self._died()
-        return self._receive(expect)
+        return self._receive(expect, timeout)
 
-    def _receive(self, expect: str) -> dict[str, Any]:
+    def _receive(self, expect: str, timeout: float | None = None) -> dict[str, Any]:
         assert self.channel is not None
+        timeout = timeout or self.request.timeout_s
         try:
-            reply = self.channel.receive(timeout=self.request.timeout_s)
+            reply = self.channel.receive(timeout=timeout)
         except ChannelTimeout:
             self._kill()
-            self._fail("timeout", f"no answer within {self.request.timeout_s:g} s (worker killed)")
+            self._fail("timeout", f"no answer within {timeout:g} s (worker killed)")
         except ChannelClosed:
             self._died()
         if reply.get("event") == "failed":

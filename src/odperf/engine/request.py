@@ -12,8 +12,9 @@ from odperf.errors import WorkloadError
 class MeasureRequest:
     """A measurement of ``model`` at ``batch_size`` tiles per call on ``device`` over ``images`` camera images.
 
-    ``timeout_s`` bounds each step separately (start: spawn, import, load and warm-up; each image; finish),
-    so a long car does not need a long timeout to catch a hang. ``memory_limit_mb`` caps the worker's
+    ``timeout_s`` bounds each step separately (each image; finish; and start: spawn, import, load and
+    warm-up, unless ``start_timeout_s`` gives start its own bound), so a long car does not need a long
+    timeout to catch a hang. ``memory_limit_mb`` caps the worker's
     memory to emulate a smaller device (``emulate_profile`` names it, for the record).
     """
 
@@ -30,6 +31,7 @@ class MeasureRequest:
     memory_limit_mb: int | None = None
     emulate_profile: str | None = None
     timeout_s: float = 900.0
+    start_timeout_s: float | None = None  # spawn, import, load and warm-up; None: timeout_s
     sample_period_ms: float = 10.0
     keep_detections: bool = False  # accuracy: the worker keeps detections of every timed image
     batch_policy: str = "tile_by_tile"
@@ -48,8 +50,8 @@ class MeasureRequest:
         kind, _, index = self.device.partition(":")
         if not (self.device == "cpu" or (kind == "gpu" and index.isdigit())):
             raise WorkloadError(f"device must be 'cpu' or 'gpu:N', got {self.device!r}")
-        if self.timeout_s <= 0 or self.sample_period_ms <= 0:
-            raise WorkloadError("timeout_s and sample_period_ms must be positive")
+        if self.timeout_s <= 0 or self.sample_period_ms <= 0 or (self.start_timeout_s is not None and self.start_timeout_s <= 0):
+            raise WorkloadError("timeout_s, start_timeout_s and sample_period_ms must be positive")
         if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
             raise WorkloadError(f"memory_limit_mb must be positive, got {self.memory_limit_mb}")
 
