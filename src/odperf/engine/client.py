@@ -121,6 +121,7 @@ class WorkerSession:
             model_format=ready["model_format"],
             tf_version=ready["tf_version"],
             tf_devices=ready["tf_devices"],
+            dataset_s=ready["dataset_s"],
         )
         self.measurement.deploy = deploy
         if ready.get("memory_cap") and self.measurement.emulated is not None:

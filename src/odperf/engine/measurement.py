@@ -28,13 +28,14 @@ class Deployment:
     import_s: float  # import tensorflow and set up its devices
     load_s: float  # load the model (and the loader's own checks)
     first_inference_s: float | None  # the first camera image (warm-up), graph tracing included
-    warmup_s: float  # all warm-up images
+    warmup_s: float  # all warm-up images, their preparation (reading the tiles) included
     total_s: float  # spawn to ready
     pid: int
     batch_mode: str
     model_format: str | None = None
     tf_version: str | None = None
     tf_devices: list[str] = field(default_factory=list)
+    dataset_s: float = 0.0  # opening the dataset and laying out camera images (not deployment: excluded)
 
     def to_deploy_s(self) -> dict[str, float]:
         out = {"spawn": self.spawn_s, "import": self.import_s, "load": self.load_s,

@@ -188,8 +188,21 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this worker if the parent dies mid-run (it cannot read EOF while busy)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     t_main = time.monotonic()
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m odperf.engine.worker")
     parser.add_argument("--read-fd", type=int, required=True)
     parser.add_argument("--write-fd", type=int, required=True)
