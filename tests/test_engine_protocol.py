@@ -99,6 +99,7 @@ def test_record_maps_every_figure():
         800.0, "host_rss", 800.0, 700.0)
     assert rec.sample_period_ms == {"requested": 10.0, "mean": 10.2, "p99": 12.0}
     assert rec.map == 0.25 and rec.memory_timeline[-1] == [0.5, 800.0]
+    assert m.protocol_overhead_s == pytest.approx(0.1) and rec.harness_efficiency == pytest.approx(2.0 / 2.1)
     # A harness's own times and mean replace the parent's; the efficiency follows the harness mean.
     rec2 = m.to_record(harness_times_s=[2.0, 2.0], harness_mean_s=2.5)
     assert rec2.time_per_image_s["mean"] == 2.0 and rec2.harness_efficiency == pytest.approx(2.0 / 2.5)

@@ -85,6 +85,13 @@ class Measurement:
     def bare_mean_s(self) -> float | None:
         return float(np.mean(self.bare_times_s)) if self.bare_times_s else None
 
+    @property
+    def protocol_overhead_s(self) -> float | None:
+        """Median of (parent-timed - worker-timed) per image: the harness's own cost, measured image by
+        image at the same moment, so unlike the bare-loop ratio it does not drift with machine load."""
+        pairs = [p - w for p, w in zip(self.parent_times_s, self.worker_times_s)]
+        return float(np.median(pairs)) if pairs else None
+
     def efficiency_against(self, harness_mean_s: float | None) -> float | None:
         """Bare-loop mean / a harness-timed mean per image (1.0: the harness costs nothing)."""
         bare = self.bare_mean_s

@@ -157,7 +157,7 @@ def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
     from odperf.datasets.coco import CocoDataset
     from odperf.datasets.synthetic import VAL_SPLIT, ensure_embedded
 
-    root = request.dataset_root or ensure_embedded()
+    root = request.dataset_root or ensure_embedded(n_train=0)  # timing needs the validation split only
     split = VAL_SPLIT if request.dataset_split == "val" else request.dataset_split
     dataset = CocoDataset.from_root(root, split)
     return build_camera_set(dataset, request.images, grid=grid, seed=request.seed)
