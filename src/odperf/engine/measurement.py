@@ -138,9 +138,9 @@ class Measurement:
             record.car_time_s = mean * images_per_car
             record.tiles_per_second = tiles / mean if mean > 0 else None
         harness_mean = harness_mean_s or (float(np.mean(harness_times_s)) if harness_times_s else None)
-        record.harness_efficiency = (
-            self.efficiency_against(harness_mean) if harness_mean else self.harness_efficiency
-        )
+        if harness_mean is None and self.parent_times_s:
+            harness_mean = float(np.mean(self.parent_times_s))
+        record.harness_efficiency = self.efficiency_against(harness_mean) or self.harness_efficiency
         if self.deploy:
             record.deploy_s = self.deploy.to_deploy_s()
         mem = self.memory
