@@ -43,6 +43,7 @@ class RunRecord:
     tiles_per_second: float | None = None
     deploy_s: dict[str, float] = field(default_factory=dict)  # import, load, first_inference, total
     harness_efficiency: float | None = None  # bare in-process loop time / harness-timed time
+    protocol_overhead_s: float | None = None  # median per image of harness-timed minus worker-timed
     # memory, MB (10**6 bytes)
     peak_memory_mb: float | None = None
     memory_probe: str | None = None  # which probe gave peak_memory_mb
@@ -52,6 +53,7 @@ class RunRecord:
     memory_samples: int | None = None
     sample_period_ms: dict[str, float] = field(default_factory=dict)  # requested, mean, p99
     memory_timeline: list[list[float]] = field(default_factory=list)  # [[t_s, mb], ...] downsampled
+    sampler_cpu_fraction: float | None = None  # the sampling thread's own CPU time / wall time
     # accuracy
     map: float | None = None  # COCO AP@[.5:.95], 0..1
     accuracy: dict[str, Any] | None = None  # AP, AP50, AP75, APs, APm, APl, AR100, per_category

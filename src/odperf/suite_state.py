@@ -170,6 +170,8 @@ class SuiteState:
             timeout_s=self.timeout_s,
             sample_period_ms=self.sample_period_ms,
             keep_detections=self.accuracy or not timed,
+            bare_loop=timed,  # the harness-overhead loop only means something for timed runs
+            start_timeout_s=self.timeout_s,
         )
 
     def locate(self, case: Case) -> None:
@@ -193,6 +195,8 @@ class SuiteState:
             images_per_car=IMAGES_PER_CAR,
             meta_arch=case.model.meta_arch,
             map_group=case.model.map_group,
+            protocol_overhead_s=measurement.protocol_overhead_s,
+            sampler_cpu_fraction=measurement.memory.sampler_cpu_fraction if measurement.memory else None,
         )
 
     def failure_record(self, case: Case, failure: Any) -> RunRecord:
