@@ -47,8 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dataset split (default: val for the embedded dataset, val2017 for a COCO root)")
     g.addoption("--odperf-accuracy", action="store_true", default=False,
                 help="also compute COCO mAP from the timed images (one JSON holds both)")
-    g.addoption("--odperf-emulate", default=None, metavar="PROFILE",
-                help="emulate a smaller device profile by capping memory (e.g. p100 on a larger GPU)")
+    g.addoption("--odperf-emulate", default=None, metavar="PROFILE|NAME:MB",
+                help="emulate a smaller device by capping memory: a profile at its nominal memory (p100 on a "
+                     "larger GPU) or NAME:MB (e.g. edge:1500); recorded in the results")
     g.addoption("--odperf-expectations", action="append", default=None, metavar="FILE",
                 help="expectations TOML (deadlines, OOM, mAP floors); repeatable; "
                      "default fixtures/expectations.toml")

@@ -51,16 +51,38 @@ def _targets(devices: str, profiles: Sequence[Any], emulate: str | None) -> list
                 f"use cpu, gpu, gpu:N or all"
             )
     if emulate:
-        from odperf.measure.devices import get_profile
-
-        emu = get_profile(emulate)
+        name, memory_mb, markers = _emulated_device(emulate)
         real = next((t for t in out if t.device != "cpu"), None) or out[0]
         out = [
-            replace(t, profile=emu.name, markers=tuple(dict.fromkeys(tuple(emu.markers))),
-                    memory_mb=emu.memory_mb, emulated_from=t.profile) if t is real else t
+            replace(t, profile=name, markers=markers, memory_mb=memory_mb, emulated_from=t.profile)
+            if t is real else t
             for t in out
         ]
     return out
+
+
+def _emulated_device(spec: str) -> tuple[str, float, tuple[str, ...]]:
+    """``PROFILE`` (a table profile at its nominal memory) or ``NAME:MB`` (any name, MB of memory)."""
+    from odperf.measure.devices import load_table
+
+    name, _, mb = spec.partition(":")
+    name = name.strip().lower()
+    if not name or (mb and not mb.strip().isdigit()) or (mb and int(mb) <= 0):
+        raise OdperfError(
+            f"--odperf-emulate={spec!r}: expected a device profile (p100, tx2, ...) or NAME:MB, e.g. edge:1500"
+        )
+    table = load_table()
+    known = table.rule(name)
+    if not mb and (known is None or known.memory_gib is None):
+        names = ", ".join(sorted({r.name for r in table.rules}))
+        raise OdperfError(
+            f"--odperf-emulate={spec!r}: no profile {name!r} in fixtures/devices.toml ({names}); "
+            f"give its memory as {name}:MB to emulate a device the table does not know or has no size for"
+        )
+    if known is not None:
+        memory_mb = float(mb) if mb else float(known.memory_gib) * 1024**3 / 1e6
+        return name, memory_mb, tuple(known.markers)
+    return name, float(mb), (name,)
 
 
 @dataclass
