@@ -53,7 +53,7 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             name="centernet_tiny",
             meta_arch="centernet",
-            input_size=192,
+            input_size=128,
             widths=(16, 24, 48, 64, 96),
             depths=(0, 0, 1, 1, 1),
             neck_width=32,

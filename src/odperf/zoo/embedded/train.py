@@ -16,7 +16,6 @@ would slow training several-fold), so a rerun reproduces the recorded mAP closel
 from __future__ import annotations
 
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -128,7 +127,7 @@ def train(
         "train_split": f"{train_split} ({len(data)} tiles)",
         "categories": [int(c) for c in data.category_ids],
         "category_names": list(data.category_names),
-        "trained_on": f"{platform.machine()}, {tf.config.threading.get_inter_op_parallelism_threads() or 'default'} threads, TensorFlow {tf.__version__}",
+        "tensorflow": tf.__version__,
     }
     saved = export.save(serving, model_dir, metadata)
     put_accuracy(metadata, accuracy_figures(model_dir, root, val_split, limit=n_val))
