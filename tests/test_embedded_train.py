@@ -40,3 +40,10 @@ def test_train_exports_a_loadable_detector(name, tiny_root, tmp_path):
 def test_unknown_model_is_refused(tmp_path):
     with pytest.raises(ModelError, match="centernet_tiny"):
         train("no_such_model", tmp_path)
+
+
+def test_missing_dataset_is_a_dataset_error(tmp_path):
+    from odperf.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="train2017"):
+        train("centernet_tiny", tmp_path / "models", dataset_root=tmp_path)

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from odperf.workload import normalized_to_xywh
-from odperf.zoo.embedded.data import Split, load_coco
+from odperf.datasets.coco import CocoDataset
+from odperf.zoo.embedded.data import Split
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def coco_accuracy(root: Path, split_name: str, split: Split, detections: np.ndar
     """COCOeval (bbox) restricted to the split's images; seconds is left 0 for the caller to fill."""
     from pycocotools.cocoeval import COCOeval
 
-    gt = load_coco(root, split_name)
+    gt = CocoDataset.from_root(root, split_name).coco
     with contextlib.redirect_stdout(io.StringIO()):
         if len(detections):
             dt = gt.loadRes(detections)
