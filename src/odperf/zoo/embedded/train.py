@@ -95,6 +95,12 @@ def train(
         optimizer.apply_gradients(zip(grads, variables))
         return total, parts
 
+    # Trace the serving graph now: autograph reads the source files when it traces, so a long run must
+    # not meet a source tree edited in the meantime at export time.
+    serving = export.Serving(detector, data.category_ids)
+    serving.serve.get_concrete_function()
+    flops = export.flops_per_tile(serving)
+
     stream = batches(data, batch_size, seed)
     start = time.perf_counter()
     for i in range(steps):
@@ -107,7 +113,6 @@ def train(
             log(f"{name}: step {i}/{steps} loss={float(total):.3f} {detail} ({time.perf_counter() - start:.0f} s)")
     train_seconds = time.perf_counter() - start
 
-    serving = export.Serving(detector, data.category_ids)
     model_dir = Path(out_dir) / name
     metadata = {
         "name": name,
@@ -117,7 +122,7 @@ def train(
         "max_detections": detector.max_detections,
         "score_threshold": serving.score_threshold,
         "parameters": export.parameter_count(detector),
-        "flops_per_tile": export.flops_per_tile(serving),
+        "flops_per_tile": flops,
         "flops_method": "tf.compat.v1.profiler float_operation on the serving graph for one 300x300 uint8 tile",
         "train_seconds": round(train_seconds, 1),
         "train_steps": steps,
