@@ -8,7 +8,8 @@ from odperf.workload import IMAGES_PER_CAR
 
 
 def _case(record: RunRecord) -> str:
-    emulated = f" (emulated on {record.emulated.get('on')})" if record.emulated else ""
+    cap = (record.emulated or {}).get("memory_limit_mb")
+    emulated = f" (emulated: {cap} MB memory cap)" if record.emulated else ""
     return f"{record.model} at batch {record.batch_size} on {record.device_profile}{emulated}"
 
 
