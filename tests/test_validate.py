@@ -31,7 +31,6 @@ def test_tolerance_is_absolute_ap_both_ways():
     assert validation_of(get("faster_rcnn_nas_lowprop"), {"AP": 0.3}, 0.02).passed is None
 
 
-@pytest.mark.skipif(not embedded_models(), reason="no embedded model exported yet")
 def test_validate_an_embedded_model_as_a_user_would():
     spec = min(embedded_models(), key=lambda s: s.measured.get("flops_per_tile") or 0)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
