@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -26,8 +27,10 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_dataset):
-    m = measure(request(engine_models["tiny"], engine_dataset, batch_size=16, keep_detections=True))
+def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_dataset, tmp_path):
+    results = tmp_path / "results.json"
+    m = measure(request(engine_models["tiny"], engine_dataset, batch_size=16, keep_detections=True,
+                        results_path=str(results)))
     assert m.outcome == "ok", m.error
     d = m.deploy
     assert d.batch_mode == "batched" and d.model_format == "tf2_saved_model"
@@ -42,6 +45,10 @@ def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_datase
     assert mem.samples > 10 and len(mem.timeline) <= 200
     # One detection per image tile, none for the blank tile: 3 images x 63 tiles.
     assert m.accuracy["n_detections"] == 3 * 63 and 0 <= m.accuracy["AP"] <= 1
+    # ... kept as COCO results in camera-image coordinates, and scored after the worker left.
+    coco = json.loads(results.read_text())
+    assert len(coco) == 3 * 63 and {r["image_id"] for r in coco} == {1, 2, 3}
+    assert all(0 <= r["bbox"][0] < 2100 and 0 <= r["bbox"][1] < 2700 for r in coco)
     rec = m.to_record(device_profile="cpu")
     assert rec.outcome == "ok" and rec.images_timed == 3 and rec.batch_size == 16
     assert rec.time_per_image_s["mean"] == pytest.approx(sum(m.parent_times_s) / 3)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -53,6 +53,10 @@ class Expectation:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in FIELDS + ("notes",)}
+
+    def accuracy_only(self) -> "Expectation":
+        """What an untimed accuracy run is held to: its mAP floor and out-of-memory behaviour."""
+        return replace(self, deadline_image_s=None, deadline_car_s=None)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dataset split (default: val for the embedded dataset, val2017 for a COCO root)")
     g.addoption("--odperf-accuracy", action="store_true", default=False,
                 help="also compute COCO mAP from the timed images (one JSON holds both)")
+    g.addoption("--odperf-results-dir", default=None, metavar="DIR",
+                help="with accuracy on: write each case's detections as COCO results (camera-image "
+                     "coordinates) to DIR/<case id>.json")
     g.addoption("--odperf-emulate", default=None, metavar="PROFILE|NAME:MB",
                 help="emulate a smaller device by capping memory: a profile at its nominal memory (p100 on a "
                      "larger GPU) or NAME:MB (e.g. edge:1500); recorded in the results")
@@ -78,6 +81,7 @@ def _state(config: pytest.Config):
                 split=config.getoption("odperf_split"),
                 accuracy=config.getoption("odperf_accuracy"),
                 emulate=config.getoption("odperf_emulate"),
+                results_dir=config.getoption("odperf_results_dir"),
                 expectations=config.getoption("odperf_expectations"),
                 timeout_s=config.getoption("odperf_timeout"),
                 sample_period_ms=config.getoption("odperf_sample_ms"),

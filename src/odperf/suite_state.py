@@ -98,6 +98,7 @@ class SuiteState:
     dataset: str | None = None
     split: str | None = None
     accuracy: bool = False
+    results_dir: str | None = None
     timeout_s: float = 1800.0
     sample_period_ms: float = 10.0
     seed: int = 0
@@ -117,6 +118,7 @@ class SuiteState:
         split: str | None,
         accuracy: bool,
         emulate: str | None,
+        results_dir: str | None,
         expectations: list[str] | None,
         timeout_s: float,
         sample_period_ms: float,
@@ -147,6 +149,7 @@ class SuiteState:
             dataset=dataset,
             split=split,
             accuracy=accuracy,
+            results_dir=results_dir,
             timeout_s=timeout_s,
             sample_period_ms=sample_period_ms,
             seed=seed,
@@ -192,9 +195,16 @@ class SuiteState:
             timeout_s=self.timeout_s,
             sample_period_ms=self.sample_period_ms,
             keep_detections=self.accuracy or not timed,
+            results_path=self._results_path(case, timed),
             bare_loop=timed,  # the harness-overhead loop only means something for timed runs
             start_timeout_s=self.timeout_s,
         )
+
+    def _results_path(self, case: Case, timed: bool) -> str | None:
+        if not self.results_dir:
+            return None
+        Path(self.results_dir).mkdir(parents=True, exist_ok=True)
+        return str(Path(self.results_dir) / f"{case.id if timed else case.accuracy_id}.json")
 
     def locate(self, case: Case) -> None:
         """Raise ModelMissing (with the tarball URL and fetch command) when a registry model is not on disk."""

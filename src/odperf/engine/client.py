@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from odperf.engine.measurement import Deployment, Measurement
@@ -148,10 +149,11 @@ class WorkerSession:
         m = self.measurement
         m.bare_times_s = [float(t) for t in reply["bare_times_s"]]
         m.allocator = reply.get("allocator")
-        m.accuracy = reply.get("accuracy")
         if m.parent_times_s:
             m.harness_efficiency = m.efficiency_against(sum(m.parent_times_s) / len(m.parent_times_s))
         self._reap(expect_exit=True)
+        if reply.get("detections_path"):
+            m.accuracy = score_detections(self.request, Path(reply["detections_path"]), reply["timed"])
         m.outcome = "ok"
         return m
 
@@ -259,6 +261,23 @@ class WorkerSession:
         size = self._log.seek(0, os.SEEK_END)
         self._log.seek(max(0, size - STDERR_TAIL_BYTES))
         return self._log.read().decode("utf-8", "replace").strip()
+
+
+def score_detections(request: MeasureRequest, path: Path, timed: list[int]) -> dict[str, Any]:
+    """COCO mAP of the detections a worker saved, over the camera images it timed; the file is removed."""
+    from odperf.engine.worker import open_camera_set
+    from odperf.measure.accuracy import TiledDetections
+    from odperf.workload import CameraGrid
+
+    try:
+        rows, cols, tile = request.grid
+        grid = CameraGrid(rows=rows, cols=cols, tile=tile)
+        detections = TiledDetections.load(path, grid)
+        if request.results_path:
+            detections.write_results(request.results_path)
+        return detections.evaluate(open_camera_set(request, grid), camera_indices=timed).to_record()
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def measure(request: MeasureRequest) -> Measurement:

@@ -34,6 +34,7 @@ class MeasureRequest:
     start_timeout_s: float | None = None  # spawn, import, load and warm-up; None: timeout_s
     sample_period_ms: float = 10.0
     keep_detections: bool = False  # accuracy: the worker keeps detections of every timed image
+    results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
     batch_policy: str = "tile_by_tile"
     bare_loop: bool = True  # finish() re-runs the images in a bare in-process loop (harness overhead)
 

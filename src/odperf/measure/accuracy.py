@@ -139,6 +139,22 @@ class TiledDetections:
             for c, k, b, s in zip(cams.tolist(), classes.tolist(), boxes.tolist(), scores.tolist())
         ]
 
+    def save(self, path: str | Path) -> Path:
+        """Everything ``add`` kept, as one .npz: the worker hands its detections to the parent this way."""
+        cams, tiles, boxes, scores, classes = self._arrays()
+        seen = np.array(sorted(self._seen), dtype=np.int64).reshape(-1, 2)
+        with open(path, "wb") as fh:
+            np.savez(fh, cams=cams, tiles=tiles, boxes=boxes, scores=scores, classes=classes, seen=seen)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, grid: CameraGrid = PAPER_GRID) -> "TiledDetections":
+        with np.load(path) as data:
+            out = cls(grid)
+            out._parts = [tuple(data[k] for k in ("cams", "tiles", "boxes", "scores", "classes"))]
+            out._seen = {(int(c), int(t)) for c, t in data["seen"]}
+        return out
+
     def write_results(self, path: str | Path) -> Path:
         path = Path(path)
         path.write_text(json.dumps(self.results()), encoding="utf-8")
