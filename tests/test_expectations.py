@@ -108,3 +108,12 @@ def test_check_run_map_floor_and_crash():
     assert check_run(_record(map=0.35), Expectation(map_floor=0.3)) == []
     (msg,) = check_run(_record(outcome="crash", exit_signal=9, error="Killed"), Expectation())
     assert msg.startswith("crash") and "signal 9" in msg
+
+
+def test_embedded_models_have_real_cpu_expectations(shipped):
+    for name in ("centernet_tiny", "ssd_fpn", "faster_rcnn_fpn"):
+        e = shipped.lookup("cpu", _tags(name), 64)
+        assert e.deadline_image_s and e.deadline_car_s == 120.0 and 0.4 < e.map_floor < 0.8
+        assert shipped.lookup("cpu_600mb", _tags(name), 32).oom is False
+    assert shipped.lookup("cpu_600mb", _tags("faster_rcnn_fpn"), 64).oom is True
+    assert shipped.lookup("cpu_600mb", _tags("ssd_fpn"), 64).oom is False
