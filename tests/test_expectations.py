@@ -114,7 +114,5 @@ def test_embedded_models_have_real_cpu_expectations(shipped):
     for name in ("centernet_tiny", "ssd_fpn", "faster_rcnn_fpn"):
         e = shipped.lookup("cpu", _tags(name), 64)
         assert e.deadline_image_s and e.deadline_car_s == 120.0 and 0.4 < e.map_floor < 0.8
-        assert shipped.lookup("cpu_500mb", _tags(name), 32).oom is False
-    assert shipped.lookup("cpu_500mb", _tags("faster_rcnn_fpn"), 64).oom is True
-    assert shipped.lookup("cpu_500mb", _tags("ssd_fpn"), 64).oom is True
-    assert shipped.lookup("cpu_500mb", _tags("centernet_tiny"), 64).oom is False
+        assert shipped.lookup("cpu_400mb", _tags(name), 8).oom is False
+        assert shipped.lookup("cpu_400mb", _tags(name), 64).oom is True
