@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import os
 import subprocess
@@ -12,20 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import make_runs as mr  # tests/ is on sys.path (rootdir-relative import mode)
+
 from odperf.report.compare import compare_runs, render
 from odperf.results import load_run
 
 
-def _make_runs():
-    path = Path(__file__).parent / "data" / "make_runs.py"
-    spec = importlib.util.spec_from_file_location("odperf_test_make_runs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mr = _make_runs()
 Bench = mr.Bench
 
 

@@ -53,6 +53,10 @@ def test_outcomes():
     assert classify_error("MemoryError", "") == "oom"
     assert classify_error("InternalError", "CUDNN_STATUS_ALLOC_FAILED") == "oom"
     assert classify_error("ValueError", "bad shape") == "crash"
+    # oneDNN's allocation failure under a memory cap (seen at batch 64 on a 400 MB emulated device)
+    onednn = "Status: 1, message: could not create a primitive, in file tensorflow/core/kernels/mkl/mkl_conv_ops.cc"
+    assert classify_error("AbortedError", onednn, capped=True) == "oom"
+    assert classify_error("AbortedError", onednn) == "crash"
     assert classify_exit(-signal.SIGSEGV, "Fatal Python error", capped=False) == "crash"
     assert classify_exit(-signal.SIGKILL, "", capped=True) == "oom"  # the kernel's answer to a cap
     assert classify_exit(-signal.SIGABRT, "terminate called after throwing std::bad_alloc", capped=False) == "oom"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,22 +11,14 @@ from pathlib import Path
 
 import pytest
 
+import make_runs as mr  # tests/ is on sys.path (rootdir-relative import mode)
+
 from odperf.errors import ResultsError
 from odperf.expectations import load as load_expectations
 from odperf.report.gate import GateConfig, run_gate
 from odperf.results import load_run
 
 
-def _make_runs():
-    path = Path(__file__).parent / "data" / "make_runs.py"
-    spec = importlib.util.spec_from_file_location("odperf_test_make_runs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mr = _make_runs()
 Bench = mr.Bench
 
 BASE = [

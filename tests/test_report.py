@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+import make_runs as mr  # tests/ is on sys.path (rootdir-relative import mode)
+
 from odperf.errors import ResultsError
 from odperf.report.index import build_report, write_report
 from odperf.report.rows import device_memory_mb, latest_named, load_runs, rows_of
@@ -19,16 +20,6 @@ from odperf.report.selection import best_batches, deadline_choices, pareto_front
 from odperf.results import load_run
 
 
-def _make_runs():
-    path = Path(__file__).parent / "data" / "make_runs.py"
-    spec = importlib.util.spec_from_file_location("odperf_test_make_runs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mr = _make_runs()
 Bench = mr.Bench
 
 

@@ -24,9 +24,16 @@ def looks_like_oom(text: str | None) -> bool:
     return bool(text) and OOM_PATTERNS.search(text) is not None
 
 
-def classify_error(error_type: str, message: str) -> str:
+# Under a memory cap, allocation failures also surface from libraries that do not say "memory": oneDNN
+# (TensorFlow's CPU kernels) fails to create its primitive and TensorFlow reports an AbortedError.
+CAPPED_OOM_PATTERNS = re.compile(r"could not create a primitive|Cannot allocate memory", re.IGNORECASE)
+
+
+def classify_error(error_type: str, message: str, capped: bool = False) -> str:
     """Outcome of an exception the worker caught and reported: ``oom`` or ``crash``."""
     if error_type in ("ResourceExhaustedError", "MemoryError") or looks_like_oom(message):
+        return "oom"
+    if capped and CAPPED_OOM_PATTERNS.search(message or ""):
         return "oom"
     return "crash"
 

@@ -169,7 +169,7 @@ def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
     return build_camera_set(dataset, request.images, grid=grid, seed=request.seed)
 
 
-def _failure(exc: BaseException) -> dict[str, Any]:
+def _failure(exc: BaseException, capped: bool = False) -> dict[str, Any]:
     from odperf.engine.outcomes import classify_error
     from odperf.errors import OdperfError
 
@@ -178,7 +178,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     chain = [exc]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    if any(classify_error(type(e).__name__, str(e)) == "oom" for e in chain):
+    if any(classify_error(type(e).__name__, str(e), capped) == "oom" for e in chain):
         outcome = "oom"  # also when a loader wrapped the allocator's error in its own ModelError
     elif isinstance(exc, OdperfError):
         outcome = "error"  # the user's to fix (missing model, bad dataset): the parent re-raises it
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChannelClosed:
         return 0
     except BaseException as exc:  # noqa: BLE001  report anything, then die: the process is disposable
-        failure = _failure(exc)
+        failure = _failure(exc, capped=bool(start["request"].get("memory_limit_mb")))
         try:
             channel.send(failure)
         except ChannelClosed:

@@ -2,7 +2,7 @@
 
 pytest-benchmark's own ``Metadata``/``Stats`` and JSON generator build each file, so the structure is
 exactly the one the suite saves; only the timings are invented (from the paper's headline figures).
-``python tests/data/make_runs.py`` rewrites tests/data/runs/{cpu,v100_sxm2}.json; tests also call
+``python tests/make_runs.py`` rewrites tests/data/runs/{cpu,v100_sxm2}.json; tests also call
 ``run_json``/``write_run`` directly to get runs with figures they know.
 """
 
@@ -157,4 +157,4 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "runs")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / "runs")
