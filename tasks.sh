@@ -5,7 +5,7 @@
 #   bash tasks.sh bench [pytest args...]   the main job: every embedded model x batch size on this machine
 #   bash tasks.sh test  [pytest args...]   the library's tests, then the CI smoke run of the real suite
 #   bash tasks.sh setup                    only create/refresh .venv
-#   bash tasks.sh report                   regenerate reports/main from the latest saved main-job run
+#   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -45,7 +45,7 @@ case "$task" in
         ;;
     report)
         setup
-        exec "$PY" -m odperf.cli report --latest-main --out reports/main "$@"
+        exec "$PY" -m odperf.cli report .benchmarks/main.json .benchmarks/main-cpu_400mb.json --out reports/main "$@"
         ;;
     *)
         echo "usage: bash tasks.sh {bench|test|setup|report} [args...]" >&2
