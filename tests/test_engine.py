@@ -10,7 +10,6 @@ import time
 import psutil
 import pytest
 
-from engine_models import engine_dataset, engine_models  # noqa: F401  (fixtures)
 from odperf.engine import MeasureRequest, WorkerFailed, WorkerSession, measure
 from odperf.errors import ModelError
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from engine_models import BALLAST_MB, engine_dataset, engine_models  # noqa: F401  (fixtures)
+from engine_models import BALLAST_MB
 from odperf.engine import MeasureRequest, measure
 from odperf.measure.memory import MemorySampler, MemoryStats, _downsample
 from odperf.measure.probes import RssProbe
