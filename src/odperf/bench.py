@@ -72,6 +72,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path) -> list
         f"--benchmark-json={json_path}",
         "--benchmark-columns=mean,median,max,rounds",
         "--benchmark-sort=name",
+        "--benchmark-disable-gc",  # the worker times with GC off too: neither clock counts a collection
         *run.options,
     ]
     if not args.smoke:
