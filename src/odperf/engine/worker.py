@@ -31,6 +31,7 @@ class Worker:
         self.prepared: dict[int, Any] = {}
         self.timed: list[int] = []
         self.detections = None
+        self.kept: list[tuple[int, list[Any]]] = []  # raw outputs of the timed images, for accuracy
 
     # --- deployment ---------------------------------------------------------------------------------
     def deploy(self) -> dict[str, Any]:
@@ -104,12 +105,17 @@ class Worker:
         return seconds, outputs
 
     def keep(self, index: int, outputs: list[Any]) -> None:
-        """Hand one image's detections to the accuracy accumulator (after the answer: never timed)."""
-        if self.detections is None:
-            return
+        """Hold one image's raw detections for accuracy. They are converted only in ``finish``: work
+        between rounds (even after the answer) was measured to slow the next timed image."""
+        if self.detections is not None:
+            self.kept.append((index, outputs))
+
+    def _accumulate(self) -> None:
         size = self.request.batch_size
-        for k, d in enumerate(outputs):
-            self.detections.add(index, k * size, d.boxes, d.scores, d.classes, d.counts)
+        for index, outputs in self.kept:
+            for k, d in enumerate(outputs):
+                self.detections.add(index, k * size, d.boxes, d.scores, d.classes, d.counts)
+        self.kept.clear()
 
     # --- commands -----------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -151,6 +157,7 @@ class Worker:
 
         out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times, "allocator": allocator_stats()}
         if self.detections is not None and self.timed:
+            self._accumulate()
             # Scored by the parent after this process is gone: COCOeval's memory is not the model's, and
             # must neither count in the peak nor hit an emulated device's memory cap.
             import tempfile
