@@ -127,3 +127,13 @@ def test_tile_index_at_and_origin_agree():
         assert PAPER_GRID.tile_index_at(x0 + 150, y0 + 150) == index
     with pytest.raises(WorkloadError, match="blank"):
         PAPER_GRID.tile_origin(63)
+
+
+def test_a_callers_batch_buffer_is_reused_and_checked(image):
+    from odperf.workload import batch_buffer
+
+    buf = batch_buffer(PAPER_GRID, 16)
+    batches = list(PAPER_GRID.cut(image).batches(16, buffer=buf))
+    assert all(np.shares_memory(b, buf) for b in batches)
+    with pytest.raises(WorkloadError, match="batch buffer"):
+        next(PAPER_GRID.cut(image).batches(8, buffer=buf))

@@ -226,20 +226,33 @@ class TiledImage:
                 out[k] = self.view[row, col]
         return out[:n]
 
-    def batches(self, batch_size: int, pad_last: bool = False) -> Iterator[np.ndarray]:
+    def batches(
+        self, batch_size: int, pad_last: bool = False, buffer: np.ndarray | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield contiguous uint8 batches of ``batch_size`` tiles in tile order.
 
-        The buffer is reused between batches: consume each one before asking for the next.
+        The buffer is reused between batches: consume each one before asking for the next. A caller
+        timing many images passes its own ``buffer`` (``batch_buffer``), so that no image pays for
+        freshly mapped memory.
         """
         g = self.grid
         bounds = batch_bounds(g.tiles_per_image, batch_size)
-        buffer = np.empty((batch_size, g.tile, g.tile, g.channels), dtype=np.uint8)
+        shape = (batch_size, g.tile, g.tile, g.channels)
+        if buffer is None:
+            buffer = np.empty(shape, dtype=np.uint8)
+        elif buffer.shape != shape or buffer.dtype != np.uint8:
+            raise WorkloadError(f"batch buffer must be uint8 {shape}, got {buffer.dtype} {buffer.shape}")
         for start, stop in bounds:
             batch = self.fill(start, stop, buffer)
             if pad_last and len(batch) < batch_size:
                 buffer[len(batch) :] = 0
                 batch = buffer
             yield batch
+
+
+def batch_buffer(grid: CameraGrid, batch_size: int) -> np.ndarray:
+    """A batch buffer for ``TiledImage.batches``, touched once so its pages are mapped before timing."""
+    return np.zeros((batch_size, grid.tile, grid.tile, grid.channels), dtype=np.uint8)
 
 
 _BLANKS: dict[tuple[int, int], np.ndarray] = {}
