@@ -141,7 +141,7 @@ def _refuse_xdist_timing(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER") or not _xdist_workers(config):
         return
     markexpr = config.option.markexpr or ""
-    if "accuracy" in markexpr and "not accuracy" not in markexpr or "not timing" in markexpr:
+    if ("accuracy" in markexpr and "not accuracy" not in markexpr) or "not timing" in markexpr:
         return
     for arg in config.args:
         path = Path(str(arg).split("::", 1)[0]).resolve()

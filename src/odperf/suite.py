@@ -16,14 +16,8 @@ from typing import Iterable, Sequence
 from odperf.errors import OdperfError
 from odperf.expectations import ModelTags
 from odperf.workload import PAPER_BATCH_SIZES
+from odperf.zoo.registry import MAP_GROUPS
 
-MAP_GROUP_MARKERS = {
-    "highest": "map_highest",
-    "high": "map_high",
-    "medium": "map_medium",
-    "low": "map_low",
-    "lowest": "map_lowest",
-}
 
 
 @dataclass(frozen=True)
@@ -55,8 +49,8 @@ class ModelRef:
     @property
     def markers(self) -> tuple[str, ...]:
         out = [m for m in (self.meta_arch, self.family) if m]
-        if self.map_group and self.map_group.lower() in MAP_GROUP_MARKERS:
-            out.append(MAP_GROUP_MARKERS[self.map_group.lower()])
+        if self.map_group and self.map_group.lower() in MAP_GROUPS:
+            out.append(f"map_{self.map_group.lower()}")  # the registered markers map_highest ... map_lowest
         return tuple(out)
 
 

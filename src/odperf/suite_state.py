@@ -24,17 +24,12 @@ ACCURACY_BATCH = 64
 
 def _targets(devices: str, profiles: Sequence[Any], emulate: str | None) -> list[Target]:
     """Targets for the requested devices among those detected (cpu first)."""
-    by_device = {}
-    gpu_index = 0
-    for p in profiles:
-        if p.kind == "cpu":
-            by_device["cpu"] = Target("cpu", "cpu", p.name, tuple(p.markers), p.memory_mb)
-        else:
-            label = "gpu" if gpu_index == 0 else f"gpu{gpu_index}"
-            by_device[f"gpu:{gpu_index}"] = Target(
-                f"gpu:{gpu_index}", label, p.name, tuple(p.markers), p.memory_mb
-            )
-            gpu_index += 1
+    # Profiles already say which device they are ("cpu", "gpu:N"); ids call gpu:0 "gpu", gpu:N "gpuN".
+    by_device = {
+        p.device: Target(p.device, "gpu" if p.device == "gpu:0" else p.device.replace(":", ""), p.name,
+                         tuple(p.markers), p.memory_mb)
+        for p in profiles
+    }
     wanted = [d.strip().lower() for d in devices.split(",") if d.strip()] or ["all"]
     out: list[Target] = []
     for d in wanted:
