@@ -21,7 +21,7 @@ setup() {
     want=$(sha256sum pyproject.toml | cut -d' ' -f1)
     if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
         "$PY" -m pip install --quiet --upgrade pip
-        "$PY" -m pip install --quiet -e .
+        "$PY" -m pip install --quiet -e ".[torch]"   # both runtimes: TensorFlow and PyTorch
         echo "$want" >"$STAMP"
     fi
 }

@@ -13,7 +13,8 @@ import zoo_artifacts as za
 from odperf.errors import ModelError
 from odperf.zoo import ModelMissing, get
 from odperf.zoo.detector import Detections
-from odperf.zoo.loaders import find_artifact, load_detector, probe_tiles
+from odperf.backends import find_artifact
+from odperf.zoo.loaders import load_detector, probe_tiles
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_tarball_folder_prefers_frozen_graph(tmp_path, tiles):
     za.write_tf1_saved_model(tmp_path / "both" / "saved_model")
     det = load_detector(tmp_path / "both")
     assert det.format == "tf1_frozen_graph"
-    assert find_artifact(tmp_path / "both")[0] == "tf1_frozen_graph"
+    assert find_artifact(tmp_path / "both")[:2] == ("tensorflow", "tf1_frozen_graph")
 
 
 def test_tf2_saved_model_with_any_batch_runs_batched(tmp_path, tiles):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from odperf.errors import ModelError
+from odperf.zoo import torchvision_catalog
 from odperf.zoo import ModelMissing, all_models, embedded_models, get, map_group, select
 from odperf.zoo.registry import require_local
 
@@ -94,7 +95,12 @@ def test_get_by_alias_and_id_and_unknown_names():
 def test_select():
     names = lambda sel: [m.name for m in select(sel)]  # noqa: E731
     assert names(["rfcn"]) == ["rfcn_resnet101"]
-    assert names(["highest", "Q", "faster_rcnn_nas"]) == ["faster_rcnn_nas"]  # each once
+    # each once; torchvision's models join the groups by their own reported COCO mAP
+    assert names(["highest", "Q", "faster_rcnn_nas"]) == [
+        "faster_rcnn_nas", "fasterrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2"]
+    assert names(["torchvision"]) == list(torchvision_catalog.ARCHITECTURES)
+    assert {m.backend for m in select(["torch"])} == {"torch"}
+    assert {m.backend for m in select(["paper", "tf2"])} == {"tensorflow"}
     assert set(names(["mask_rcnn"])) >= {"mask_rcnn_incept_v2", "mask_rcnn_resnet50_atrous"}
     assert len(select(["paper"])) == 22 and len(select(["all"])) == len(all_models())
     assert names(["tf2"]) == [m.name for m in all_models() if m.family == "tf2"]

@@ -32,6 +32,10 @@ class RunRecord:
     outcome: str = "ok"
     meta_arch: str | None = None
     map_group: str | None = None
+    backend: str | None = None  # the runtime that ran the model (odperf.backends); None in old files
+    runtime_version: str | None = None
+    runtime_settings: dict[str, Any] = field(default_factory=dict)  # precision, cudnn.benchmark, threads
+    untrained: bool = False  # random weights: time and memory only, its mAP means nothing
     device_name: str | None = None
     emulated: dict[str, Any] | None = None  # {"profile": "p100", "memory_limit_mb": 12288, "how": "..."}
     tiles_per_image: int = 64

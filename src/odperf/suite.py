@@ -41,6 +41,8 @@ class ModelRef:
     meta_arch: str | None = None
     family: str | None = None
     map_group: str | None = None
+    backend: str = "tensorflow"  # the runtime that reads it (odperf.backends); a marker too
+    untrained: bool = False  # random weights (an architecture without the user's weights): no mAP
 
     @property
     def tags(self) -> ModelTags:
@@ -48,7 +50,7 @@ class ModelRef:
 
     @property
     def markers(self) -> tuple[str, ...]:
-        out = [m for m in (self.meta_arch, self.family) if m]
+        out = [m for m in (self.meta_arch, self.family, self.backend) if m]
         if self.map_group and self.map_group.lower() in MAP_GROUPS:
             out.append(f"map_{self.map_group.lower()}")  # the registered markers map_highest ... map_lowest
         return tuple(out)
@@ -78,15 +80,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "model"
 
 
-def model_refs(selected: Iterable[object]) -> list[ModelRef]:
+def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list[ModelRef]:
     """ModelRefs from the registry's selection (ModelSpec objects or paths to exported detectors)."""
+    from odperf.backends import find_artifact
+    from odperf.zoo.loaders import path_label
+
     out: list[ModelRef] = []
     for item in selected:
         if isinstance(item, (str, Path)):
             p = Path(item)
-            # A frozen graph file is named after its folder, as zoo tarballs hold one per folder.
-            name = slug(p.parent.name if p.suffix == ".pb" and p.parent.name else p.stem if p.suffix else p.name)
-            out.append(ModelRef(name=name, ref=str(p), family="custom"))
+            backend = find_artifact(p)[0]
+            out.append(ModelRef(name=slug(path_label(p)), ref=str(p), family="custom", backend=backend))
         else:
             out.append(
                 ModelRef(
@@ -95,9 +99,20 @@ def model_refs(selected: Iterable[object]) -> list[ModelRef]:
                     meta_arch=getattr(item, "meta_arch", None),
                     family=getattr(item, "family", None),
                     map_group=getattr(item, "map_group", None),
+                    backend=item.backend,
+                    untrained=_untrained(item, model_dir),
                 )
             )
     return out
+
+
+def _untrained(spec: object, model_dir: str | None) -> bool:
+    """A registry architecture with no weights file in the model folder runs with random weights."""
+    if getattr(spec, "architecture", None) is None:
+        return False
+    from odperf.backends.pytorch import weights_file
+
+    return weights_file(spec.local_dir(model_dir)) is None  # type: ignore[attr-defined]
 
 
 def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:

@@ -6,7 +6,6 @@ nothing of pytest, so the same run can be driven from any other harness.
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -133,7 +132,7 @@ class SuiteState:
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
         return cls(
-            models=model_refs(select(selectors)),
+            models=model_refs(select(selectors), model_dir),
             batch_sizes=parse_batch_sizes(batch_sizes),
             targets=_targets(devices, profiles, emulate),
             profiles=profiles,
@@ -161,7 +160,8 @@ class SuiteState:
         return build_cases(self.models, self.batch_sizes, self.targets)
 
     def accuracy_cases(self) -> list[Case]:
-        return build_cases(self.models, (ACCURACY_BATCH,), self.targets)
+        """Trained models only: an architecture with random weights has no mAP to measure."""
+        return build_cases([m for m in self.models if not m.untrained], (ACCURACY_BATCH,), self.targets)
 
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})
@@ -180,6 +180,7 @@ class SuiteState:
             batch_size=case.batch_size,
             images=self.images,
             device=case.target.device,
+            backend=case.model.backend,
             model_dir=self.model_dir,
             dataset_root=self.dataset,
             dataset_split=self.split or ("val2017" if self.dataset else "val"),
@@ -189,7 +190,7 @@ class SuiteState:
             emulate_profile=case.target.profile if emulated else None,
             timeout_s=self.timeout_s,
             sample_period_ms=self.sample_period_ms,
-            keep_detections=self.accuracy or not timed,
+            keep_detections=(self.accuracy or not timed) and not case.model.untrained,
             results_path=self._results_path(case, timed),
             bare_loop=timed,  # the harness-overhead loop only means something for timed runs
             start_timeout_s=self.timeout_s,
@@ -236,15 +237,13 @@ class SuiteState:
 
     # --- what the run says about itself --------------------------------------------------------------
     def machine_info(self) -> dict[str, Any]:
-        try:
-            tf_version = importlib.metadata.version("tensorflow")
-        except importlib.metadata.PackageNotFoundError:
-            tf_version = None
+        from odperf.backends import installed
+
         return {
             "profile": self.profile_name,
             "devices": [p.to_dict() for p in self.profiles],
             "targets": [asdict(t) for t in self.targets],
-            "tensorflow": tf_version,
+            "runtimes": installed(),  # each runtime's version, None where it is not installed
             "odperf": __version__,
         }
 

@@ -120,8 +120,11 @@ class WorkerSession:
             pid=self.proc.pid,
             batch_mode=ready["batch_mode"],
             model_format=ready["model_format"],
-            tf_version=ready["tf_version"],
-            tf_devices=ready["tf_devices"],
+            backend=ready["runtime"]["backend"],
+            runtime_version=ready["runtime"]["version"],
+            runtime_devices=ready["runtime"]["devices"],
+            runtime_settings=ready["runtime"]["settings"],
+            untrained=bool(ready.get("untrained")),
             dataset_s=ready["dataset_s"],
         )
         self.measurement.deploy = deploy
@@ -211,7 +214,8 @@ class WorkerSession:
         """The worker closed its pipe without a word: classify how it ended."""
         self._reap(expect_exit=True)
         code = self.proc.returncode if self.proc else None
-        outcome = classify_exit(code, self._stderr_tail(), self.request.memory_limit_mb is not None)
+        outcome = classify_exit(code, self._stderr_tail(), self.request.memory_limit_mb is not None,
+                                self.request.backend)
         self._fail(outcome, f"worker {describe_exit(code)}")
 
     def _fail(self, outcome: str, message: str) -> None:

@@ -25,7 +25,7 @@ class Deployment:
     """Seconds from spawning the worker to a warmed-up model, step by step (never part of inference)."""
 
     spawn_s: float  # fork/exec and Python start, until the worker's first line runs
-    import_s: float  # import tensorflow and set up its devices
+    import_s: float  # import the runtime (TensorFlow, PyTorch) and set up its devices
     load_s: float  # load the model (and the loader's own checks)
     first_inference_s: float | None  # the first camera image (warm-up), graph tracing included
     warmup_s: float  # all warm-up images, their preparation (reading the tiles) included
@@ -33,8 +33,11 @@ class Deployment:
     pid: int
     batch_mode: str
     model_format: str | None = None
-    tf_version: str | None = None
-    tf_devices: list[str] = field(default_factory=list)
+    backend: str | None = None
+    runtime_version: str | None = None
+    runtime_devices: list[str] = field(default_factory=list)
+    runtime_settings: dict[str, Any] = field(default_factory=dict)  # precision, cudnn.benchmark, threads
+    untrained: bool = False
     dataset_s: float = 0.0  # opening the dataset and laying out camera images (not deployment: excluded)
 
     def to_deploy_s(self) -> dict[str, float]:
@@ -61,7 +64,7 @@ class Measurement:
     bare_times_s: list[float] = field(default_factory=list)
     harness_efficiency: float | None = None
     memory: MemoryStats | None = None
-    allocator: dict[str, float] | None = None  # TF allocator current/peak MB (GPU only)
+    allocator: dict[str, float] | None = None  # the runtime allocator's current/peak MB (GPU only)
     device_info: dict[str, Any] = field(default_factory=dict)
     emulated: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None  # odperf.measure.accuracy AccuracyReport.to_record()
@@ -123,6 +126,7 @@ class Measurement:
             tiles_per_image=tiles,
             images_timed=len(times),
             batch_mode=self.batch_mode or "batched",
+            backend=self.request.backend,
             device_name=self.device_info.get("name"),
             error=self.error,
             exit_code=self.exit_code,
@@ -143,6 +147,10 @@ class Measurement:
         record.harness_efficiency = self.efficiency_against(harness_mean) or self.harness_efficiency
         if self.deploy:
             record.deploy_s = self.deploy.to_deploy_s()
+            record.backend = self.deploy.backend
+            record.runtime_version = self.deploy.runtime_version
+            record.runtime_settings = dict(self.deploy.runtime_settings)
+            record.untrained = self.deploy.untrained
         mem = self.memory
         if mem is not None:
             record.peak_memory_mb = mem.peak_mb
@@ -158,7 +166,8 @@ class Measurement:
         if self.allocator:
             record.allocator_peak_mb = self.allocator.get("peak_mb")
             if record.peak_memory_mb is None:
-                record.peak_memory_mb, record.memory_probe = record.allocator_peak_mb, "tf_allocator"
+                record.peak_memory_mb = record.allocator_peak_mb
+                record.memory_probe = f"{self.deploy.backend if self.deploy else 'runtime'}_allocator"
         if self.accuracy:
             record.accuracy = self.accuracy
             record.map = self.accuracy.get("AP")

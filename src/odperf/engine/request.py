@@ -22,6 +22,7 @@ class MeasureRequest:
     batch_size: int
     images: int  # camera images timed (rounds)
     device: str = "cpu"  # "cpu" or "gpu:N"
+    backend: str = "tensorflow"  # the runtime the worker starts (odperf.backends)
     model_dir: str | None = None
     dataset_root: str | None = None  # COCO-format root; None -> the embedded synthetic dataset
     dataset_split: str = "val"  # "val" names the embedded dataset's validation split (val2017)
@@ -53,6 +54,10 @@ class MeasureRequest:
             raise WorkloadError(f"device must be 'cpu' or 'gpu:N', got {self.device!r}")
         if self.timeout_s <= 0 or self.sample_period_ms <= 0 or (self.start_timeout_s is not None and self.start_timeout_s <= 0):
             raise WorkloadError("timeout_s, start_timeout_s and sample_period_ms must be positive")
+        from odperf.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise WorkloadError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
             raise WorkloadError(f"memory_limit_mb must be positive, got {self.memory_limit_mb}")
 

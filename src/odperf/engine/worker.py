@@ -1,7 +1,7 @@
-"""The worker process: one fresh TensorFlow, one model, one batch size; run as ``python -m odperf.engine.worker``.
+"""The worker process: one fresh runtime, one model, one batch size; run as ``python -m odperf.engine.worker``.
 
 It answers the parent over the two pipes named on its command line (``engine.protocol``) and leaves its
-stdout/stderr to TensorFlow. Timed region of an image, as the paper defines it: cut the camera image into
+stdout/stderr to the runtime (``odperf.backends``: TensorFlow, PyTorch). Timed region of an image, as the paper defines it: cut the camera image into
 tiles and run every batch of its tiles until the detections are on the host (the Detector returns numpy).
 Building the camera image (reading and decoding its tiles) happens before, when the image is prepared;
 the worker prepares the next image right after answering, so the parent's next request finds it ready.
@@ -46,14 +46,19 @@ class Worker:
         self.camera_set.preload(range(min(r.images, self.camera_set.max_cached_tiles // self.grid.image_tiles)))
         t_dataset = time.monotonic()
 
-        from odperf.engine.runtime import start_tensorflow
+        from odperf.backends import get_backend
 
-        runtime = start_tensorflow(r.device, r.memory_limit_mb)
+        self.backend = get_backend(r.backend)
+        runtime = self.backend.start(r.device, r.memory_limit_mb)
         t_imported = time.monotonic()
 
         from odperf.zoo.loaders import load_detector
 
         self.detector = load_detector(r.model, model_dir=r.model_dir, batch_policy=r.batch_policy)
+        if self.detector.backend != r.backend:
+            from odperf.errors import ModelError
+
+            raise ModelError(f"{r.model}: a {self.detector.backend} model, but the worker started {r.backend}")
         t_loaded = time.monotonic()
 
         warm = []
@@ -75,8 +80,9 @@ class Worker:
             "t_ready": t_ready,
             "batch_mode": self.detector.batch_mode,
             "model_format": self.detector.format,
-            "tf_version": runtime.tf_version,
-            "tf_devices": runtime.devices,
+            "untrained": self.detector.untrained,
+            "runtime": {"backend": runtime.backend, "version": runtime.version, "devices": runtime.devices,
+                        "settings": runtime.settings},
             "memory_cap": runtime.memory_cap,
         }
 
@@ -159,9 +165,8 @@ class Worker:
     def finish(self, bare: bool) -> dict[str, Any]:
         """The bare in-process loop over the timed images (no protocol), then allocator figures, accuracy."""
         bare_times = [self.time_image(i)[0] for i in self.timed] if bare else []
-        from odperf.engine.runtime import allocator_stats
-
-        out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times, "allocator": allocator_stats()}
+        out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times,
+                               "allocator": self.backend.allocator_stats()}
         if self.detections is not None and self.timed:
             self._accumulate()
             # Scored by the parent after this process is gone: COCOeval's memory is not the model's, and
@@ -187,7 +192,7 @@ def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
     return build_camera_set(dataset, request.images, grid=grid, seed=request.seed)
 
 
-def _failure(exc: BaseException, capped: bool = False) -> dict[str, Any]:
+def _failure(exc: BaseException, capped: bool = False, backend: str | None = None) -> dict[str, Any]:
     from odperf.engine.outcomes import classify_error
     from odperf.errors import OdperfError
 
@@ -196,7 +201,7 @@ def _failure(exc: BaseException, capped: bool = False) -> dict[str, Any]:
     chain = [exc]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    if any(classify_error(type(e).__name__, str(e), capped) == "oom" for e in chain):
+    if any(classify_error(type(e).__name__, str(e), capped, backend) == "oom" for e in chain):
         outcome = "oom"  # also when a loader wrapped the allocator's error in its own ModelError
     elif isinstance(exc, OdperfError):
         outcome = "error"  # the user's to fix (missing model, bad dataset): the parent re-raises it
@@ -242,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     except ChannelClosed:
         return 0
     except BaseException as exc:  # noqa: BLE001  report anything, then die: the process is disposable
-        failure = _failure(exc, capped=bool(start["request"].get("memory_limit_mb")))
+        failure = _failure(exc, capped=bool(start["request"].get("memory_limit_mb")),
+                           backend=start["request"].get("backend"))
         try:
             channel.send(failure)
         except ChannelClosed:

@@ -24,7 +24,6 @@ from odperf.measure.probes import (
     NvmlDeviceProbe,
     NvmlProcessProbe,
     RssProbe,
-    TfAllocatorProbe,
     import_nvml,
 )
 
@@ -43,13 +42,13 @@ def check_probes(index: int, alloc_mb: int) -> list[str]:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    allocator = TfAllocatorProbe("GPU:0")
+    from odperf.backends.tensorflow import allocator_info
     with MemorySampler([process, device, RssProbe(pid)], period_ms=10) as sampler:
         with tf.device("/GPU:0"):
             block = tf.ones([alloc_mb * MB // 4], tf.float32)
             total = float(tf.reduce_sum(block))
         time.sleep(0.5)
-        held = allocator.info()
+        held = allocator_info("GPU:0")
         del block
     stats = sampler.stop()
     rows = [

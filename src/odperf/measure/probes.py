@@ -2,8 +2,8 @@
 
 Probes that look at another process (the worker) by its PID run in the parent, so that sampling costs the
 timed worker nothing: host RSS (psutil), NVML per-process and per-device used memory, and Jetson shared
-memory. TensorFlow's allocator can only be asked from inside the process that owns it, so the worker
-reads ``TfAllocatorProbe`` itself; its ``peak`` is kept by TensorFlow and needs no sampling.
+memory. A runtime's allocator can only be asked from inside the process that owns it, so the worker asks
+its backend (``Backend.allocator_stats``); the allocator keeps its own peak, which needs no sampling.
 
 Scopes: a ``process`` probe counts only the worker; ``device`` and ``system`` probes count everything on
 the device (or board) and the sampler reports them relative to their value before the worker started.
@@ -142,39 +142,6 @@ class JetsonSharedProbe:
         except (OSError, KeyError, ValueError):
             return None
         return float((total - available) * 1024)
-
-
-@dataclass
-class TfAllocatorProbe:
-    """TensorFlow's allocator in this process: bytes in use now and the peak since the last reset.
-
-    Read inside the worker; it counts tensors, not what the driver reserved (NVML counts that).
-    """
-
-    device: str = "GPU:0"
-    name: str = "tf_allocator"
-    scope: str = "process"
-
-    def info(self) -> dict[str, float] | None:
-        import tensorflow as tf
-
-        try:
-            got = tf.config.experimental.get_memory_info(self.device)
-        except (ValueError, RuntimeError, tf.errors.OpError):
-            return None  # device absent, or an allocator without statistics (the CPU's)
-        return {"current": float(got["current"]), "peak": float(got["peak"])}
-
-    def read(self) -> float | None:
-        got = self.info()
-        return None if got is None else got["current"]
-
-    def reset_peak(self) -> None:
-        import tensorflow as tf
-
-        try:
-            tf.config.experimental.reset_memory_stats(self.device)
-        except (ValueError, RuntimeError, tf.errors.OpError):
-            pass
 
 
 HEADLINE_ORDER = ("nvml_process", "jetson_shared", "nvml_device", "host_rss")

@@ -14,7 +14,6 @@ import numpy as np
 
 from odperf.errors import ModelError
 
-FORMATS = ("tf1_frozen_graph", "tf1_saved_model", "tf2_saved_model")
 BATCH_MODES = ("batched", "tile_by_tile")
 
 
@@ -104,9 +103,8 @@ class Detector:
     """
 
     def __init__(self, name: str, source: Path, format: str, run: RunFn, *, batch_mode: str = "batched",
-                 max_batch: int | None = None, batch_note: str = "") -> None:
-        if format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+                 max_batch: int | None = None, batch_note: str = "", backend: str = "tensorflow",
+                 untrained: bool = False) -> None:
         if batch_mode not in BATCH_MODES:
             raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")
         self.name = name
@@ -115,6 +113,8 @@ class Detector:
         self.batch_mode = batch_mode
         self.max_batch = max_batch
         self.batch_note = batch_note  # why a model is limited to batch 1, for reports
+        self.backend = backend  # the runtime that loaded it (odperf.backends)
+        self.untrained = untrained  # random weights: its detections mean nothing (time and memory only)
         self._run = run
 
     def __call__(self, batch: np.ndarray) -> Detections:
@@ -135,5 +135,5 @@ class Detector:
         return self._run(batch)
 
     def __repr__(self) -> str:
-        return (f"Detector({self.name!r}, format={self.format!r}, batch_mode={self.batch_mode!r}, "
+        return (f"Detector({self.name!r}, backend={self.backend!r}, format={self.format!r}, batch_mode={self.batch_mode!r}, "
                 f"max_batch={self.max_batch!r}, source={str(self.source)!r})")

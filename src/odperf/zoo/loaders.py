@@ -1,11 +1,7 @@
-"""Load any detector odperf can run, chosen by what is on disk, behind the one ``Detector`` interface.
+"""Load any detector odperf can run, whatever its runtime, behind the one ``Detector`` interface.
 
-Formats (see ``odperf.zoo.detector.FORMATS``):
-- ``frozen_inference_graph.pb`` (TF1 zoo): ``image_tensor:0`` in, the four detection tensors out;
-- a TF1 saved_model (``serving_default``, input key ``inputs``);
-- a TF2 SavedModel (``serving_default``, input ``input_tensor``), including odperf's embedded detectors.
-A TF1 tarball folder holds both a frozen graph and a saved_model/: the frozen graph wins, because batches
-larger than one work there.
+The runtime that reads a model is chosen by what is on disk (``odperf.backends.find_artifact``) or by the
+registry entry; the checks below are the same for every runtime.
 
 The batch-1 trap: TF2 zoo signatures take batch 1 only, and a model may accept a larger batch while
 processing only its first image. So a model is limited to batch 1 when its declared input batch is 1 or
@@ -23,205 +19,77 @@ import numpy as np
 
 from odperf.errors import ModelError
 from odperf.zoo.detector import Detections, Detector
-from odperf.zoo.outputs import OutputMap, named_outputs
 from odperf.zoo.registry import ModelSpec, get, require_local
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")
-FROZEN_GRAPH = "frozen_inference_graph.pb"
-SAVED_MODEL = "saved_model.pb"
 PROBE_TILE = 300  # the workload's tile edge; the probe feeds what the suite will feed
 PROBE_ATOL = 1e-3  # normalized box coordinates and scores; batched kernels may round differently
 
 
 def load_detector(ref: str | Path | ModelSpec, model_dir: str | Path | None = None,
                   batch_policy: str = "tile_by_tile", probe: bool = True) -> Detector:
-    """Load a registry model (name or spec) or an exported detector (folder or .pb file).
+    """Load a registry model (name or spec) or an exported detector (folder or file) with its runtime.
 
     ``model_dir`` holds extracted zoo tarballs (default: ``ODPERF_MODEL_DIR``, then the user cache); a
-    registry model that is not there raises ``ModelMissing`` with the fetch command. ``probe`` runs the
-    batch-of-two check described in the module docstring (a few model calls on 300x300 tiles).
+    registry model that is not there raises ``ModelMissing`` with the fetch command. The runtime must
+    have been started (``Backend.start``) in this process. ``probe`` runs the batch-of-two check
+    described in the module docstring (a few model calls on 300x300 tiles).
     """
     if batch_policy not in BATCH_POLICIES:
         raise ValueError(f"batch_policy must be one of {BATCH_POLICIES}, got {batch_policy!r}")
-    name, path = _resolve(ref, model_dir)
-    fmt, artifact = find_artifact(path)
-    if fmt == "tf1_frozen_graph":
-        run, declared_batch = _load_frozen_graph(artifact)
-    else:
-        run, declared_batch, fmt = _load_saved_model(artifact)
+    from odperf.backends import get_backend
 
+    name, spec, backend, fmt, artifact = resolve(ref, model_dir)
+    loaded = get_backend(backend).load(fmt, artifact, spec)
+    run = loaded.run
+    declared_batch = loaded.declared_batch
     note = ""
     if declared_batch == 1:
         note = "its signature declares input batch 1"
     elif declared_batch is not None:
         note = f"its signature declares a fixed input batch of {declared_batch}"
     if probe:
-        _check_runs(run, name, artifact)
+        _check_runs(run, name, loaded.source)
         if not note:
             note = _probe_batching(run)
     limited = bool(note)
     return Detector(
-        name=name, source=artifact, format=fmt, run=run,
+        name=name, source=loaded.source, format=loaded.format, run=run,
         batch_mode="tile_by_tile" if limited and batch_policy == "tile_by_tile" else "batched",
-        max_batch=1 if limited else None, batch_note=note,
+        max_batch=1 if limited else None, batch_note=note, backend=backend, untrained=loaded.untrained,
     )
 
 
 # --- finding the artifact -----------------------------------------------------------------------
-def _resolve(ref: str | Path | ModelSpec, model_dir: str | Path | None) -> tuple[str, Path]:
-    if isinstance(ref, ModelSpec):
-        return ref.name, require_local(ref, model_dir)
-    if isinstance(ref, Path) or os.sep in str(ref) or str(ref).endswith(".pb") or Path(ref).exists():
-        path = Path(ref).expanduser()
-        label = path.parent.name if path.is_file() or path.suffix == ".pb" else path.name
-        if label == "saved_model":
-            label = path.parent.name if path.is_dir() else path.parent.parent.name
-        return label or str(path), path
-    spec = get(str(ref))
-    return spec.name, require_local(spec, model_dir)
+def resolve(ref: str | Path | ModelSpec, model_dir: str | Path | None) -> tuple[str, ModelSpec | None, str, str, Path]:
+    """(name, registry spec or None, backend, format, artifact) of a model reference; no framework import."""
+    from odperf import backends
+
+    if isinstance(ref, ModelSpec) or not _is_path(ref):
+        spec = get(ref) if not isinstance(ref, ModelSpec) else ref
+        folder = require_local(spec, model_dir)
+        if spec.architecture is not None:  # the runtime builds it; ``folder`` may hold the user's weights
+            return spec.name, spec, spec.backend, "architecture", folder
+        found = backends.get_backend(spec.backend).find_artifact(folder)
+        if found is None:
+            raise ModelError(f"model {spec.name}: {folder} holds no {spec.backend} detector")
+        return spec.name, spec, spec.backend, *found
+    path = Path(ref).expanduser()
+    backend, fmt, artifact = backends.find_artifact(path)
+    return path_label(path), None, backend, fmt, artifact
 
 
-def find_artifact(path: Path) -> tuple[str, Path]:
-    """(format, file or folder) of the detector at ``path``; the frozen graph wins over saved_model/."""
-    if path.is_file():
-        if path.name == SAVED_MODEL:
-            return "saved_model", path.parent
-        if path.suffix == ".pb":
-            return "tf1_frozen_graph", path
-        raise ModelError(f"{path}: not a model file (expected {FROZEN_GRAPH} or a SavedModel folder)")
-    if not path.exists():
-        raise ModelError(f"{path}: no such model file or folder")
-    if (path / FROZEN_GRAPH).exists():
-        return "tf1_frozen_graph", path / FROZEN_GRAPH
-    for folder in (path, path / "saved_model"):
-        if (folder / SAVED_MODEL).exists():
-            return "saved_model", folder
-    found = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
-    raise ModelError(
-        f"{path}: holds no detector (expected {FROZEN_GRAPH}, {SAVED_MODEL} or saved_model/{SAVED_MODEL}; "
-        f"found {found})"
-    )
+def _is_path(ref: str | Path) -> bool:
+    return isinstance(ref, Path) or os.sep in str(ref) or Path(str(ref)).suffix != "" or Path(str(ref)).exists()
 
 
-def _refetch_hint(path: Path) -> str:
-    return f"fetch it again with `odperf zoo fetch NAME` (or re-export it into {path.parent})"
-
-
-def _read_nonempty(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read {what} ({exc.strerror})") from exc
-    if not data:
-        raise ModelError(f"{path} is empty (interrupted download?) - {_refetch_hint(path)}")
-    return data
-
-
-# --- TF1 frozen graph ---------------------------------------------------------------------------
-FROZEN_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-
-
-def _load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int | None]:
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
-    data = _read_nonempty(pb, "a frozen graph")
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"{pb.name} is not a TensorFlow GraphDef (truncated download?) - "
-                         f"{_refetch_hint(pb)}. File: {pb}") from exc
-    nodes = {n.name for n in graph_def.node}
-    if not nodes:
-        raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?) - {_refetch_hint(pb)}")
-    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
-    if missing:
-        raise ModelError(
-            f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
-            "image_tensor:0 (uint8 [B,H,W,3]) and gives detection_boxes/scores/classes and num_detections"
-        )
-    fetch = list(FROZEN_OUTPUTS) + (["detection_masks"] if "detection_masks" in nodes else [])
-
-    def _import() -> None:
-        tf.compat.v1.import_graph_def(graph_def, name="")
-
-    try:
-        wrapped = tf.compat.v1.wrap_function(_import, [])
-        image = wrapped.graph.get_tensor_by_name("image_tensor:0")
-        outputs = [wrapped.graph.get_tensor_by_name(f"{n}:0") for n in fetch]
-        fn = wrapped.prune(image, outputs)
-    except (ValueError, KeyError, tf.errors.OpError) as exc:
-        raise ModelError(f"{pb}: the graph does not import under TensorFlow {tf.__version__}: {exc}") from exc
-    if image.dtype != tf.uint8:
-        raise ModelError(f"{pb}: image_tensor:0 is {image.dtype.name}; a zoo export takes uint8 images")
-    declared = image.shape[0] if image.shape.rank else None
-
-    def run(batch: np.ndarray) -> Detections:
-        values = [t.numpy() for t in fn(tf.constant(batch))]
-        out = dict(zip(fetch, values))
-        return Detections(out["detection_boxes"], out["detection_scores"], out["detection_classes"],
-                          out["num_detections"], out.get("detection_masks"))
-
-    return run, declared
-
-
-# --- SavedModels (TF1 and TF2) ------------------------------------------------------------------
-INPUT_KEYS = {"inputs": "tf1_saved_model", "input_tensor": "tf2_saved_model"}
-
-
-def _saved_model_is_tf1(folder: Path) -> bool:
-    """A TF1 export has no object graph; TF2 (tf.saved_model.save) always writes one."""
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = folder / SAVED_MODEL
-    data = _read_nonempty(pb, "a SavedModel")
-    proto = saved_model_pb2.SavedModel()
-    try:
-        proto.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"{SAVED_MODEL} is not a TensorFlow SavedModel (truncated download?) - "
-                         f"{_refetch_hint(pb)}. File: {pb}") from exc
-    if not proto.meta_graphs:
-        raise ModelError(f"{pb} holds no meta graph (not a TensorFlow SavedModel?) - {_refetch_hint(pb)}")
-    return len(proto.meta_graphs[0].object_graph_def.nodes) == 0
-
-
-def _load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections], int | None, str]:
-    import tensorflow as tf
-
-    tf1 = _saved_model_is_tf1(folder)
-    try:
-        loaded = tf.saved_model.load(str(folder), tags=["serve"] if tf1 else None)
-    except Exception as exc:  # TF raises many types for a broken folder (variables/, assets/, protos)
-        raise ModelError(f"{folder}: the SavedModel does not load ({type(exc).__name__}: {exc}); "
-                         f"{_refetch_hint(folder / SAVED_MODEL)}") from exc
-    signatures = getattr(loaded, "signatures", {})
-    if "serving_default" not in signatures:
-        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
-                         "export the detector with a serving signature")
-    sig = signatures["serving_default"]
-    _, kwargs = sig.structured_input_signature
-    key = next((k for k in INPUT_KEYS if k in kwargs), None)
-    if key is None and len(kwargs) == 1:
-        key = next(iter(kwargs))
-    if key is None:
-        raise ModelError(f"{folder}: serving_default takes {sorted(kwargs)}; expected one image input "
-                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
-    spec = kwargs[key]
-    if spec.dtype != tf.uint8:
-        raise ModelError(f"{folder}: serving_default input {key!r} is {spec.dtype.name}; expected uint8 images")
-    fmt = "tf1_saved_model" if tf1 else "tf2_saved_model"
-    declared = spec.shape[0] if spec.shape.rank else None
-    output_map = OutputMap(named_outputs(sig.structured_outputs), folder)
-
-    def run(batch: np.ndarray) -> Detections:
-        raw = sig(**{key: tf.constant(batch)})
-        return output_map.detections(raw)
-
-    run.loaded = loaded  # type: ignore[attr-defined]  # keeps the variables alive as long as ``run``
-    return run, declared, fmt
+def path_label(path: Path) -> str:
+    """A model's name from its path, never from the machine's folders above it: the zoo's layout names a
+    model by its folder (NAME/saved_model/, NAME/frozen_inference_graph.pb); a single file by its stem."""
+    path = Path(path)
+    if path.name == "saved_model" or path.suffix == ".pb":
+        return path.parent.name or str(path)
+    return (path.stem if path.suffix else path.name) or str(path)
 
 
 # --- the batch probe ----------------------------------------------------------------------------

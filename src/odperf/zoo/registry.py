@@ -1,11 +1,13 @@
 """The model registry: every detector odperf can name, and selectors that pick sets of them.
 
-Three families share one record, ``ModelSpec``:
+Four families share one record, ``ModelSpec``:
 - ``paper``: the paper's 22 TF1 zoo detectors (ids A..V), with reported and tested mAP;
 - ``tf2``: the closest TF2 zoo successors (batch-1 SavedModels; see ``loaders``);
 - ``embedded``: the small detectors that ship in ``fixtures/models/<name>/``, described by the
   ``odperf_model.json`` their trainer writes. The folder may be empty while they train: the registry then
-  simply holds no embedded model.
+  simply holds no embedded model. Each names its runtime (``"backend"``: tensorflow or torch);
+- ``torchvision``: torchvision's full-size detection architectures (PyTorch), built with random weights
+  unless the user's weights file is in the model folder (``odperf.zoo.torchvision_catalog``).
 
 mAP groups. The paper's Table I sorts the models by reported mAP into five groups. Read off the table,
 the boundaries on reported mAP (percent) are:
@@ -32,10 +34,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from odperf.errors import ModelError
-from odperf.zoo import catalog
+from odperf.zoo import catalog, torchvision_catalog
 
-FAMILIES = ("paper", "tf2", "embedded")
-META_ARCHS = ("ssd", "ssdlite", "faster_rcnn", "rfcn", "mask_rcnn")
+FAMILIES = ("paper", "tf2", "embedded", "torchvision")
+META_ARCHS = ("ssd", "ssdlite", "faster_rcnn", "rfcn", "mask_rcnn", "retinanet", "fcos", "centernet")
 MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
 # lower bound (percent, inclusive) of each group, best first; below the last bound is "lowest"
 GROUP_BOUNDS: tuple[tuple[str, float], ...] = (("highest", 40.0), ("high", 35.0), ("medium", 29.0), ("low", 24.0))
@@ -84,6 +86,8 @@ class ModelSpec:
     path: Path | None = None  # embedded models: the exported detector's folder
     measured: dict[str, Any] = field(default_factory=dict, compare=False)  # embedded: odperf_model.json
     aliases: tuple[str, ...] = ()
+    backend: str = "tensorflow"  # the runtime that reads it (odperf.backends)
+    architecture: str | None = None  # a builder the runtime knows: no file needed, weights optional
 
     @property
     def measured_map(self) -> float | None:
@@ -97,18 +101,24 @@ class ModelSpec:
         """Where this model is (embedded) or would be once fetched (zoo)."""
         if self.path is not None:
             return self.path
+        if self.architecture is not None:  # where a user's weights for it would be
+            return resolve_model_dir(model_dir) / self.name
         if self.tarball is None:
             raise ModelError(f"model {self.name}: has neither a path nor a tarball")
         return resolve_model_dir(model_dir) / self.tarball
 
     def is_present(self, model_dir: str | Path | None = None) -> bool:
+        if self.architecture is not None:
+            return True  # built by its runtime; trained only where weights are found
         try:
             folder = self.local_dir(model_dir)
         except ModelError:
             return False
-        return (folder / "frozen_inference_graph.pb").is_file() or any(
-            (p / "saved_model.pb").is_file() for p in (folder, folder / "saved_model")
-        )
+        if not folder.is_dir():
+            return False
+        from odperf.backends import get_backend
+
+        return get_backend(self.backend).find_artifact(folder) is not None
 
 
 class ModelMissing(ModelError):
@@ -116,7 +126,13 @@ class ModelMissing(ModelError):
 
 
 def require_local(spec: ModelSpec, model_dir: str | Path | None = None) -> Path:
-    """The folder holding ``spec`` on disk, or ModelMissing saying how to fetch it."""
+    """The folder holding ``spec`` on disk, or ModelMissing saying how to fetch it (or its runtime)."""
+    from odperf.backends import get_backend, version_of
+
+    runtime = get_backend(spec.backend)
+    if version_of(runtime.distribution) is None:
+        raise ModelMissing(f"model {spec.name} runs on {spec.backend}, which is not installed here: "
+                           f"pip install {runtime.distribution} (or odperf's [{spec.backend}] extra)")
     folder = spec.local_dir(model_dir)
     if spec.is_present(model_dir):
         return folder
@@ -184,6 +200,14 @@ def _paper_specs(tf2: Iterable[ModelSpec]) -> list[ModelSpec]:
     return out
 
 
+def _torchvision_specs() -> list[ModelSpec]:
+    return [
+        ModelSpec(name=name, family="torchvision", meta_arch=arch, feature_extractor=fe, reported_map=mAP,
+                  map_group=map_group(mAP), backend="torch", architecture=name)
+        for name, (arch, fe, mAP) in torchvision_catalog.ARCHITECTURES.items()
+    ]
+
+
 def _embedded_spec(folder: Path) -> ModelSpec:
     meta_file = folder / MODEL_FILE
     try:
@@ -204,7 +228,7 @@ def _embedded_spec(folder: Path) -> ModelSpec:
         name=str(meta.get("name") or folder.name), family="embedded",
         meta_arch=str(meta.get("meta_arch") or "unknown"),
         feature_extractor=str(meta.get("feature_extractor") or "unknown"),
-        input_size=size, path=folder, measured=meta,
+        input_size=size, path=folder, measured=meta, backend=str(meta.get("backend") or "tensorflow"),
     )
     group = meta.get("map_group")
     group = group.lower() if isinstance(group, str) and group.lower() in MAP_GROUPS else map_group(spec.measured_map)
@@ -220,9 +244,9 @@ def embedded_models(fixtures: Path | None = None) -> list[ModelSpec]:
 
 
 def all_models() -> list[ModelSpec]:
-    """Paper models (A..V), then TF2 successors, then embedded models (read fresh from disk)."""
+    """Paper models (A..V), TF2 successors, torchvision's, then embedded models (read fresh from disk)."""
     tf2 = _tf2_specs()
-    return _paper_specs(tf2) + tf2 + embedded_models()
+    return _paper_specs(tf2) + tf2 + _torchvision_specs() + embedded_models()
 
 
 def _index(models: Iterable[ModelSpec]) -> dict[str, ModelSpec]:
@@ -266,6 +290,12 @@ def _close(name: str, models: list[ModelSpec], extra: Iterable[str] = ()) -> str
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
+def _backend_names() -> tuple[str, ...]:
+    from odperf.backends import BACKENDS
+
+    return tuple(BACKENDS)
+
+
 def _looks_like_path(selector: str) -> bool:
     return os.sep in selector or "/" in selector or selector.endswith(".pb") or Path(selector).exists()
 
@@ -274,7 +304,8 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
     """Models picked by selectors, in registry order, each once.
 
     A selector is a registry name (or alias, or paper id), a meta_arch, an mAP group, a family
-    (``paper``, ``tf2``, ``embedded``), ``all``, or a path to an exported detector (returned as a Path).
+    (``paper``, ``tf2``, ``embedded``, ``torchvision``), a runtime (``tensorflow``, ``torch``), ``all``, or a
+    path to an exported detector (returned as a Path).
     """
     models = all_models()
     index = _index(models)
@@ -294,6 +325,8 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
             add(models)
         elif key in FAMILIES:
             add(m for m in models if m.family == key)
+        elif key in _backend_names():
+            add(m for m in models if m.backend == key)
         elif key in MAP_GROUPS or key.removeprefix("map_") in MAP_GROUPS:
             group = key.removeprefix("map_")
             add(m for m in models if m.map_group == group)
@@ -311,7 +344,7 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
         elif sel in _untrained_embedded():
             get(sel)  # raises ModelMissing with the train command
         else:
-            kinds = ["all", *FAMILIES, *MAP_GROUPS, *sorted({m.meta_arch for m in models})]
+            kinds = ["all", *FAMILIES, *_backend_names(), *MAP_GROUPS, *sorted({m.meta_arch for m in models})]
             raise ModelError(
                 f"unknown model selector {sel!r}: not a registry name, meta_arch, mAP group, family, "
                 f"'all' or an existing path.{_close(sel, models, kinds)} Selectors: {', '.join(kinds)}; "

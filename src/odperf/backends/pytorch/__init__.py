@@ -1,0 +1,238 @@
+"""The PyTorch runtime: torchvision detectors and exported PyTorch models, on the CPU or an NVIDIA GPU.
+
+Formats (``find_artifact``), each usable by path like an exported TensorFlow detector:
+- ``torchscript``: a ``torch.jit.save`` file (.pt, .ts, .torchscript) of a torchvision-style detector;
+- ``torch_export``: a ``torch.export.save`` program (.pt2) taking a list of float CHW images;
+- ``torch_state_dict``: a folder with ``odperf_model.json`` (``"backend": "torch"``, ``"architecture"``,
+  optional ``"arguments"``, ``"weights"``: a state_dict file), as odperf's embedded PyTorch detectors ship;
+- ``architecture``: a registry entry naming a torchvision builder (``odperf.zoo.torchvision_catalog``),
+  built with random weights unless a weights file sits in the model folder.
+
+On a GPU the worker sees one card (CUDA_VISIBLE_DEVICES), the caching allocator can be capped to emulate
+a smaller card (``set_per_process_memory_fraction``), and an image's time ends when its detections are
+numpy arrays on the host, which waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from odperf.backends.base import Loaded, RuntimeInfo, cap_host_memory
+from odperf.errors import ModelError, OdperfError
+
+MODEL_FILE = "odperf_model.json"
+SCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+EXPORT_SUFFIX = ".pt2"
+WEIGHTS_NAMES = ("weights.pth", "weights.pt")
+
+
+class TorchBackend:
+    name = "torch"
+    distribution = "torch"
+    formats = ("torchscript", "torch_export", "torch_state_dict", "architecture")
+    expects = f"a TorchScript .pt, a torch.export .pt2, or a folder whose {MODEL_FILE} names a torch architecture"
+    oom_pattern = re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|"
+                             r"CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED")
+    capped_oom_pattern = re.compile(r"$^")  # nothing beyond the patterns above
+
+    def __init__(self) -> None:
+        self.device: Any = None
+
+    # --- files (parent and worker; no torch import) ---------------------------------------------
+    def find_artifact(self, path: Path) -> tuple[str, Path] | None:
+        if path.is_dir():
+            meta = _read_meta(path)
+            if meta is not None and meta.get("backend") == self.name:
+                return "torch_state_dict", path
+            for child in sorted(path.iterdir()):
+                if child.suffix == EXPORT_SUFFIX:
+                    return "torch_export", child
+            return None
+        if path.suffix == EXPORT_SUFFIX:
+            return "torch_export", path
+        if path.suffix in SCRIPT_SUFFIXES:
+            return ("torchscript" if _is_torchscript(path) else "state_dict"), path
+        return None
+
+    def check(self, fmt: str, artifact: Path) -> None:
+        if fmt == "state_dict":
+            raise ModelError(
+                f"{artifact}: a bare state_dict names no architecture. Put it in a folder with {MODEL_FILE} "
+                '({"backend": "torch", "architecture": "fasterrcnn_resnet50_fpn_v2", "weights": '
+                f'"{artifact.name}"}}), or save the model with torch.jit.save / torch.export.save'
+            )
+        if fmt == "torch_state_dict":
+            meta = _read_meta(artifact) or {}
+            if not meta.get("architecture"):
+                raise ModelError(f"{artifact / MODEL_FILE}: names no \"architecture\" (a torchvision builder "
+                                 "such as fasterrcnn_resnet50_fpn_v2, or an embedded odperf architecture)")
+            weights = artifact / str(meta.get("weights", WEIGHTS_NAMES[0]))
+            if not weights.is_file() or weights.stat().st_size == 0:
+                raise ModelError(f"{artifact}: weights file {weights.name} is missing or empty "
+                                 f"(named by {MODEL_FILE}'s \"weights\")")
+        elif fmt in ("torchscript", "torch_export") and artifact.stat().st_size == 0:
+            raise ModelError(f"{artifact} is empty (interrupted copy?)")
+
+    # --- the worker ---------------------------------------------------------------------------------
+    def start(self, device: str, memory_limit_mb: int | None) -> RuntimeInfo:
+        import torch
+
+        torch.set_grad_enabled(False)
+        cap: dict[str, Any] | None = None
+        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads()}
+        if device == "cpu":
+            self.device = torch.device("cpu")
+            names = ["cpu"]
+        else:
+            if not torch.cuda.is_available():
+                import os
+
+                raise OdperfError(
+                    f"device {device}: PyTorch sees no GPU here (CUDA_VISIBLE_DEVICES="
+                    f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch {torch.__version__}, CUDA build "
+                    f"{torch.version.cuda}); install a CUDA build of torch or measure on cpu"
+                )
+            self.device = torch.device("cuda", 0)  # the worker sees only its own GPU
+            torch.backends.cudnn.benchmark = False  # autotuning would time its own search in early images
+            settings.update(cudnn_benchmark=False, tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                            cuda=torch.version.cuda)
+            names = [torch.cuda.get_device_name(0)]
+            if memory_limit_mb is not None:
+                total = torch.cuda.get_device_properties(0).total_memory
+                fraction = min(1.0, memory_limit_mb * 1_000_000 / total)
+                torch.cuda.set_per_process_memory_fraction(fraction, 0)
+                cap = {"how": "torch_cuda_memory_fraction", "fraction": fraction,
+                       "limit_mb": fraction * total / 1e6, "device_total_mb": total / 1e6}
+        _ = (torch.ones(1, device=self.device) + 1).cpu()  # brings up the runtime (and the CUDA context)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if device == "cpu" and memory_limit_mb is not None:
+            cap = cap_host_memory(memory_limit_mb)
+        return RuntimeInfo(backend=self.name, version=torch.__version__, devices=names, memory_cap=cap,
+                           settings=settings)
+
+    def load(self, fmt: str, artifact: Path, spec: Any | None) -> Loaded:
+        import torch
+
+        self.check(fmt, artifact)
+        if self.device is None:  # loaded outside a worker (``odperf zoo info --load``, tests): the CPU
+            self.device = torch.device("cpu")
+        untrained = False
+        try:
+            if fmt == "torchscript":
+                model = torch.jit.load(str(artifact), map_location=self.device)
+            elif fmt == "torch_export":
+                model = torch.export.load(str(artifact)).module()
+            elif fmt == "torch_state_dict":
+                meta = _read_meta(artifact) or {}
+                model = build(str(meta["architecture"]), meta.get("arguments") or {})
+                _load_weights(model, artifact / str(meta.get("weights", WEIGHTS_NAMES[0])))
+            elif fmt == "architecture":
+                model = build(spec.architecture, {})
+                weights = weights_file(artifact)
+                untrained = weights is None
+                if weights is not None:
+                    _load_weights(model, weights)
+            else:
+                raise ModelError(f"{artifact}: format {fmt!r} is not one PyTorch reads")
+        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+            raise ModelError(f"{artifact}: does not load as {fmt} under torch {torch.__version__} "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        if hasattr(model, "eval"):
+            model.eval()
+        if hasattr(model, "to") and fmt != "torch_export":
+            model = model.to(self.device)
+        return Loaded(run=_runner(model, self.device), format=fmt, source=artifact, untrained=untrained)
+
+    def allocator_stats(self) -> dict[str, float] | None:
+        import torch
+
+        if self.device is None or self.device.type != "cuda":
+            return None
+        return {
+            "current_mb": torch.cuda.memory_allocated(0) / 1e6,
+            "peak_mb": torch.cuda.max_memory_allocated(0) / 1e6,
+            "reserved_peak_mb": torch.cuda.max_memory_reserved(0) / 1e6,
+        }
+
+
+def build(architecture: str, arguments: dict[str, Any]) -> Any:
+    """A detector by architecture name: odperf's embedded PyTorch architectures, else torchvision's."""
+    from torchvision.models import detection
+
+    try:
+        from odperf.zoo.embedded_torch import ARCHITECTURES as EMBEDDED
+    except ImportError:
+        EMBEDDED = {}
+    if architecture in EMBEDDED:
+        return EMBEDDED[architecture](**arguments)
+    builder = getattr(detection, architecture, None)
+    if builder is None or not callable(builder) or architecture.startswith("_"):
+        raise ModelError(f"unknown PyTorch detection architecture {architecture!r}: not an embedded one "
+                         f"({', '.join(EMBEDDED) or 'none'}) nor a torchvision.models.detection builder")
+    from odperf.zoo.torchvision_catalog import COCO_CLASSES
+
+    kwargs = {"weights": None, "weights_backbone": None, "num_classes": COCO_CLASSES, **arguments}
+    return builder(**kwargs)
+
+
+def weights_file(folder: Path) -> Path | None:
+    """A user's weights for a registry architecture: ``<folder>/weights.pth`` or ``<folder>.pth``."""
+    for candidate in (*(folder / n for n in WEIGHTS_NAMES), folder.with_suffix(".pth")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    import torch
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a training checkpoint (torchvision's references save {"model": ...})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{path}: weights do not fit the architecture ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})")
+
+
+def _runner(model: Any, device: Any):
+    """uint8 [B, H, W, 3] -> Detections, under inference mode, the outputs copied to the host."""
+    import torch
+
+    from odperf.backends.pytorch.convert import to_detections, to_tensors
+
+    def run(batch):
+        with torch.inference_mode():
+            out = model(to_tensors(batch, device))
+        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
+            out = out[1]  # a scripted torchvision detector returns (losses, detections)
+        return to_detections(out, batch.shape[1], batch.shape[2])
+
+    run.model = model  # type: ignore[attr-defined]
+    return run
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive holds code/ (a plain torch.save state_dict holds data.pkl only)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in n or n.startswith("code/") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+BACKEND = TorchBackend()
