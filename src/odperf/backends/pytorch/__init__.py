@@ -2,7 +2,9 @@
 
 Formats (``find_artifact``), each usable by path like an exported TensorFlow detector:
 - ``torchscript``: a ``torch.jit.save`` file (.pt, .ts, .torchscript) of a torchvision-style detector;
-- ``torch_export``: a ``torch.export.save`` program (.pt2) taking a list of float CHW images;
+- ``torch_export``: a ``torch.export.save`` program (.pt2) taking, like torchvision's detectors, a list of
+  float CHW images in [0, 1] (an export fixes the list's length: that length is its declared batch, so a
+  program exported on one image runs tile by tile) or one float [B, 3, H, W] tensor;
 - ``torch_state_dict``: a folder with ``odperf_model.json`` (``"backend": "torch"``, ``"architecture"``,
   optional ``"arguments"``, ``"weights"``: a state_dict file), as odperf's embedded PyTorch detectors ship;
 - ``architecture``: a registry entry naming a torchvision builder (``odperf.zoo.torchvision_catalog``),
@@ -122,12 +124,14 @@ class TorchBackend:
         self.check(fmt, artifact)
         if self.device is None:  # loaded outside a worker (``odperf zoo info --load``, tests): the CPU
             self.device = torch.device("cpu")
-        untrained = False
+        untrained, declared, stacked = False, None, False
         try:
             if fmt == "torchscript":
                 model = torch.jit.load(str(artifact), map_location=self.device)
             elif fmt == "torch_export":
-                model = torch.export.load(str(artifact)).module()
+                program = torch.export.load(str(artifact))
+                declared, stacked = _export_input(program)
+                model = program.module()
             elif fmt == "torch_state_dict":
                 meta = _read_meta(artifact) or {}
                 model = build(str(meta["architecture"]), meta.get("arguments") or {})
@@ -143,11 +147,10 @@ class TorchBackend:
         except (RuntimeError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
             raise ModelError(f"{artifact}: does not load as {fmt} under torch {torch.__version__} "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
-        if hasattr(model, "eval"):
-            model.eval()
-        if hasattr(model, "to") and fmt != "torch_export":
-            model = model.to(self.device)
-        return Loaded(run=_runner(model, self.device), format=fmt, source=artifact, untrained=untrained)
+        if fmt != "torch_export":  # an exported program is frozen in eval mode on its export device
+            model = model.eval().to(self.device)
+        return Loaded(run=_runner(model, self.device, stacked), format=fmt, source=artifact,
+                      declared_batch=declared, untrained=untrained)
 
     def allocator_stats(self) -> dict[str, float] | None:
         import torch
@@ -201,7 +204,18 @@ def _load_weights(model: Any, path: Path) -> None:
                          f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})")
 
 
-def _runner(model: Any, device: Any):
+def _export_input(program: Any) -> tuple[int | None, bool]:
+    """(declared batch, takes one stacked tensor) of an exported program, from its input tree."""
+    try:
+        first = program.call_spec.in_spec.children_specs[0].children_specs[0]
+    except (AttributeError, IndexError):
+        return None, False
+    if first.type in (list, tuple):
+        return first.num_children, False
+    return None, True
+
+
+def _runner(model: Any, device: Any, stacked: bool = False):
     """uint8 [B, H, W, 3] -> Detections, under inference mode, the outputs copied to the host."""
     import torch
 
@@ -209,7 +223,8 @@ def _runner(model: Any, device: Any):
 
     def run(batch):
         with torch.inference_mode():
-            out = model(to_tensors(batch, device))
+            images = to_tensors(batch, device)
+            out = model(torch.stack(images) if stacked else images)
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
             out = out[1]  # a scripted torchvision detector returns (losses, detections)
         return to_detections(out, batch.shape[1], batch.shape[2])
