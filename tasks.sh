@@ -6,6 +6,8 @@
 #   bash tasks.sh test  [pytest args...]   the library's tests, then the CI smoke run of the real suite
 #   bash tasks.sh setup                    only create/refresh .venv
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
+#   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
+#   bash tasks.sh gpu-check [args...]      on a GPU machine with PyTorch (no venv, no TensorFlow): the GPU check
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -47,8 +49,22 @@ case "$task" in
         setup
         exec "$PY" -m odperf.cli report .benchmarks/main.json .benchmarks/main-cpu_400mb.json --out reports/main "$@"
         ;;
+    gpu-wheels)
+        # For a GPU image with its own Python 3.12 and torch but without pycocotools: carry these along.
+        "${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+            --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+            -d .gpu-wheels "pycocotools==2.0.11"
+        ls .gpu-wheels
+        ;;
+    gpu-check)
+        # Runs odperf from this source tree with the GPU image's own Python (torch, NVML, pytest-benchmark).
+        if compgen -G ".gpu-wheels/*.whl" >/dev/null; then
+            python3 -m pip install --quiet --no-index --no-deps --target .gpu-wheels/site .gpu-wheels/*.whl
+        fi
+        PYTHONPATH="$PWD/src:$PWD/.gpu-wheels/site${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m odperf.gpu_check "$@"
+        ;;
     *)
-        echo "usage: bash tasks.sh {bench|test|setup|report} [args...]" >&2
+        echo "usage: bash tasks.sh {bench|test|setup|report|gpu-wheels|gpu-check} [args...]" >&2
         exit 2
         ;;
 esac

@@ -1,0 +1,36 @@
+"""The GPU check's own logic on a machine without a GPU: it says so plainly and never passes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from odperf.gpu_check import Finding, no_gpu_reason, within
+
+
+def test_without_a_gpu_it_checks_nothing_and_says_why(tmp_path: Path):
+    out = tmp_path / "report"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-m", "odperf.gpu_check", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "no GPU to check here" in done.stderr and "Nothing was checked" in done.stderr
+    assert not out.exists()  # no report that could be mistaken for a GPU's figures
+
+
+def test_reason_names_what_is_missing():
+    reason = no_gpu_reason()
+    assert reason is not None and ("NVML" in reason or "CUDA" in reason or "PyTorch" in reason)
+
+
+def test_tolerance_of_the_memory_figure():
+    assert within(2147.0, 2147.48) and within(2147.48 * 1.049, 2147.48)
+    assert not within(2147.48 * 1.06, 2147.48) and not within(None, 2147.48) and not within(0.0, 2147.48)
+
+
+def test_findings_render_their_figures_and_problems():
+    f = Finding("Memory", rows=[("peak MB", 2147.4836), ("probe", None)], problems=["too low"])
+    text = f.markdown()
+    assert "| peak MB | 2147 |" in text and "| probe | - |" in text and "- PROBLEM: too low" in text
