@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 import psutil
 
@@ -84,16 +84,21 @@ class RssProbe:
 
 @dataclass
 class NvmlProcessProbe:
-    """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure)."""
+    """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure).
+
+    ``index`` is the GPU's NVML index; ``handle`` (from ``visible_gpus``) names the device directly, as
+    for a MIG instance.
+    """
 
     nvml: Any
     index: int
     pid: int
     name: str = "nvml_process"
     scope: str = "process"
+    handle: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self._handle = self.handle if self.handle is not None else self.nvml.nvmlDeviceGetHandleByIndex(self.index)
 
     def read(self) -> float | None:
         try:
@@ -107,15 +112,16 @@ class NvmlProcessProbe:
 
 @dataclass
 class NvmlDeviceProbe:
-    """Used memory of the whole GPU: the fallback where per-process figures are hidden (containers)."""
+    """Used memory of the whole GPU (or MIG instance): the fallback where per-process figures are hidden."""
 
     nvml: Any
     index: int
     name: str = "nvml_device"
     scope: str = "device"
+    handle: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self._handle = self.handle if self.handle is not None else self.nvml.nvmlDeviceGetHandleByIndex(self.index)
 
     def read(self) -> float | None:
         try:
@@ -190,10 +196,16 @@ def parse_device(device: str) -> tuple[str, int]:
     return kind, 0
 
 
-def external_probes(device: str, pid: int, jetson: bool | None = None) -> list[Probe]:
-    """The probes the parent samples for a worker ``pid`` running on ``device``."""
+def external_probes(
+    device: str, pid: int, jetson: bool | None = None, env: Mapping[str, str] | None = None
+) -> list[Probe]:
+    """The probes the parent samples for a worker ``pid`` running on ``device``.
+
+    ``gpu:N`` is the N-th GPU odperf was given (``CUDA_VISIBLE_DEVICES`` in ``env``, default this
+    process's), mapped to its NVML handle as the worker's environment is (``visible_gpus``).
+    """
     probes: list[Probe] = [RssProbe(pid)]
-    kind, index = parse_device(device)
+    kind, _ = parse_device(device)
     if kind != "gpu":
         return probes
     if jetson is None:
@@ -204,5 +216,12 @@ def external_probes(device: str, pid: int, jetson: bool | None = None) -> list[P
         return [JetsonSharedProbe(), *probes]
     nvml = import_nvml()
     if nvml is not None:
-        probes = [NvmlProcessProbe(nvml, index, pid), NvmlDeviceProbe(nvml, index), *probes]
+        from odperf.measure.visible_gpus import select_gpu
+
+        gpu = select_gpu(nvml, device, env)
+        probes = [
+            NvmlProcessProbe(nvml, gpu.nvml_index, pid, handle=gpu.handle),
+            NvmlDeviceProbe(nvml, gpu.nvml_index, handle=gpu.handle),
+            *probes,
+        ]
     return probes
