@@ -106,3 +106,33 @@ def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
     assert readings("gpu:0", MIG) == (3, 2 * GIB, 3 * GIB)  # the MIG slice, not the whole A100
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # by default the list odperf itself was given
     assert [p.read() for p in external_probes("gpu:0", me, jetson=False)[:2]] == [100 * MB, 1 * GIB]
+
+
+def test_nvml_process_probe_says_when_it_never_saw_the_worker():
+    gpu = FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, used_bytes=5 * GIB, processes={1: 4 * GIB})
+    probe = NvmlProcessProbe(NvmlStandIn([gpu]), 0, pid=222)
+    assert probe.read() == 0.0 and probe.missed() == "worker not listed by NVML, e.g. a container's PID namespace"
+    gpu.processes[222] = None
+    assert probe.read() == 0.0 and probe.missed() == "NVML lists the worker without a memory figure"
+    gpu.processes[222] = GIB
+    assert probe.read() == GIB and probe.missed() is None
+    del gpu.processes[222]  # the worker released its context: a real 0, and it was seen
+    assert probe.read() == 0.0 and probe.missed() is None
+
+
+def test_import_nvml_is_none_without_a_driver():
+    # No NVIDIA driver on a CPU machine: NVML fails to initialise, which is an answer, not an error.
+    nvml = probes.import_nvml()
+    if nvml is not None:
+        pytest.skip("this machine has an NVIDIA driver")
+    assert nvml is None
+
+
+def test_gpu_check_says_so_when_there_is_no_gpu(monkeypatch, capsys):
+    from odperf.measure import devices, gpu_check
+
+    monkeypatch.setattr(gpu_check, "import_nvml", lambda: None)
+    monkeypatch.setattr(devices, "import_nvml", lambda: None)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    assert gpu_check.main([]) == 2
+    assert "no NVIDIA GPU 0 visible" in capsys.readouterr().err

@@ -87,7 +87,8 @@ class NvmlProcessProbe:
     """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure).
 
     ``index`` is the GPU's NVML index; ``handle`` (from ``visible_gpus``) names the device directly, as
-    for a MIG instance.
+    for a MIG instance. Inside a container NVML lists the host's PIDs, never the worker's: ``missed()``
+    then says so, and the sampler takes the device's figure instead of this probe's zeros.
     """
 
     nvml: Any
@@ -99,15 +100,28 @@ class NvmlProcessProbe:
 
     def __post_init__(self) -> None:
         self._handle = self.handle if self.handle is not None else self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self.listed = False  # NVML listed the worker's PID at least once
+        self.counted = False  # ... with a memory figure (some drivers list PIDs without one)
 
     def read(self) -> float | None:
         try:
             procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
         except Exception:
             return None
-        used = [p.usedGpuMemory for p in procs if p.pid == self.pid and p.usedGpuMemory is not None]
+        mine = [p for p in procs if p.pid == self.pid]
+        used = [p.usedGpuMemory for p in mine if p.usedGpuMemory is not None]
+        self.listed = self.listed or bool(mine)
+        self.counted = self.counted or bool(used)
         # Before the worker creates its CUDA context it holds no GPU memory: that is a real 0, not unknown.
         return float(sum(used)) if used else 0.0
+
+    def missed(self) -> str | None:
+        """Why this probe's figures do not show the worker, or None once NVML counted the worker's memory."""
+        if self.counted:
+            return None
+        if self.listed:
+            return "NVML lists the worker without a memory figure"
+        return "worker not listed by NVML, e.g. a container's PID namespace"
 
 
 @dataclass
@@ -185,7 +199,9 @@ class TfAllocatorProbe:
 
 HEADLINE_ORDER = ("nvml_process", "jetson_shared", "nvml_device", "host_rss")
 """Which probe gives a run's headline memory figure, best first: the worker's own GPU memory as the paper
-measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs)."""
+measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs). A
+process probe that never saw its worker while the device's memory rose gives way to the device probe
+(``MemorySampler`` says so in the headline's name)."""
 
 
 def parse_device(device: str) -> tuple[str, int]:
