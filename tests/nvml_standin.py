@@ -114,7 +114,10 @@ class NvmlStandIn:
     def nvmlDeviceGetUUID(self, handle: FakeGpu | FakeMig) -> str | bytes:
         return self._text(handle.uuid)
 
-    def nvmlDeviceGetIndex(self, handle: FakeGpu) -> int:
+    def nvmlDeviceGetIndex(self, handle: FakeGpu | FakeMig) -> int:
+        """NVML's index of a GPU; of a MIG instance, its slot under its parent (not the parent's index)."""
+        if isinstance(handle, FakeMig):
+            return next(slot for slot, mig in handle.parent.migs.items() if mig is handle)  # type: ignore[union-attr]
         return self.gpus.index(self._gpu(handle))
 
     def nvmlDeviceGetName(self, handle: FakeGpu | FakeMig) -> str | bytes:
