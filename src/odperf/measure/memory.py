@@ -170,7 +170,6 @@ class MemorySampler:
             timeline=timeline,
         )
 
-
     def _stand_in_for(self, headline: str, per_probe: dict[str, ProbeStats]) -> tuple[str, str]:
         """(probe, label) of the headline: a device probe in place of a process probe that never saw its
         worker while the device's used memory rose above its value before the worker started.
