@@ -1,13 +1,39 @@
 """A stand-in for the pynvml module functions the probes and device detection call (no GPU here).
 
-It answers like the real module for the calls odperf makes, from a list of described GPUs; anything
-else raises AttributeError, so a new NVML call in odperf fails loudly here instead of passing.
+It answers like the real module (nvidia-ml-py) for the calls odperf makes, from a list of described GPUs:
+the same function names, the real module's own exception classes (``NVMLError_NotFound``...), ``str``
+names and UUIDs (older bindings returned ``bytes``: ``returns_bytes=True``), a ctypes ``c_uint`` from
+``nvmlDeviceIsMigDeviceHandle``. Anything else raises AttributeError, so a new NVML call in odperf fails
+loudly here instead of passing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import re
+import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the `pynvml` shim warns about its own packaging on import
+    import pynvml
+
+FULL_UUID = re.compile(r"^(GPU|MIG)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass
+class FakeMig:
+    """A MIG instance: its own memory, processes, UUID and GPU/compute instance ids."""
+
+    name: str  # as NVML names it: "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
+    total_bytes: int
+    uuid: str
+    gpu_instance_id: int
+    compute_instance_id: int = 0
+    used_bytes: int = 0
+    processes: dict[int, int | None] = field(default_factory=dict)
+    parent: "FakeGpu | None" = field(default=None, repr=False)
 
 
 @dataclass
@@ -17,12 +43,46 @@ class FakeGpu:
     used_bytes: int = 0
     processes: dict[int, int | None] = field(default_factory=dict)  # pid -> used bytes (None: hidden)
     compute_capability: tuple[int, int] = (8, 0)
+    uuid: str = ""  # default: derived from the GPU's NVML index
+    migs: dict[int, FakeMig] = field(default_factory=dict)  # slot -> instance; any instance: MIG on
+    mig_capable: bool = False  # A100/H100-class: NVML answers MIG queries (else NotSupported)
+
+
+def gpu_uuid(index: int) -> str:
+    return f"GPU-{index:08x}-1111-2222-3333-{index:012x}"
 
 
 class NvmlStandIn:
-    def __init__(self, gpus: list[FakeGpu], driver: str = "550.54.15", cuda: int = 12040) -> None:
-        self.gpus, self.driver, self.cuda = gpus, driver, cuda
+    NVMLError = pynvml.NVMLError
+    NVMLError_NotFound = pynvml.NVMLError_NotFound
+    NVMLError_InvalidArgument = pynvml.NVMLError_InvalidArgument
+    NVMLError_NotSupported = pynvml.NVMLError_NotSupported
+    NVML_DEVICE_MIG_ENABLE = pynvml.NVML_DEVICE_MIG_ENABLE
+    NVML_DEVICE_MIG_DISABLE = pynvml.NVML_DEVICE_MIG_DISABLE
+
+    def __init__(
+        self, gpus: list[FakeGpu], driver: str = "550.54.15", cuda: int = 12040, returns_bytes: bool = False
+    ) -> None:
+        self.gpus, self.driver, self.cuda, self.returns_bytes = gpus, driver, cuda, returns_bytes
         self.calls: list[str] = []
+        for index, gpu in enumerate(gpus):
+            gpu.uuid = gpu.uuid or gpu_uuid(index)
+            for mig in gpu.migs.values():
+                mig.parent = gpu
+                gpu.mig_capable = True
+
+    def _text(self, value: str) -> str | bytes:
+        return value.encode() if self.returns_bytes else value
+
+    def _gpu(self, handle: object) -> FakeGpu:
+        if not isinstance(handle, FakeGpu):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return handle
+
+    def _mig(self, handle: object) -> FakeMig:
+        if not isinstance(handle, FakeMig):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return handle
 
     def nvmlInit(self) -> None:
         self.calls.append("init")
@@ -34,22 +94,91 @@ class NvmlStandIn:
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        if not 0 <= index < len(self.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return self.gpus[index]
 
-    def nvmlDeviceGetName(self, gpu: FakeGpu) -> str:
-        return gpu.name
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> FakeGpu | FakeMig:
+        """A GPU or MIG instance by its complete UUID; anything else is not a UUID NVML can parse."""
+        text = uuid.decode() if isinstance(uuid, bytes) else uuid  # the real one encodes str to bytes
+        if not FULL_UUID.match(text):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        for gpu in self.gpus:
+            if gpu.uuid == text:
+                return gpu
+            for mig in gpu.migs.values():
+                if mig.uuid == text:
+                    return mig
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
 
-    def nvmlDeviceGetMemoryInfo(self, gpu: FakeGpu) -> SimpleNamespace:
-        return SimpleNamespace(total=gpu.total_bytes, used=gpu.used_bytes, free=gpu.total_bytes - gpu.used_bytes)
+    def nvmlDeviceGetUUID(self, handle: FakeGpu | FakeMig) -> str | bytes:
+        return self._text(handle.uuid)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes.items()]
+    def nvmlDeviceGetIndex(self, handle: FakeGpu | FakeMig) -> int:
+        """NVML's index of a GPU; of a MIG instance, its slot under its parent (not the parent's index)."""
+        if isinstance(handle, FakeMig):
+            return next(slot for slot, mig in handle.parent.migs.items() if mig is handle)  # type: ignore[union-attr]
+        return self.gpus.index(self._gpu(handle))
 
-    def nvmlDeviceGetCudaComputeCapability(self, gpu: FakeGpu) -> tuple[int, int]:
-        return gpu.compute_capability
+    def nvmlDeviceGetName(self, handle: FakeGpu | FakeMig) -> str | bytes:
+        return self._text(handle.name)
 
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return self.driver
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu | FakeMig) -> SimpleNamespace:
+        return SimpleNamespace(
+            total=handle.total_bytes, used=handle.used_bytes, free=handle.total_bytes - handle.used_bytes
+        )
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu | FakeMig) -> list[SimpleNamespace]:
+        gi, ci = (handle.gpu_instance_id, handle.compute_instance_id) if isinstance(handle, FakeMig) else (None, None)
+        return [
+            SimpleNamespace(pid=pid, usedGpuMemory=used, gpuInstanceId=gi, computeInstanceId=ci)
+            for pid, used in handle.processes.items()
+        ]
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: FakeGpu | FakeMig) -> tuple[int, int]:
+        gpu = handle.parent if isinstance(handle, FakeMig) else handle
+        return gpu.compute_capability  # type: ignore[union-attr]
+
+    def nvmlSystemGetDriverVersion(self) -> str | bytes:
+        return self._text(self.driver)
 
     def nvmlSystemGetCudaDriverVersion(self) -> int:
         return self.cuda
+
+    # --- MIG ---------------------------------------------------------------------------------------
+    def nvmlDeviceGetMigMode(self, handle: FakeGpu) -> list[int]:
+        gpu = self._gpu(handle)
+        if not gpu.mig_capable:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        mode = pynvml.NVML_DEVICE_MIG_ENABLE if gpu.migs else pynvml.NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: FakeGpu) -> int:
+        gpu = self._gpu(handle)
+        if not gpu.mig_capable:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: FakeGpu, index: int) -> FakeMig:
+        gpu = self._gpu(handle)
+        if not 0 <= index < self.nvmlDeviceGetMaxMigDeviceCount(gpu):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if index not in gpu.migs:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return gpu.migs[index]
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle: FakeGpu | FakeMig) -> ctypes.c_uint:
+        return ctypes.c_uint(1 if isinstance(handle, FakeMig) else 0)
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: FakeMig) -> FakeGpu:
+        return self._mig(handle).parent  # type: ignore[return-value]
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: FakeGpu | FakeMig) -> int:
+        if not isinstance(handle, FakeMig):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return handle.gpu_instance_id
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: FakeGpu | FakeMig) -> int:
+        if not isinstance(handle, FakeMig):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return handle.compute_instance_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nvml_standin import FakeGpu, NvmlStandIn
+from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import devices
 from odperf.measure.devices import (
     DeviceError,
@@ -90,13 +90,59 @@ def test_detect_profiles_cpu_first_then_each_nvml_gpu(monkeypatch):
     )
     monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
     monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     found = detect_profiles()
     assert [p.name for p in found] == ["cpu", "v100_sxm2", "t4"]
     cpu, v100, t4 = found
     assert cpu.kind == "cpu" and cpu.markers == ["cpu"] and cpu.cores >= 1 and cpu.memory_mb > 0
     assert (v100.device, v100.driver, v100.cuda, v100.compute_capability) == ("gpu:0", "535.104.05", "12.2", "7.0")
     assert t4.device == "gpu:1" and nvml.calls == ["shutdown"]
+    assert (t4.nvml_index, t4.uuid, t4.visible_entry) == (1, gpu_uuid(1), "1")
     assert get_profile("t4").detected and get_profile("t4").device == "gpu:1"
+
+
+def scheduled_host() -> NvmlStandIn:
+    """Four GPUs as NVML numbers them; the third is an A100 split into MIG instances."""
+    a100 = FakeGpu("NVIDIA A100-SXM4-80GB", 80 * GIB, compute_capability=(8, 0), migs={
+        0: FakeMig("NVIDIA A100-SXM4-80GB MIG 1g.10gb", 10 * GIB, MIG, gpu_instance_id=5),
+    })
+    return NvmlStandIn([FakeGpu("Tesla V100-SXM2-16GB", 16 * GIB, compute_capability=(7, 0)),
+                        FakeGpu("Tesla T4", 15 * GIB, compute_capability=(7, 5)), a100,
+                        FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, compute_capability=(9, 0))])
+
+
+MIG = "MIG-5a5a5a5a-0000-5000-8000-000000000005"
+
+
+def test_detect_profiles_lists_only_the_gpus_a_scheduler_gave_in_its_order(monkeypatch):
+    nvml = scheduled_host()
+    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{gpu_uuid(3)},{MIG},1")
+    cpu, h100, mig, t4 = detect_profiles()
+    assert [(p.device, p.name, p.nvml_index, p.uuid, p.visible_entry) for p in (h100, mig, t4)] == [
+        ("gpu:0", "h100", 3, gpu_uuid(3), gpu_uuid(3)),
+        ("gpu:1", "a100_mig_1g_10gb", 2, MIG, MIG),
+        ("gpu:2", "t4", 1, gpu_uuid(1), "1"),
+    ]
+    # Name, size and compute capability come from the card itself, not from NVML's index N.
+    assert (h100.memory_mb, h100.compute_capability) == (pytest.approx(80 * GIB / 1e6), "9.0")
+    assert (t4.memory_mb, t4.compute_capability) == (pytest.approx(15 * GIB / 1e6), "7.5")
+    # A MIG instance is a slice: its own size and name, never filed as the whole card.
+    assert mig.memory_mb == pytest.approx(10 * GIB / 1e6) and mig.markers == ["gpu", "mig", "a100_mig_1g_10gb"]
+    assert mig.display_name == "NVIDIA A100-SXM4-80GB MIG 1g.10gb" and "NVIDIA A100-SXM4-80GB" in mig.description
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert [p.name for p in detect_profiles()] == ["cpu"]
+
+
+def test_detect_profiles_names_an_entry_that_matches_no_gpu(monkeypatch):
+    nvml = scheduled_host()
+    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,9")
+    with pytest.raises(DeviceError, match=r"CUDA_VISIBLE_DEVICES entry '9' matches no GPU: NVML sees 4"):
+        detect_profiles()
+    assert nvml.calls == ["shutdown"]  # NVML is still shut down
 
 
 def test_detect_profiles_on_a_jetson(monkeypatch, tmp_path):

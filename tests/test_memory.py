@@ -15,6 +15,8 @@ from odperf.engine import MeasureRequest, measure
 from odperf.measure.memory import MemorySampler, MemoryStats, _downsample
 from odperf.measure.probes import RssProbe
 
+GIB = 1024**3
+
 
 class Scripted:
     """A probe that replays given byte values (then repeats the last): for the sampler's arithmetic."""
@@ -120,3 +122,77 @@ def test_worker_rss_peak_rises_by_at_least_what_the_model_holds_at_once(engine_m
         peaks[name] = m.memory.peak_mb
         assert m.memory.samples > 10 and m.memory.period_mean_ms >= 9
     assert peaks["ballast"] - peaks["tiny"] >= 0.9 * BALLAST_MB
+
+
+# --- NVML inside containers: the worker's PID is not the one NVML lists ------------------------------------
+CONTAINER = "nvml_device (worker not listed by NVML, e.g. a container's PID namespace)"
+
+
+def wait_for_samples(sampler: MemorySampler, more: int = 3) -> None:
+    """Until the sampler took ``more`` samples after now (so at least two saw the state set before)."""
+    target = sampler.stats().samples + more
+    deadline = time.monotonic() + 60
+    while sampler.stats().samples < target and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def sample_gpu_run(monkeypatch, listed: bool | None, rise: int, own: int | None) -> MemoryStats:
+    """A real process as the worker, sampled through the NVML stand-in while the GPU's memory rises by
+    ``rise`` bytes and falls back. ``listed``: NVML lists the worker's PID (with ``own`` bytes), or only
+    a foreign PID (another container's process, as NVML sees host PIDs), or (None) the worker's PID
+    without a memory figure."""
+    from nvml_standin import FakeGpu, NvmlStandIn, gpu_uuid
+    from odperf.measure import probes
+
+    foreign = {4242: 6 * GIB}
+    gpu = FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, used_bytes=6 * GIB, processes=dict(foreign))
+    nvml = NvmlStandIn([FakeGpu("Tesla T4", 16 * GIB), gpu])
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        chosen = probes.external_probes("gpu:0", worker.pid, jetson=False, env={"CUDA_VISIBLE_DEVICES": gpu_uuid(1)})
+        with MemorySampler(chosen, period_ms=5) as sampler:
+            wait_for_samples(sampler)
+            # The worker creates its context: the device's used memory rises. Each change is one assignment,
+            # as the sampler thread reads these between them.
+            gpu.used_bytes = 6 * GIB + rise
+            if listed is not None:
+                gpu.processes = {**foreign, (worker.pid if listed else 4343): own}
+            else:
+                gpu.processes = {**foreign, worker.pid: None}
+            wait_for_samples(sampler)
+            gpu.processes, gpu.used_bytes = dict(foreign), 6 * GIB  # ... and releases it
+            wait_for_samples(sampler)
+        return sampler.stop()
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_nvml_listing_the_worker_keeps_its_own_figure(monkeypatch):
+    stats = sample_gpu_run(monkeypatch, listed=True, rise=2 * GIB, own=int(1.5 * GIB))
+    assert stats.probe == "nvml_process" and stats.peak_mb == pytest.approx(1.5 * GIB / 1e6)
+    assert stats.probes["nvml_device"].peak_mb == pytest.approx(2 * GIB / 1e6)  # the device counts others too
+    assert max(mb for _, mb in stats.timeline) == pytest.approx(1.5 * GIB / 1e6)
+
+
+def test_worker_unlisted_in_a_container_falls_back_to_the_device_rise(monkeypatch):
+    stats = sample_gpu_run(monkeypatch, listed=False, rise=2 * GIB, own=int(1.5 * GIB))
+    assert stats.probe == CONTAINER
+    # The rise above the device's memory before the worker started, not the 6 GiB other tenants hold.
+    assert stats.peak_mb == pytest.approx(2 * GIB / 1e6) and stats.probes["nvml_device"].baseline_mb > 6000
+    assert stats.probes["nvml_process"].peak_mb == 0.0  # what was the headline before: a GPU peak of 0 MB
+    assert max(mb for _, mb in stats.timeline) == pytest.approx(2 * GIB / 1e6)
+    assert MemoryStats.from_dict(stats.to_dict()).probe == CONTAINER
+
+
+def test_worker_listed_without_a_figure_falls_back_and_says_so(monkeypatch):
+    stats = sample_gpu_run(monkeypatch, listed=None, rise=GIB, own=None)
+    assert stats.probe == "nvml_device (NVML lists the worker without a memory figure)"
+    assert stats.peak_mb == pytest.approx(GIB / 1e6)
+
+
+def test_unlisted_worker_with_a_still_device_keeps_the_process_probe(monkeypatch):
+    """A worker that never touched the GPU: nothing moved, so there is nothing better than its 0."""
+    stats = sample_gpu_run(monkeypatch, listed=False, rise=0, own=GIB)
+    assert stats.probe == "nvml_process" and stats.peak_mb == 0.0

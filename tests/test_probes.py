@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from nvml_standin import FakeGpu, NvmlStandIn
+from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import probes
 from odperf.measure.probes import (
     JetsonSharedProbe,
@@ -18,6 +18,8 @@ from odperf.measure.probes import (
 )
 
 GIB = 1024**3
+MB = 1_000_000
+MIG = "MIG-0c0c0c0c-0000-5000-8000-00000000000c"
 
 
 def test_nvml_process_probe_counts_only_the_workers_pid():
@@ -74,13 +76,48 @@ def test_probe_selection_by_device(monkeypatch):
     nvml = NvmlStandIn([FakeGpu("Tesla T4", 16 * GIB), gpu])
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
     assert [p.name for p in external_probes("cpu", os.getpid())] == ["host_rss"]
-    chosen = external_probes("gpu:1", me, jetson=False)
+    chosen = external_probes("gpu:1", me, jetson=False, env={})  # nothing inherited: every GPU
     assert [p.name for p in chosen] == ["nvml_process", "nvml_device", "host_rss"]
     assert chosen[0].read() == GIB  # the second GPU, by NVML index
     assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_shared", "host_rss"]
     monkeypatch.setattr(probes, "import_nvml", lambda: None)  # a GPU request where NVML is absent
     assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=False)] == ["host_rss"]
     assert parse_device("gpu:3") == ("gpu", 3) and parse_device("cpu") == ("cpu", 0)
+
+
+def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
+    """gpu:N under CUDA_VISIBLE_DEVICES is the N-th given card: both NVML probes read that card only."""
+    me = os.getpid()
+    mig = FakeMig("NVIDIA A100-SXM4-40GB MIG 2g.10gb", 10 * GIB, MIG, gpu_instance_id=3,
+                  used_bytes=3 * GIB, processes={me: 2 * GIB})
+    gpus = [FakeGpu(f"Tesla T4 #{i}", 16 * GIB, used_bytes=i * GIB, processes={me: i * 100 * MB}) for i in range(3)]
+    gpus.append(FakeGpu("NVIDIA A100-SXM4-40GB", 40 * GIB, used_bytes=30 * GIB, processes={me: 25 * GIB},
+                        migs={2: mig}))
+    nvml = NvmlStandIn(gpus)
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+
+    def readings(device, visible):
+        process, device_probe, _ = external_probes(device, me, jetson=False, env={"CUDA_VISIBLE_DEVICES": visible})
+        return process.index, process.read(), device_probe.read()
+
+    assert readings("gpu:0", "2,1") == (2, 200 * MB, 2 * GIB)  # not NVML's index 0
+    assert readings("gpu:1", "2,1") == (1, 100 * MB, 1 * GIB)
+    assert readings("gpu:1", f"{gpu_uuid(0)},{gpu_uuid(2)}") == (2, 200 * MB, 2 * GIB)
+    assert readings("gpu:0", MIG) == (3, 2 * GIB, 3 * GIB)  # the MIG slice, not the whole A100
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # by default the list odperf itself was given
+    assert [p.read() for p in external_probes("gpu:0", me, jetson=False)[:2]] == [100 * MB, 1 * GIB]
+
+
+def test_nvml_process_probe_says_when_it_never_saw_the_worker():
+    gpu = FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, used_bytes=5 * GIB, processes={1: 4 * GIB})
+    probe = NvmlProcessProbe(NvmlStandIn([gpu]), 0, pid=222)
+    assert probe.read() == 0.0 and probe.missed() == "worker not listed by NVML, e.g. a container's PID namespace"
+    gpu.processes[222] = None
+    assert probe.read() == 0.0 and probe.missed() == "NVML lists the worker without a memory figure"
+    gpu.processes[222] = GIB
+    assert probe.read() == GIB and probe.missed() is None
+    del gpu.processes[222]  # the worker released its context: a real 0, and it was seen
+    assert probe.read() == 0.0 and probe.missed() is None
 
 
 def test_import_nvml_is_none_without_a_driver():

@@ -12,10 +12,10 @@ import os
 import platform
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import psutil
 
@@ -39,7 +39,8 @@ def default_table_path() -> Path:
 
 
 class DeviceError(OdperfError):
-    """An unknown profile name, a bad device table, or an emulation the hardware cannot honour."""
+    """An unknown profile name, a bad device table, an emulation the hardware cannot honour, or a GPU
+    that is not among those odperf was given."""
 
 
 @dataclass
@@ -58,6 +59,9 @@ class DeviceProfile:
     compute_capability: str | None = None
     detected: bool = True  # False for a profile taken from the table (not present here)
     description: str | None = None
+    nvml_index: int | None = None  # NVML's index of the physical GPU (the parent of a MIG instance)
+    uuid: str | None = None  # "GPU-..." or "MIG-...": the device NVML reads memory from
+    visible_entry: str | None = None  # the CUDA_VISIBLE_DEVICES entry a worker on this GPU is given
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,31 +218,46 @@ def jetson_profile(model: str, memory_bytes: float | None = None, table: DeviceT
     )
 
 
-def nvml_gpus(nvml: Any, table: DeviceTable | None = None) -> list[DeviceProfile]:
-    """Every GPU NVML sees, as profiles (NVML indices, which CUDA_VISIBLE_DEVICES also uses)."""
+def nvml_gpus(nvml: Any, table: DeviceTable | None = None, env: Mapping[str, str] | None = None) -> list[DeviceProfile]:
+    """The GPUs odperf was given (``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees), as ``gpu:0..k-1``
+    in the given order; each keeps its NVML index and UUID so that probes read the same card."""
+    from odperf.measure.visible_gpus import parent_handle, visible_gpus
+
     driver = _text(_try(nvml.nvmlSystemGetDriverVersion))
     cuda_raw = _try(nvml.nvmlSystemGetCudaDriverVersion)
     cuda = f"{cuda_raw // 1000}.{(cuda_raw % 1000) // 10}" if isinstance(cuda_raw, int) else None
     out = []
-    for index in range(nvml.nvmlDeviceGetCount()):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        cc = _try(nvml.nvmlDeviceGetCudaComputeCapability, handle)
-        out.append(
-            gpu_profile(
-                _text(nvml.nvmlDeviceGetName(handle)) or f"gpu{index}",
-                float(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                index=index,
-                table=table,
-                driver=driver,
-                cuda=cuda,
-                compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-            )
+    for gpu in visible_gpus(nvml, env):
+        parent = parent_handle(nvml, gpu)
+        cc = _try(nvml.nvmlDeviceGetCudaComputeCapability, parent)
+        name = _text(nvml.nvmlDeviceGetName(gpu.handle)) or f"gpu{gpu.nvml_index}"
+        memory = float(nvml.nvmlDeviceGetMemoryInfo(gpu.handle).total)
+        info = dict(
+            table=table, driver=driver, cuda=cuda, compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+            nvml_index=gpu.nvml_index, uuid=gpu.uuid, visible_entry=gpu.entry,
         )
+        if gpu.mig:
+            parent_name = _text(nvml.nvmlDeviceGetName(parent)) or name
+            whole = gpu_profile(parent_name, float(nvml.nvmlDeviceGetMemoryInfo(parent).total), **info)
+            out.append(mig_profile(whole, name, memory, gpu.position))
+        else:
+            out.append(gpu_profile(name, memory, index=gpu.position, **info))
     return out
 
 
-def detect_profiles(table: DeviceTable | None = None) -> list[DeviceProfile]:
-    """The CPU first, then each NVIDIA GPU (NVML) or the Jetson board this machine has."""
+def mig_profile(whole: DeviceProfile, name: str, memory_bytes: float, index: int) -> DeviceProfile:
+    """A MIG instance, named after its GPU's profile and its slice (``a100_mig_1g_5gb``): its results are
+    a slice's, never to be filed or compared as the whole card's."""
+    _, _, slice_ = name.partition(" MIG ")
+    own = f"{whole.name}_mig_{slug(slice_) if slice_ else 'instance'}"
+    return replace(
+        whole, name=own, device=f"gpu:{index}", display_name=name, memory_mb=memory_bytes / MB,
+        markers=["gpu", "mig", own], description=f"{name} (a MIG instance of {whole.display_name})",
+    )
+
+
+def detect_profiles(table: DeviceTable | None = None, env: Mapping[str, str] | None = None) -> list[DeviceProfile]:
+    """The CPU first, then each NVIDIA GPU odperf was given (NVML) or the Jetson board this machine has."""
     table = table or load_table()
     profiles = [cpu_profile(table)]
     board = jetson_model()
@@ -248,7 +267,7 @@ def detect_profiles(table: DeviceTable | None = None) -> list[DeviceProfile]:
     nvml = import_nvml()
     if nvml is not None:
         try:
-            profiles.extend(nvml_gpus(nvml, table))
+            profiles.extend(nvml_gpus(nvml, table, env))
         finally:
             _try(nvml.nvmlShutdown)
     return profiles

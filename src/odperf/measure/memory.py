@@ -35,7 +35,8 @@ class ProbeStats:
 
 @dataclass
 class MemoryStats:
-    """What a sampling run found. ``probe`` names the probe behind the headline ``peak_mb``."""
+    """What a sampling run found. ``probe`` names the probe behind the headline ``peak_mb``, with the
+    reason in parentheses where it stands in for a better one (``"nvml_device (worker not listed ...)"``)."""
 
     probe: str | None
     peak_mb: float | None
@@ -150,10 +151,13 @@ class MemorySampler:
         )
         if headline is None:
             headline = next((p.name for p in self.probes if per_probe[p.name].samples), None)
+        label = headline
+        if headline is not None:
+            headline, label = self._stand_in_for(headline, per_probe)
         head = per_probe.get(headline) if headline else None
         timeline = _downsample(times - self._t0, series[headline]) if headline else []
         return MemoryStats(
-            probe=headline,
+            probe=label,
             peak_mb=head.peak_mb if head else None,
             mean_mb=head.mean_mb if head else None,
             samples=n,
@@ -165,6 +169,26 @@ class MemorySampler:
             probes=per_probe,
             timeline=timeline,
         )
+
+    def _stand_in_for(self, headline: str, per_probe: dict[str, ProbeStats]) -> tuple[str, str]:
+        """(probe, label) of the headline: a device probe in place of a process probe that never saw its
+        worker while the device's used memory rose above its value before the worker started.
+
+        Inside a container NVML lists the host's PIDs, so the worker's own figure reads 0 throughout
+        while its memory shows on the device: the device's rise (relative, as device probes always are)
+        is then the best figure there is, and the label says why it was taken.
+        """
+        probe = next((p for p in self.probes if p.name == headline), None)
+        missed = getattr(probe, "missed", None)
+        reason = missed() if callable(missed) else None
+        if reason is None or headline not in HEADLINE_ORDER:
+            return headline, headline
+        for name in HEADLINE_ORDER[HEADLINE_ORDER.index(headline) + 1:]:
+            stats = per_probe.get(name)
+            if (stats is not None and stats.scope == "device" and stats.baseline_mb is not None
+                    and stats.peak_mb is not None and stats.peak_mb > 0):
+                return name, f"{name} ({reason})"
+        return headline, headline
 
 
 def _downsample(t: np.ndarray, mb: np.ndarray, points: int = TIMELINE_POINTS) -> list[list[float]]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 import psutil
 
@@ -84,38 +84,58 @@ class RssProbe:
 
 @dataclass
 class NvmlProcessProbe:
-    """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure)."""
+    """GPU memory NVML attributes to one PID (what nvidia-smi lists per process; the paper's figure).
+
+    ``index`` is the GPU's NVML index; ``handle`` (from ``visible_gpus``) names the device directly, as
+    for a MIG instance. Inside a container NVML lists the host's PIDs, never the worker's: ``missed()``
+    then says so, and the sampler takes the device's figure instead of this probe's zeros.
+    """
 
     nvml: Any
     index: int
     pid: int
     name: str = "nvml_process"
     scope: str = "process"
+    handle: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self._handle = self.handle if self.handle is not None else self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self.listed = False  # NVML listed the worker's PID at least once
+        self.counted = False  # ... with a memory figure (some drivers list PIDs without one)
 
     def read(self) -> float | None:
         try:
             procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
         except Exception:
             return None
-        used = [p.usedGpuMemory for p in procs if p.pid == self.pid and p.usedGpuMemory is not None]
+        mine = [p for p in procs if p.pid == self.pid]
+        used = [p.usedGpuMemory for p in mine if p.usedGpuMemory is not None]
+        self.listed = self.listed or bool(mine)
+        self.counted = self.counted or bool(used)
         # Before the worker creates its CUDA context it holds no GPU memory: that is a real 0, not unknown.
         return float(sum(used)) if used else 0.0
+
+    def missed(self) -> str | None:
+        """Why this probe's figures do not show the worker, or None once NVML counted the worker's memory."""
+        if self.counted:
+            return None
+        if self.listed:
+            return "NVML lists the worker without a memory figure"
+        return "worker not listed by NVML, e.g. a container's PID namespace"
 
 
 @dataclass
 class NvmlDeviceProbe:
-    """Used memory of the whole GPU: the fallback where per-process figures are hidden (containers)."""
+    """Used memory of the whole GPU (or MIG instance): the fallback where per-process figures are hidden."""
 
     nvml: Any
     index: int
     name: str = "nvml_device"
     scope: str = "device"
+    handle: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        self._handle = self.handle if self.handle is not None else self.nvml.nvmlDeviceGetHandleByIndex(self.index)
 
     def read(self) -> float | None:
         try:
@@ -146,7 +166,9 @@ class JetsonSharedProbe:
 
 HEADLINE_ORDER = ("nvml_process", "jetson_shared", "nvml_device", "host_rss")
 """Which probe gives a run's headline memory figure, best first: the worker's own GPU memory as the paper
-measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs)."""
+measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs). A
+process probe that never saw its worker while the device's memory rose gives way to the device probe
+(``MemorySampler`` says so in the headline's name)."""
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -157,10 +179,16 @@ def parse_device(device: str) -> tuple[str, int]:
     return kind, 0
 
 
-def external_probes(device: str, pid: int, jetson: bool | None = None) -> list[Probe]:
-    """The probes the parent samples for a worker ``pid`` running on ``device``."""
+def external_probes(
+    device: str, pid: int, jetson: bool | None = None, env: Mapping[str, str] | None = None
+) -> list[Probe]:
+    """The probes the parent samples for a worker ``pid`` running on ``device``.
+
+    ``gpu:N`` is the N-th GPU odperf was given (``CUDA_VISIBLE_DEVICES`` in ``env``, default this
+    process's), mapped to its NVML handle as the worker's environment is (``visible_gpus``).
+    """
     probes: list[Probe] = [RssProbe(pid)]
-    kind, index = parse_device(device)
+    kind, _ = parse_device(device)
     if kind != "gpu":
         return probes
     if jetson is None:
@@ -171,5 +199,12 @@ def external_probes(device: str, pid: int, jetson: bool | None = None) -> list[P
         return [JetsonSharedProbe(), *probes]
     nvml = import_nvml()
     if nvml is not None:
-        probes = [NvmlProcessProbe(nvml, index, pid), NvmlDeviceProbe(nvml, index), *probes]
+        from odperf.measure.visible_gpus import select_gpu
+
+        gpu = select_gpu(nvml, device, env)
+        probes = [
+            NvmlProcessProbe(nvml, gpu.nvml_index, pid, handle=gpu.handle),
+            NvmlDeviceProbe(nvml, gpu.nvml_index, handle=gpu.handle),
+            *probes,
+        ]
     return probes
