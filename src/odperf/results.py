@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Iterable, Literal
 
 from odperf.errors import ResultsError
 
@@ -326,3 +326,13 @@ def _fingerprint(data: dict[str, Any]) -> str:
     text = json.dumps([data.get("machine_info"), data.get("commit_info"), benches, data.get("odperf")],
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (a --benchmark-storage tree) into their JSON files, newest name last. Reports read
+    through ``odperf.report.sources.load_runs``, which also expands patterns and reads each run once."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        out.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    return out
