@@ -127,6 +127,7 @@ def accuracy_table(rows: Sequence[Row]) -> Table:
              ", ".join(sorted(m["profiles"]))]
             for model, m in ordered
         ],
+        floatfmt=["", "", MAP_FMT, "", "", ""],
         note="mAP from: the kind of run that scored it (accuracy: the untimed accuracy benchmark; timing: the "
         "timed images with --odperf-accuracy) and its batch size. Repairs: detections fixed before scoring, "
         "summed over the rows shown (odperf.measure.accuracy).",
