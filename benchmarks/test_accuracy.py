@@ -4,6 +4,7 @@ import pytest
 
 from odperf.checks import check_run
 from odperf.engine.client import measure
+from odperf.results import ACCURACY
 from odperf.zoo.registry import ModelMissing
 
 pytestmark = pytest.mark.accuracy
@@ -15,7 +16,7 @@ def test_accuracy(odperf_accuracy_case, odperf_suite, record_property):
         suite.locate(case)
     except ModelMissing as missing:
         pytest.skip(str(missing))
-    record = suite.record(suite.run_record(case, measure(suite.request(case, timed=False))))
+    record = suite.record(suite.run_record(case, measure(suite.request(case, timed=False)), kind=ACCURACY))
     record_property("odperf_record", record.to_extra_info())
     if record.map is not None:
         print(f"{case.accuracy_id}: COCO mAP@[.5:.95] {record.map:.3f}")

@@ -2,6 +2,9 @@
 
 pytest-benchmark's own ``Metadata``/``Stats`` and JSON generator build each file, so the structure is
 exactly the one the suite saves; only the timings are invented (from the paper's headline figures).
+Timing records that ran ok become benchmarks (and are repeated in the top-level odperf block); failed ones
+and accuracy records (``kind=ACCURACY``: benchmarks/test_accuracy.py, never timed by pytest-benchmark)
+are only in the block, as the suite writes them.
 ``python tests/make_runs.py`` rewrites tests/data/runs/{cpu,v100_sxm2}.json; tests also call
 ``run_json``/``write_run`` directly to get runs with figures they know.
 """
@@ -19,7 +22,7 @@ import numpy as np
 from pytest_benchmark.plugin import pytest_benchmark_generate_json
 from pytest_benchmark.stats import Metadata
 
-from odperf.results import SCHEMA_VERSION, RunRecord
+from odperf.results import ACCURACY, SCHEMA_VERSION, TIMING, RunRecord
 
 OPTIONS = {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0,
            "min_time": 5e-06, "warmup": False}
@@ -45,6 +48,8 @@ class Bench:
     map: float | None = None
     group: str | None = None
     meta_arch: str = "ssd"
+    kind: str = TIMING  # ACCURACY: an untimed accuracy pass; its ``times`` are the engine's own
+    repairs: dict[str, int] | None = None  # detections repaired before scoring (accuracy["repairs"])
 
 
 def record(profile: str, b: Bench, device_name: str) -> RunRecord:
@@ -60,6 +65,8 @@ def record(profile: str, b: Bench, device_name: str) -> RunRecord:
         tiles_per_second=64 / times["mean"] if times else None,
         peak_memory_mb=b.peak_mb, memory_probe="nvml" if profile != "cpu" else "rss",
         map=b.map, error="OOM when allocating tensor with shape[...]" if b.outcome == "oom" else None,
+        kind=b.kind,
+        accuracy={"AP": b.map, "repairs": dict(b.repairs or {})} if b.map is not None else None,
     )
 
 
@@ -71,7 +78,7 @@ def run_json(profile: str, benches: Sequence[Bench], memory_mb: float | None = N
     for b in benches:
         rec = record(profile, b, device_name or profile)
         records.append(rec.to_extra_info())
-        if b.outcome != "ok":
+        if b.outcome != "ok" or b.kind != TIMING:
             continue
         param = f"{b.model}-b{b.batch}"
         fixture = SimpleNamespace(
@@ -105,9 +112,14 @@ def _times(rng: np.random.Generator, mean: float, n: int) -> list[float]:
 
 
 def _sweep(rng: np.random.Generator, model: str, fastest: float, mb: float, mb_per_tile: float, n: int,
-           oom_from: int | None = None, **kw: Any) -> list[Bench]:
-    """Time per image falls with batch size and levels off near batch 8, as in the paper's Figs. 3-5."""
+           oom_from: int | None = None, scored_by: str = TIMING, **kw: Any) -> list[Bench]:
+    """Time per image falls with batch size and levels off near batch 8, as in the paper's Figs. 3-5.
+    ``scored_by=ACCURACY``: the timed runs carry no mAP; an accuracy record at batch 64 does."""
     out = []
+    if scored_by == ACCURACY:
+        # the accuracy pass's own (untimed by pytest-benchmark) image times: slower, never to be reported
+        out.append(Bench(model, 64, _times(rng, fastest * 3, 3), kind=ACCURACY, **kw))
+        kw = {**kw, "map": None}
     for b in (1, 2, 4, 8, 16, 32, 64):
         if oom_from is not None and b >= oom_from:
             out.append(Bench(model, b, outcome="oom", peak_mb=None, **kw))
@@ -138,8 +150,10 @@ def v100_benches(seed: int = 2) -> list[Bench]:
                 meta_arch="centernet"),
         *_sweep(rng, "embedded_centernet_base", 0.12, 1050.0, 15.0, 20, map=0.305, group="medium",
                 meta_arch="centernet"),
-        *_sweep(rng, "ssd_mobilenet_v2", 0.743 * f, 900.0, 14.0, 95, map=0.22, group="lowest"),
-        *_sweep(rng, "ssd_inception_v2", 1.2, 1100.0, 22.0, 95, map=0.309, group="low"),
+        *_sweep(rng, "ssd_mobilenet_v2", 0.743 * f, 900.0, 14.0, 95, map=0.22, group="lowest",
+                scored_by=ACCURACY),
+        *_sweep(rng, "ssd_inception_v2", 1.2, 1100.0, 22.0, 95, map=0.309, group="low", scored_by=ACCURACY,
+                repairs={"clipped": 3}),
         *_sweep(rng, "faster_rcnn_resnet101", 3.6, 3200.0, 130.0, 20, map=0.403, group="medium",
                 meta_arch="faster_rcnn"),
         *_sweep(rng, "faster_rcnn_incept_resnet_v2_atrous", 11.0, 5200.0, 160.0, 10, map=0.452, group="high",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,7 @@ from odperf.datasets import synthetic
 from odperf.datasets.camera import CameraSet, build_camera_set
 from odperf.datasets.coco import CocoDataset
 from odperf.errors import OdperfError, WorkloadError
-from odperf.measure.accuracy import AccuracyError, TiledDetections, evaluate_camera_results
+from odperf.measure.accuracy import BOX_TOLERANCE, AccuracyError, TiledDetections, evaluate_camera_results
 from odperf.workload import PAPER_GRID, batch_bounds, xywh_to_normalized
 
 GAPPED = {1: 3, 2: 18, 3: 44, 4: 62, 5: 90}  # COCO-like ids with gaps, to see that ids survive
@@ -239,6 +240,11 @@ def test_label_maps_that_do_not_match_are_errors_not_zero_map(camera_set: Camera
             np.array([2]))
     with pytest.raises(AccuracyError, match=r"class ids \[7\].*3 disk"):
         acc.evaluate(camera_set)
+    named = TiledDetections(model="coco_ssd")
+    named.add(0, 0, np.array([[[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.4, 0.4]]]), np.ones((1, 2)), np.array([[3, 7]]),
+              np.array([2]))
+    with pytest.raises(AccuracyError, match=r"^coco_ssd returns class ids \[7\] .* on 1 of 2 detections \(e.g. class 7"):
+        named.evaluate(camera_set)
     with pytest.raises(AccuracyError, match="none of the model's categories"):
         TiledDetections().evaluate(camera_set, model_category_ids=range(100, 180))
     assert issubclass(AccuracyError, OdperfError)
@@ -269,3 +275,108 @@ def test_detections_from_another_grid_are_refused(camera_set: CameraSet) -> None
 
     with pytest.raises(WorkloadError, match="detections were made on"):
         TiledDetections(CameraGrid(rows=3, cols=3)).evaluate(camera_set)
+
+
+# --- broken model outputs: repaired and counted, or a named error; never a silent mAP of 0 -----------------
+def _break(detector: Callable[[np.ndarray], Outputs], injected: dict[str, int]) -> Callable[[np.ndarray], Outputs]:
+    """The detector's outputs with, on every tile, two NaN detections added after the real ones (a NaN box
+    coordinate, a NaN score) and each box edge lying exactly on the tile's border pushed just past it."""
+
+    def broken(batch: np.ndarray) -> Outputs:
+        boxes, scores, classes, counts = (np.array(a) for a in detector(batch))
+        for k in range(len(batch)):
+            n = int(counts[k])
+            on_edge = (boxes[k, :n] == 0.0) | (boxes[k, :n] == 1.0)
+            boxes[k, :n][boxes[k, :n] == 0.0] = -0.02
+            boxes[k, :n][boxes[k, :n] == 1.0] = 1.02
+            boxes[k, n:n + 2] = [[np.nan, 0.1, 0.3, 0.3], [0.1, 0.1, 0.3, 0.3]]
+            scores[k, n:n + 2], classes[k, n:n + 2] = [0.9, np.nan], [3, 3]
+            counts[k] = n + 2
+            injected["clipped"] += int(on_edge.any(axis=1).sum())
+            injected["dropped_nonfinite"] += 2
+        return boxes, scores, classes, counts
+
+    return broken
+
+
+def test_nan_and_edge_boxes_are_repaired_counted_and_the_rest_scored_exactly(camera_set: CameraSet) -> None:
+    per_source = shifted_detections(camera_set, seed=2)
+    detector = LookupDetector(camera_set, per_source)
+    clean = run(camera_set, detector, batch_size=16).evaluate(camera_set)
+    injected = {"clipped": 0, "dropped_nonfinite": 0}
+    broken = run(camera_set, _break(detector, injected), batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning of NaN reaching COCOeval
+        report = broken.evaluate(camera_set)
+    blank_tiles = 2 * 2  # the blank tile of each camera image: its detections are dropped, not repaired
+    assert injected["clipped"] > 0
+    assert report.repairs == {"clipped": injected["clipped"], "dropped_inverted": 0,
+                              "dropped_nonfinite": injected["dropped_nonfinite"] - blank_tiles}
+    assert report.ap == clean.ap > 0.05 and report.n_detections == clean.n_detections
+    assert report.to_record()["repairs"] == report.repairs  # what RunRecord.accuracy saves, reports show
+
+
+def test_inverted_boxes_are_dropped_and_counted(camera_set: CameraSet) -> None:
+    acc = TiledDetections(model="m")
+    boxes = np.array([[[0.1, 0.1, 0.2, 0.2], [0.5, 0.1, 0.3, 0.2]]])  # the second: ymax < ymin
+    acc.add(0, 0, boxes, np.ones((1, 2)), np.full((1, 2), 3), np.array([2]))
+    assert len(acc) == 1 and acc.evaluate(camera_set, camera_indices=[0]).repairs["dropped_inverted"] == 1
+
+
+def test_nothing_left_to_score_is_an_error_naming_the_model_count_and_example(camera_set: CameraSet,
+                                                                              tmp_path: Path) -> None:
+    acc = TiledDetections(model="broken_ssd")
+    acc.add(0, 0, np.full((2, 3, 4), np.nan), np.ones((2, 3)), np.full((2, 3), 3), np.array([3, 3]))
+    # the worker saves its detections and the parent scores them: the model and the counts travel along
+    again = TiledDetections.load(acc.save(tmp_path / "d.npz"))
+    for detections in (acc, again):
+        with pytest.raises(AccuracyError, match=r"^broken_ssd: none of its detections can be scored: "
+                                                r"6 dropped nonfinite \(e.g. box \[nan, nan, nan, nan\]"):
+            detections.evaluate(camera_set)
+
+
+def test_pixel_coordinates_are_an_error_not_a_clipped_zero(camera_set: CameraSet) -> None:
+    acc = TiledDetections(model="pixel_ssd")
+    boxes = np.array([[[30.0, 30.0, 120.0, 120.0], [0.1, 0.1, 0.2, 0.2]]])
+    with pytest.raises(AccuracyError, match=r"^pixel_ssd: 1 of 2 detection boxes lie outside \[0, 1\] by more "
+                                            r"than 0.05 \(e.g. \[30.0, 30.0, 120.0, 120.0\]\).*pixel coordinates"):
+        acc.add(0, 0, boxes, np.ones((1, 2)), np.full((1, 2), 3), np.array([2]))
+    acc.add(0, 0, np.array([[[0.1, 0.1, 1 + BOX_TOLERANCE, 0.2]]]), np.ones((1, 1)), np.full((1, 1), 3), np.ones(1))
+    assert acc.repairs.counts["clipped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("which", "value", "words"),
+    [
+        ("boxes", np.full((1, 1, 4), "0.1"), "detection boxes have dtype <U3"),
+        ("scores", np.ones((1, 1), complex), "detection scores have dtype complex128"),
+        ("classes", np.array([[None]], dtype=object), "detection classes have dtype object"),
+        ("counts", np.array([True]), "detection num_detections have dtype bool"),
+        ("counts", np.array([0.5]), "num_detections must be whole numbers, got [0.5]"),
+        ("counts", np.array([np.nan]), "num_detections must be whole numbers"),
+        ("classes", np.array([[2.5]]), "detection classes must be whole category ids: 1 are not (e.g. 2.5)"),
+    ],
+)
+def test_wrong_dtypes_are_named_errors(which: str, value: np.ndarray, words: str) -> None:
+    out = {"boxes": np.array([[[0.1, 0.1, 0.2, 0.2]]]), "scores": np.ones((1, 1)), "classes": np.full((1, 1), 3),
+           "counts": np.ones(1)}
+    out[which] = value
+    with pytest.raises(AccuracyError, match="^m: ") as err:
+        TiledDetections(model="m").add(0, 0, out["boxes"], out["scores"], out["classes"], out["counts"])
+    assert words in str(err.value)
+
+
+def test_wrong_shapes_name_the_model() -> None:
+    with pytest.raises(WorkloadError, match=r"^ssd_x: detections: boxes have shape \(2, 4\)"):
+        TiledDetections(model="ssd_x").add(0, 0, np.zeros((2, 4)), np.zeros((2, 1)), np.ones((2, 1)), np.zeros(2))
+
+
+def test_camera_results_with_nan_are_dropped_and_counted(camera_set: CameraSet) -> None:
+    acc = run(camera_set, LookupDetector(camera_set, shifted_detections(camera_set, seed=3)), batch_size=64)
+    results = acc.results()
+    clean = evaluate_camera_results(results, camera_set)
+    bad = [dict(results[0], score=float("nan")), dict(results[1], bbox=[10.0, 10.0, -5.0, 4.0])]
+    report = evaluate_camera_results(results + bad, camera_set, model="m")
+    assert report.ap == clean.ap and report.repairs == {"clipped": 0, "dropped_nonfinite": 1, "dropped_inverted": 1}
+    with pytest.raises(AccuracyError, match="^m: none of its 1 detections can be scored: 1 dropped nonfinite"):
+        evaluate_camera_results(bad[:1], camera_set, model="m")

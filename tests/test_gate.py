@@ -131,3 +131,132 @@ def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
 
     helped = subprocess.run([sys.executable, "-m", "odperf.cli", "gate", "--help"], capture_output=True, text=True)
     assert "default: 0.1" in helped.stdout and "default: 0.01" in helped.stdout
+
+
+# --- mAP of the accuracy benchmark -------------------------------------------------------------------------
+V1_COLLISION = Path(__file__).parent / "data" / "runs" / "v1" / "centernet_tiny_b64.json"
+FLOORS = Path(__file__).resolve().parents[1] / "fixtures" / "expectations.toml"
+
+
+def test_a_map_drop_measured_by_the_accuracy_benchmark_fails_the_gate(tmp_path: Path):
+    """The suite's own v1 file: test_inference and test_accuracy both ran at batch 64. The accuracy record's
+    mAP falls from 0.452 to 0.01 (floor 0.43): the gate must see it, not the timing record's empty mAP."""
+    data = json.loads(V1_COLLISION.read_text())
+    scored = next(r for r in data["odperf"]["records"] if r["map"] is not None)
+    scored["map"] = scored["accuracy"]["AP"] = 0.01
+    current = tmp_path / "current.json"
+    current.write_text(json.dumps(data))
+    result = run_gate(load_run(V1_COLLISION), load_run(current), GateConfig(floors=load_expectations(FLOORS)))
+    assert [(f.kind, f.model) for f in result.failures] == [("map", "centernet_tiny")] * 2
+    assert "mAP 0.452 -> 0.010" in str(result.failures[0]) and "below its floor 0.430" in str(result.failures[1])
+    done = _cli("--baseline", str(V1_COLLISION), "--current", str(current), "--floors", str(FLOORS))
+    assert done.returncode == 1 and "below its floor 0.430" in done.stdout
+
+
+def test_accuracy_and_timing_records_of_one_batch_are_gated_each_on_its_own(tmp_path: Path):
+    base = [Bench("m", 64, [0.5] * 5, peak_mb=1000.0), Bench("m", 64, [3.0] * 2, kind=mr.ACCURACY, map=0.534)]
+    slow_scoring = [base[0], Bench("m", 64, [30.0] * 2, kind=mr.ACCURACY, map=0.534)]  # untimed pass: not gated
+    assert gate_runs(tmp_path, base, slow_scoring).passed
+    worse = [base[0], Bench("m", 64, [3.0] * 2, kind=mr.ACCURACY, map=0.01)]
+    assert [f.kind for f in gate_runs(tmp_path, base, worse).failures] == ["map"]
+    no_accuracy_run = [base[0]]
+    failures = gate_runs(tmp_path, base, no_accuracy_run).failures
+    assert [f.kind for f in failures] == ["map"] and "no mAP in the current run (baseline 0.534" in str(failures[0])
+
+
+def gate_runs(tmp_path: Path, base: list[Bench], current: list[Bench], profile: str = "cpu", **config):
+    b = load_run(mr.write_run(tmp_path / "b.json", profile, base))
+    c = load_run(mr.write_run(tmp_path / "c.json", profile, current))
+    return run_gate(b, c, GateConfig(**config))
+
+
+# --- a gate that compared nothing never passes ----------------------------------------------------------
+def _without_times(path: Path) -> Path:
+    data = json.loads(path.read_text())
+    data["benchmarks"] = []
+    for rec in data["odperf"]["records"]:
+        rec["time_per_image_s"] = {}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _without_median(path: Path) -> Path:
+    data = json.loads(path.read_text())
+    for rec in [b["extra_info"] for b in data["benchmarks"]] + data["odperf"]["records"]:
+        rec["time_per_image_s"].pop("median", None)
+    for bench in data["benchmarks"]:
+        del bench["stats"]["median"]
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_baseline", "words"),
+    [
+        (lambda p: _without_times(mr.write_run(p, "cpu", BASE)), "ran ok carry no time per image"),
+        (lambda p: mr.write_run(p, "cpu", [Bench("ssd", 64, [3.0], kind=mr.ACCURACY, map=0.3)]),
+         "holds no timed measurement (only accuracy records)"),
+        (lambda p: mr.write_run(p, "cpu", [Bench("other", 1, [1.0] * 3, peak_mb=5.0)]),
+         "no ok measurement of the baseline (other b1) is timed in the current run (nas b1, nas b4, ssd b1, ssd b8)"),
+        (lambda p: _without_median(mr.write_run(p, "cpu", BASE)), "none of the baseline's 3 ok measurements has a median"),
+        (lambda p: mr.write_run(p, "cpu", [Bench("ssd", 1, outcome="oom"), Bench("ssd", 8, outcome="crash")]),
+         "no measurement of the baseline ran ok (outcomes: crash, oom)"),
+    ],
+)
+def test_a_gate_that_compared_no_time_fails_saying_why(tmp_path: Path, make_baseline, words: str):
+    base = make_baseline(tmp_path / "base.json")
+    cur = mr.write_run(tmp_path / "cur.json", "cpu", BASE)
+    result = run_gate(load_run(base), load_run(cur))
+    assert not result.passed and result.compared.times == {"median": 0}
+    nothing = [str(f) for f in result.failures if f.kind == "nothing"]
+    assert nothing and nothing[0].startswith("FAIL nothing: no median time per image compared: ") and words in nothing[0]
+    done = _cli("--baseline", str(base), "--current", str(cur))
+    assert done.returncode == 1 and words in done.stdout and "compared 0 median times" in done.stdout
+
+
+def test_a_current_run_without_map_fails_when_floors_ask_for_one(tmp_path: Path):
+    floors = tmp_path / "expect.toml"
+    floors.write_text('[[rule]]\nmodels = ["ssd"]\nmap_floor = 0.2\n')
+    no_map = [replace(b, map=None) for b in BASE]
+    result = gate_runs(tmp_path, no_map, no_map, floors=load_expectations(floors))
+    assert [(f.kind, f.model) for f in result.failures] == [("map", "ssd")]
+    assert "no mAP in the current run (floor 0.200 of" in str(result.failures[0])
+    assert gate_runs(tmp_path, no_map, no_map).passed  # nobody asked for a mAP
+    both = gate_runs(tmp_path, BASE, no_map, floors=load_expectations(floors)).failures
+    assert "baseline 0.300 and floor 0.200 of" in str(next(f for f in both if f.model == "ssd"))
+
+
+def test_floors_that_set_no_floor_for_this_run_fail(tmp_path: Path):
+    floors = tmp_path / "expect.toml"
+    floors.write_text('[[rule]]\nmodels = ["some_other_model"]\nmap_floor = 0.2\n')
+    result = gate_runs(tmp_path, BASE, BASE, floors=load_expectations(floors))
+    assert [f.kind for f in result.failures] == ["nothing"]
+    assert "no mAP checked against floors" in str(result.failures[0]) and "profile cpu" in str(result.failures[0])
+
+
+def test_memory_compared_nowhere_fails(tmp_path: Path):
+    base = load_run(mr.write_run(tmp_path / "b.json", "cpu", BASE))
+    data = json.loads((tmp_path / "b.json").read_text())
+    for rec in [b["extra_info"] for b in data["benchmarks"]] + data["odperf"]["records"]:
+        rec["memory_probe"] = "nvml"
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    result = run_gate(base, load_run(tmp_path / "c.json"))
+    assert [f.kind for f in result.failures] == ["nothing"]
+    assert "no peak memory compared: the memory probe differs (rss -> nvml)" in str(result.failures[0])
+
+
+def test_two_devices_of_one_run_are_gated_apart(tmp_path: Path):
+    """A GPU machine's run also measures its cpu: the same (model, batch) on two devices is two rows."""
+
+    def two_devices(cpu_times: list[float]) -> dict:
+        run = mr.run_json("gpu_x", [Bench("m", 1, [2.0] * 3, peak_mb=10.0)])
+        cpu = mr.run_json("cpu", [Bench("m", 1, cpu_times, peak_mb=10.0)])
+        run["benchmarks"] += cpu["benchmarks"]
+        run["odperf"]["records"] += cpu["odperf"]["records"]
+        return run
+
+    (tmp_path / "b.json").write_text(json.dumps(two_devices([1.0] * 3)))
+    (tmp_path / "c.json").write_text(json.dumps(two_devices([1.5] * 3)))
+    result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"))
+    assert result.checked == 2 and result.compared.times == {"median": 2}
+    assert [(f.kind, f.model) for f in result.failures] == [("time", "m on cpu")]

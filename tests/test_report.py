@@ -40,8 +40,14 @@ def test_report_writes_every_table_and_figure(two_profiles: Path, tmp_path: Path
     report = build_report(runs, deadlines_s=[2.0])
     index = write_report(report, tmp_path / "out")
 
-    n_records = sum(len(r.records) for r in runs)
-    assert len(report.table("measurements").rows) == n_records
+    # one row per (device, model, batch): a timing and an accuracy record of one batch share it
+    assert len(report.table("measurements").rows) == len({r.key[:3] for run in runs for r in run.records})
+    assert sum(len(r.records) for r in runs) > len(report.table("measurements").rows)
+    ssd64 = next(row for row in report.table("measurements").rows if row[:3] == ["v100_sxm2", "ssd_mobilenet_v2", 64])
+    headers = report.table("measurements").headers
+    side = dict(zip(headers, ssd64))
+    assert side["mAP"] == 0.22 and side["mAP from"] == "accuracy" and side["times from"] == "stats"
+    assert side["mean s/img"] == pytest.approx(0.743, rel=0.05)  # the timed run's, not the accuracy pass's
     # one best batch per (profile, model) that ran ok at least once
     pairs = {(r.profile, r.model) for run in runs for r in rows_of(run) if r.ok}
     assert {(row[0], row[1]) for row in report.table("best_batch").rows} == pairs
@@ -90,7 +96,8 @@ def test_best_batch_instances_and_deadlines_follow_the_figures(tmp_path: Path):
 def test_times_prefer_benchmark_stats_and_p95_comes_from_raw_data(tmp_path: Path):
     data = json.loads(json.dumps(mr.run_json("cpu", [Bench("m", 1, [1.0, 2.0, 3.0, 4.0, 10.0], peak_mb=1.0)])))
     bench = data["benchmarks"][0]
-    bench["extra_info"]["time_per_image_s"] = {"mean": 99.0, "median": 99.0, "p95": 99.0}
+    for rec in (bench["extra_info"], data["odperf"]["records"][0]):  # one record, saved in both places
+        rec["time_per_image_s"] = {"mean": 99.0, "median": 99.0, "p95": 99.0}
     (tmp_path / "a.json").write_text(json.dumps(data))
     row = rows_of(load_run(tmp_path / "a.json"))[0]
     assert (row.mean_s, row.median_s, row.time_source) == (4.0, 3.0, "stats")
@@ -104,7 +111,7 @@ def test_times_prefer_benchmark_stats_and_p95_comes_from_raw_data(tmp_path: Path
     data["benchmarks"] = []  # never timed by pytest-benchmark: the record's own times
     (tmp_path / "c.json").write_text(json.dumps(data))
     row = rows_of(load_run(tmp_path / "c.json"))[0]
-    assert (row.mean_s, row.time_source) == (pytest.approx(4.0), "record")
+    assert (row.mean_s, row.time_source) == (99.0, "record")
 
 
 def test_device_memory_from_machine_info_else_emulated_limit_else_unknown(tmp_path: Path):
@@ -114,7 +121,8 @@ def test_device_memory_from_machine_info_else_emulated_limit_else_unknown(tmp_pa
     data = mr.run_json("no_such_device_profile", [Bench("m", 1, [1.0], peak_mb=1.0)])
     (tmp_path / "b.json").write_text(json.dumps(data))
     assert device_memory_mb(load_run(tmp_path / "b.json")) is None
-    data["benchmarks"][0]["extra_info"]["emulated"] = {"profile": "p100", "memory_limit_mb": 12288}
+    for rec in (data["benchmarks"][0]["extra_info"], data["odperf"]["records"][0]):
+        rec["emulated"] = {"profile": "p100", "memory_limit_mb": 12288}
     (tmp_path / "c.json").write_text(json.dumps(data))
     assert device_memory_mb(load_run(tmp_path / "c.json")) == 12288.0
     # the suite's own machine_info lists each target device with its memory

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from odperf import __version__
 from odperf.errors import OdperfError
 from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
-from odperf.results import SCHEMA_VERSION, RunRecord
+from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
 from odperf.suite import Case, ModelRef, Target, build_cases, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
 from odperf.zoo.registry import fixtures_dir
@@ -214,9 +214,12 @@ class SuiteState:
     def images_per_car(self) -> int:
         return IMAGES_PER_CAR
 
-    def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None) -> RunRecord:
-        """The record of a measurement, named after the case (not the worker's view of it)."""
+    def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None,
+                   kind: str = TIMING) -> RunRecord:
+        """The record of a measurement, named after the case (not the worker's view of it); ``kind`` says
+        what it measured (odperf.results.KINDS)."""
         return measurement.to_record(
+            kind=kind,
             model=case.model.name,
             device_profile=case.target.profile,
             harness_mean_s=harness_mean_s,

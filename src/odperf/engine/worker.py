@@ -68,7 +68,7 @@ class Worker:
         if r.keep_detections:
             from odperf.measure.accuracy import TiledDetections
 
-            self.detections = TiledDetections(self.grid)
+            self.detections = TiledDetections(self.grid, model=r.model)
         return {
             "event": "ready",
             "t_main": self.t_main,

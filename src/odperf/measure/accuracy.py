@@ -7,8 +7,14 @@ Two views of the same detections:
   back with ``workload.camera_to_tile``. Scoring per tile keeps COCOeval's rules meaning what they mean
   on COCO: at most 100 detections per image, area ranges of objects as the detector saw them.
 
-A class id the dataset does not have is an error, not a silent mAP of 0: it means the model was trained
-on another label map (a COCO model on the synthetic shapes, say).
+Bad model output is never a silent mAP of 0. Checked here, after the timed rounds, never inside them:
+- repaired and counted (``Repairs``, saved in the record's ``accuracy["repairs"]`` and shown by reports):
+  a box coordinate slightly outside [0, 1] (within ``BOX_TOLERANCE``) is clipped; a detection with a NaN
+  or infinite box, score or class is dropped; a box whose max lies below its min is dropped;
+- refused with an ``AccuracyError`` naming the model, the count and an example: outputs of the wrong
+  dtype or shape, boxes far outside [0, 1] (pixel coordinates, not normalized ones), class ids the
+  dataset does not have (a model trained on another label map), and detections of which none is left
+  to score once the broken ones are dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import contextlib
 import io
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,12 +32,18 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from odperf.datasets.camera import CameraSet
-from odperf.errors import OdperfError, WorkloadError
+from odperf.errors import WorkloadError
+from odperf.measure.detection_checks import (  # noqa: F401 (AccuracyError, Repairs, BOX_TOLERANCE: re-exported)
+    BOX_TOLERANCE,
+    AccuracyError,
+    Repairs,
+    check_categories,
+    numeric,
+    repair_camera_results,
+    repair_normalized,
+    show,
+)
 from odperf.workload import PAPER_GRID, CameraGrid, camera_to_tile, normalized_to_xywh, tile_to_camera
-
-
-class AccuracyError(OdperfError):
-    """Detections that cannot be scored against the dataset (label maps that do not match, no GT)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class AccuracyReport:
     n_detections: int
     n_ground_truth: int
     eval_seconds: float
+    repairs: dict[str, int] = field(default_factory=dict)  # detections fixed before scoring, by kind
 
     def to_record(self) -> dict[str, Any]:
         """The ``RunRecord.accuracy`` dict: COCO's names for the summary figures, plus counts."""
@@ -58,7 +71,7 @@ class AccuracyReport:
             "APm": self.ap_medium, "APl": self.ap_large, "AR100": self.ar100,
             "per_category": dict(self.per_category), "n_images": self.n_images,
             "n_detections": self.n_detections, "n_ground_truth": self.n_ground_truth,
-            "eval_seconds": self.eval_seconds,
+            "eval_seconds": self.eval_seconds, "repairs": dict(self.repairs),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,10 +81,16 @@ class AccuracyReport:
 class TiledDetections:
     """Collects a detector's per-tile outputs, batch by batch, as camera-image COCO results."""
 
-    def __init__(self, grid: CameraGrid = PAPER_GRID) -> None:
+    def __init__(self, grid: CameraGrid = PAPER_GRID, model: str | None = None) -> None:
         self.grid = grid
+        self.model = model  # named in errors
+        self.repairs = Repairs()
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._seen: set[tuple[int, int]] = set()  # (camera index, tile index) the detector ran on
+
+    @property
+    def who(self) -> str:
+        return self.model or "the detector"
 
     def add(
         self,
@@ -85,40 +104,48 @@ class TiledDetections:
         """One model call on tiles ``tile_start ..`` of camera image ``camera_index``.
 
         boxes (B, N, 4) normalized ymin, xmin, ymax, xmax; scores and classes (B, N); counts (B,).
-        Slots past ``counts[i]`` are padding; detections on blank tiles are dropped.
+        Slots past ``counts[i]`` are padding; detections on blank tiles are dropped. Broken detections are
+        repaired and counted, or refused (see the module's docstring).
         """
-        g = self.grid
-        boxes = np.asarray(boxes, dtype=np.float64)
-        scores, classes = np.asarray(scores, dtype=np.float64), np.asarray(classes)
-        counts = np.rint(np.asarray(counts)).astype(np.int64).reshape(-1)
-        b = len(counts)
+        g, who = self.grid, self.who
+        boxes, scores = numeric(boxes, "boxes", who), numeric(scores, "scores", who)
+        classes, counts = numeric(classes, "classes", who), numeric(counts, "num_detections", who)
+        b = counts.size
         if boxes.ndim != 3 or boxes.shape[0] != b or boxes.shape[2] != 4:
-            raise WorkloadError(f"detections: boxes have shape {boxes.shape}, expected ({b}, N, 4)")
+            raise WorkloadError(f"{who}: detections: boxes have shape {boxes.shape}, expected ({b}, N, 4)")
         if scores.shape != boxes.shape[:2] or classes.shape != boxes.shape[:2]:
             raise WorkloadError(
-                f"detections: scores {scores.shape} and classes {classes.shape} must be {boxes.shape[:2]}"
+                f"{who}: detections: scores {scores.shape} and classes {classes.shape} must be {boxes.shape[:2]}"
             )
         if camera_index < 0 or tile_start < 0 or tile_start + b > g.tiles_per_image:
             raise WorkloadError(
                 f"detections for tiles {tile_start}..{tile_start + b - 1} of camera image {camera_index}: "
                 f"the grid has tiles 0..{g.tiles_per_image - 1}"
             )
+        counts = counts.reshape(-1).astype(np.float64)
+        if not np.isfinite(counts).all() or (np.rint(counts) != counts).any():
+            raise AccuracyError(f"{who}: num_detections must be whole numbers, got {show(counts)}")
+        counts = counts.astype(np.int64)
         if (counts < 0).any() or (counts > boxes.shape[1]).any():
-            raise WorkloadError(f"detections: counts {counts.tolist()} exceed the {boxes.shape[1]} slots")
-        if np.any(np.rint(classes) != classes):
-            raise AccuracyError("detection classes must be whole category ids")
+            raise WorkloadError(f"{who}: detections: counts {counts.tolist()} exceed the {boxes.shape[1]} slots")
+        valid = np.arange(boxes.shape[1])[None, :] < counts[:, None]
         for k in range(b):
-            tile_index, n = tile_start + k, int(counts[k])
-            if g.is_blank(tile_index):
-                continue
-            self._seen.add((int(camera_index), tile_index))
-            if n == 0:
-                continue
-            local = normalized_to_xywh(boxes[k, :n], g.tile, g.tile)
+            if g.is_blank(tile_start + k):
+                valid[k] = False
+        kept_boxes, kept_scores, kept_classes, keep = repair_normalized(
+            boxes[valid], scores[valid], classes[valid], self.repairs, who)
+        where = np.nonzero(valid)
+        batch_rows, tile_of = where[0][keep], tile_start + where[0][keep]
+        for k in range(b):
+            if not g.is_blank(tile_start + k):
+                self._seen.add((int(camera_index), tile_start + k))
+        for k in np.unique(batch_rows).tolist():
+            mine = batch_rows == k
+            tile_index, n = int(tile_of[mine][0]), int(mine.sum())
+            local = normalized_to_xywh(kept_boxes[mine], g.tile, g.tile)
             self._parts.append((
                 np.full(n, camera_index, np.int64), np.full(n, tile_index, np.int64),
-                tile_to_camera(local, tile_index, g), scores[k, :n].copy(),
-                np.rint(classes[k, :n]).astype(np.int64),
+                tile_to_camera(local, tile_index, g), kept_scores[mine].copy(), kept_classes[mine],
             ))
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
@@ -143,14 +170,18 @@ class TiledDetections:
         """Everything ``add`` kept, as one .npz: the worker hands its detections to the parent this way."""
         cams, tiles, boxes, scores, classes = self._arrays()
         seen = np.array(sorted(self._seen), dtype=np.int64).reshape(-1, 2)
+        meta = np.array(json.dumps({"model": self.model, "repairs": self.repairs.to_json()}))
         with open(path, "wb") as fh:
-            np.savez(fh, cams=cams, tiles=tiles, boxes=boxes, scores=scores, classes=classes, seen=seen)
+            np.savez(fh, cams=cams, tiles=tiles, boxes=boxes, scores=scores, classes=classes, seen=seen, meta=meta)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, grid: CameraGrid = PAPER_GRID) -> "TiledDetections":
         with np.load(path) as data:
-            out = cls(grid)
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            out = cls(grid, meta.get("model"))
+            if meta.get("repairs"):
+                out.repairs = Repairs.from_json(meta["repairs"])
             out._parts = [tuple(data[k] for k in ("cams", "tiles", "boxes", "scores", "classes"))]
             out._seen = {(int(c), int(t)) for c, t in data["seen"]}
         return out
@@ -177,6 +208,11 @@ class TiledDetections:
             raise WorkloadError(f"detections were made on {self.grid.describe()}, the camera set is "
                                 f"{camera_set.grid.describe()}")
         cams, tiles, boxes, scores, classes = self._arrays()
+        if not len(cams) and self.repairs.dropped:
+            raise AccuracyError(
+                f"{self.who}: none of its detections can be scored: {self.repairs.describe()}; its outputs are "
+                f"broken (a mAP of them would be a meaningless 0)"
+            )
         if camera_indices is None:
             outside = sorted({c for c, _ in self._seen if c >= camera_set.n_images})
             if outside:
@@ -187,7 +223,8 @@ class TiledDetections:
             scored = [camera_set.tile_image_id(c, t) for c, t in self._seen]
         else:
             scored = _tile_ids(camera_set, camera_indices)
-        return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids, scored)
+        return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids, scored,
+                         self.repairs, self.who)
 
 
 def evaluate_camera_results(
@@ -195,10 +232,12 @@ def evaluate_camera_results(
     camera_set: CameraSet,
     model_category_ids: Iterable[int] | None = None,
     camera_indices: Iterable[int] | None = None,
+    model: str | None = None,
 ) -> AccuracyReport:
     """Score COCO results in camera-image coordinates (a list, or a JSON file as written by
     ``TiledDetections.write_results``) against the camera set, tile by tile: every tile of
-    ``camera_indices`` (default: all camera images of the set); results on other images are ignored."""
+    ``camera_indices`` (default: all camera images of the set); results on other images are ignored.
+    Results with a NaN or infinite value, or a negative width or height, are dropped and counted."""
     if not isinstance(results, list):
         path = Path(results)
         try:
@@ -211,12 +250,14 @@ def evaluate_camera_results(
         cams = np.array([r["image_id"] - 1 for r in results], dtype=np.int64)
         boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
         scores = np.array([r["score"] for r in results], dtype=np.float64)
-        classes = np.array([r["category_id"] for r in results], dtype=np.int64)
+        classes = np.array([r["category_id"] for r in results], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise AccuracyError(f"COCO results need image_id, category_id, bbox [x,y,w,h] and score: {exc}") from exc
+    who, repairs = model or "the results", Repairs()
+    keep = repair_camera_results(boxes, scores, classes, repairs, who)
     indices = range(camera_set.n_images) if camera_indices is None else camera_indices
-    return _evaluate(camera_set, cams, boxes, scores, classes, None, model_category_ids,
-                     _tile_ids(camera_set, indices))
+    return _evaluate(camera_set, cams[keep], boxes[keep], scores[keep], np.rint(classes[keep]).astype(np.int64),
+                     None, model_category_ids, _tile_ids(camera_set, indices), repairs, who)
 
 
 def _tile_ids(camera_set: CameraSet, camera_indices: Iterable[int]) -> list[int]:
@@ -237,11 +278,13 @@ def _evaluate(
     tiles_hint: np.ndarray | None,
     model_category_ids: Iterable[int] | None,
     scored_ids: list[int],
+    repairs: Repairs,
+    who: str,
 ) -> AccuracyReport:
     start = time.perf_counter()
     g = camera_set.grid
     names = {c["id"]: c["name"] for c in camera_set.categories}
-    _check_categories(names, classes, model_category_ids)
+    check_categories(names, classes, model_category_ids, who)
     if len(cams) and (cams.min() < 0 or cams.max() >= camera_set.n_images):
         raise WorkloadError(
             f"detections name camera images {int(cams.min())}..{int(cams.max())} (0-based) but the camera "
@@ -294,29 +337,8 @@ def _evaluate(
         ap=stats[0], ap50=stats[1], ap75=stats[2], ap_small=stats[3], ap_medium=stats[4], ap_large=stats[5],
         ar100=stats[8], per_category=per_category, n_images=len(scored),
         n_detections=len(dt_anns), n_ground_truth=n_gt,
-        eval_seconds=time.perf_counter() - start,
+        eval_seconds=time.perf_counter() - start, repairs=dict(repairs.counts),
     )
-
-
-def _check_categories(
-    names: dict[int, str], classes: np.ndarray, model_category_ids: Iterable[int] | None
-) -> None:
-    have = ", ".join(f"{i} {n}" for i, n in names.items())
-    if model_category_ids is not None:
-        model = {int(c) for c in model_category_ids}
-        if not model & set(names):
-            raise AccuracyError(
-                f"the dataset has none of the model's categories (model: ids {sorted(model)[:10]}"
-                f"{'...' if len(model) > 10 else ''}; dataset: {have}); evaluate the model on the dataset "
-                f"it was trained for"
-            )
-    unknown = sorted(set(np.unique(classes).tolist()) - set(names))
-    if unknown:
-        raise AccuracyError(
-            f"the detector returns class ids {unknown[:10]}{'...' if len(unknown) > 10 else ''} that the "
-            f"dataset does not have (its categories: {have}); the model was trained on another label map: "
-            f"evaluate it on its own dataset"
-        )
 
 
 def _quiet_coco(dataset: dict[str, Any]) -> COCO:

@@ -71,7 +71,9 @@ def run_gate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="tables, figures and an index page from saved runs")
     p.add_argument("runs", nargs="*", default=[".benchmarks"], metavar="RUNS",
-                   help="saved JSON files or --benchmark-storage folders, any devices (default: .benchmarks)")
+                   help="saved JSON files, --benchmark-storage folders or quoted glob patterns, any devices "
+                        "(default: .benchmarks); one run saved twice (--benchmark-json and --benchmark-save) "
+                        "is read once")
     p.add_argument("--out", default="reports/latest", help="folder to write into (default: %(default)s)")
     p.add_argument("--deadline", type=float, action="append", metavar="SECONDS",
                    help="a per-image deadline to check besides the paper's 1, 4 and 32 s (repeatable)")
@@ -94,8 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "gate", help="fail (exit 1) on a regression of the current run against a baseline",
         description=(gt.__doc__ or "").split("\n\n")[0],
-        epilog="Exit 0: pass (one-line summary); 1: regressions (one line each); 2: unusable input "
-               "(a missing, empty, corrupt or foreign results file, e.g. one run under xdist).",
+        epilog="Exit 0: pass (one-line summary); 1: regressions, or nothing compared that was asked for (one "
+               "line each, with the reason); 2: unusable input (a missing, empty, corrupt, foreign, "
+               "newer-schema or self-contradicting results file, e.g. one never written under xdist).",
     )
     p.add_argument("--baseline", required=True, metavar="FILE", help="saved JSON of the reference run")
     p.add_argument("--current", required=True, metavar="FILE", help="saved JSON of the run under test")

@@ -1,4 +1,4 @@
-"""Runs from different hardware side by side, matched by (model, batch size).
+"""Runs from different hardware side by side, matched by (model, batch size) of their timing records.
 
 Ratios are B/A: a time ratio below 1 means B is faster. The overall speedup of B over A is the geometric
 mean of A/B time over the rows both ran ok, the usual summary of ratios (it does not let one large model
@@ -102,8 +102,7 @@ class Comparison:
 def compare_runs(a: SavedRun, b: SavedRun, metric: str = "mean") -> Comparison:
     if metric not in TIME_METRICS:
         raise ValueError(f"metric must be one of {TIME_METRICS}")
-    ra = {(r.model, r.batch_size): r for r in rows_of(a)}
-    rb = {(r.model, r.batch_size): r for r in rows_of(b)}
+    ra, rb = _by_model_batch(a), _by_model_batch(b)
     pick = (lambda r: r.mean_s) if metric == "mean" else (lambda r: r.median_s if r.median_s is not None else r.mean_s)
     rows = [
         PairRow(model, batch, ra.get((model, batch)), rb.get((model, batch)),
@@ -114,13 +113,20 @@ def compare_runs(a: SavedRun, b: SavedRun, metric: str = "mean") -> Comparison:
     return Comparison(a, b, metric, rows)
 
 
+def _by_model_batch(run: SavedRun) -> dict[tuple[str, int], Row]:
+    """Rows of the run's own profile by (model, batch); rows of another profile the run also measured (the
+    cpu of a GPU machine) as ``model (profile)``, so two devices of one run never overwrite each other."""
+    return {(r.model if r.profile == run.profile else f"{r.model} ({r.profile})", r.batch_size): r
+            for r in rows_of(run)}
+
+
 HEADERS = ["model", "batch", "outcome A", "outcome B", "s/img A", "s/img B", "time B/A", "peak MB A",
            "peak MB B", "memory B/A", "faster"]
 
 
 def table_rows(c: Comparison) -> list[list]:
     return [
-        [r.model, r.batch_size, r.a.outcome if r.a else "absent", r.b.outcome if r.b else "absent",
+        [r.model, r.batch_size, _outcome(r.a), _outcome(r.b),
          r.time_a, r.time_b, r.time_ratio, r.a.peak_mb if r.a else None, r.b.peak_mb if r.b else None,
          r.memory_ratio, r.faster]
         for r in c.rows
@@ -150,6 +156,12 @@ def write_csv(comparisons: Sequence[Comparison], path: str | Path) -> Path:
             for row in table_rows(c):
                 w.writerow([c.a.label, c.b.label, *("" if v is None else v for v in row)])
     return p
+
+
+def _outcome(row: Row | None) -> str:
+    if row is None:
+        return "absent"
+    return row.outcome or "not timed"
 
 
 def _batches(bs: tuple[int, ...]) -> str:

@@ -9,9 +9,12 @@ It fails (one readable reason per failure) on:
 - map: a model's mAP fell more than ``map_tolerance`` (default 0.01, absolute COCO AP) below the baseline,
   or below its floor from a floors file, or disappeared;
 - outcome: a new oom, crash or timeout;
-- missing: a (model, batch) in the baseline is absent or skipped in the current run, or has lost its timing.
-A missing, empty, corrupt or foreign file is an error (exit 2), never a pass: pytest-benchmark writes no
-JSON at all under xdist.
+- missing: a (model, batch) in the baseline is absent or skipped in the current run, or has lost its timing;
+- nothing: the gate compared none of the figures it was asked to (no time of a chosen metric, no peak
+  memory, no mAP against a floors file), each with the reason: a gate that compared nothing never passes.
+mAP comes from the accuracy records (benchmarks/test_accuracy.py) and from timed runs scored with
+--odperf-accuracy; times and memory from the timing records only. A missing, empty, corrupt, foreign or
+newer-schema file is an error (exit 2), never a pass: pytest-benchmark writes no JSON at all under xdist.
 
 mAP floors come from an expectations file (``fixtures/expectations.toml``'s format: rules with
 ``map_floor``, see ``odperf.expectations``), looked up for the current run's profile, model and batch.
@@ -19,11 +22,11 @@ mAP floors come from an expectations file (``fixtures/expectations.toml``'s form
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from odperf.errors import OdperfError, ResultsError
 from odperf.expectations import Expectations, ModelTags
-from odperf.report.rows import Row, rows_of
+from odperf.report.rows import Row, model_maps, rows_of
 from odperf.results import SavedRun
 
 DEFAULT_TIME_THRESHOLD = 0.10
@@ -53,14 +56,31 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # time | memory | map | outcome | missing
-    model: str
+    kind: str  # time | memory | map | outcome | missing | nothing
+    model: str | None
     batch_size: int | None
     message: str
 
     def __str__(self) -> str:
+        if self.model is None:
+            return f"FAIL {self.kind}: {self.message}"
         where = self.model + (f" batch {self.batch_size}" if self.batch_size is not None else "")
         return f"FAIL {self.kind}: {where}: {self.message}"
+
+
+@dataclass
+class Compared:
+    """How many figures the gate actually compared: a gate that compared nothing must not pass."""
+
+    times: dict[str, int] = field(default_factory=dict)  # per time metric
+    memory: int = 0
+    maps: int = 0  # models whose mAP was compared with the baseline's
+    floors: int = 0  # models whose mAP was checked against a floor
+
+    def text(self) -> str:
+        parts = [f"{n} {m} times" for m, n in self.times.items()]
+        parts += [f"{self.memory} peak memories", f"{self.maps} mAPs against the baseline"]
+        return ", ".join(parts) + (f", {self.floors} mAPs against floors" if self.floors else "")
 
 
 @dataclass
@@ -68,9 +88,10 @@ class GateResult:
     baseline: SavedRun
     current: SavedRun
     config: GateConfig
-    checked: int
+    checked: int  # (profile, model, batch) rows looked at
     failures: list[Failure]
     notes: list[str]
+    compared: Compared = field(default_factory=Compared)
 
     @property
     def passed(self) -> bool:
@@ -80,10 +101,14 @@ class GateResult:
         c = self.config
         rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%}, memory <= +{c.memory_threshold:.0%}, "
                  f"mAP >= baseline - {c.map_tolerance:g}" + (f" and the floors of {c.floors.source}" if c.floors else ""))
-        head = f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked ({rules})"
+        head = (f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked, "
+                f"compared {self.compared.text()} ({rules})")
         if self.passed:
             return f"odperf gate: pass: {head}"
         return f"odperf gate: FAIL ({len(self.failures)} failures): {head}"
+
+
+Key = tuple[str, str, int]  # (device profile, model, batch size)
 
 
 def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = None) -> GateResult:
@@ -94,22 +119,36 @@ def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = 
             f"{current.profile!r}: the gate compares runs of one device (use `odperf compare` across hardware, "
             f"or --allow-profile-change)"
         )
-    base = {(r.model, r.batch_size): r for r in rows_of(baseline)}
-    cur = {(r.model, r.batch_size): r for r in rows_of(current)}
+    # With --allow-profile-change the baseline's own profile stands for the current one.
+    rename = {baseline.profile: current.profile}
+    renamed = [replace(r, profile=rename.get(r.profile, r.profile)) for r in rows_of(baseline)]
+    base = {(r.profile, r.model, r.batch_size): r for r in renamed}
+    cur = {(r.profile, r.model, r.batch_size): r for r in rows_of(current)}
     failures: list[Failure] = []
     notes: list[str] = []
+    compared = Compared(times={m: 0 for m in cfg.time_metrics})
     for key in sorted(set(base) | set(cur)):
-        b, c = base.get(key), cur.get(key)
-        failures += _check_pair(key, b, c, cfg, notes)
-    failures += _check_accuracy(list(base.values()), list(cur.values()), cfg, current)
-    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes)
+        failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile)
+    failures += _nothing_compared(base, cur, cfg, compared)
+    failures += _check_accuracy(list(base.values()), list(cur.values()), cfg, baseline, current, compared)
+    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared)
 
 
-def _check_pair(key: tuple[str, int], b: Row | None, c: Row | None, cfg: GateConfig, notes: list[str]) -> list[Failure]:
-    model, batch = key
+def _timed(row: Row | None) -> Row | None:
+    """A row's timing side: rows that were only scored for accuracy have none."""
+    return row if row is not None and row.timed else None
+
+
+def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: list[str],
+                compared: Compared, main_profile: str) -> list[Failure]:
+    profile, model, batch = key
+    model = model if profile == main_profile else f"{model} on {profile}"  # another device of the run
     fail = lambda kind, msg: [Failure(kind, model, batch, msg)]  # noqa: E731
+    b, c = _timed(b), _timed(c)
+    if b is None and c is None:
+        return []  # scored only, in both runs: the mAP check covers it
     if c is None:
-        return fail("missing", f"in the baseline ({b.outcome}) but not in the current run")
+        return fail("missing", f"timed in the baseline ({b.outcome}) but not in the current run")
     if c.outcome in FAILED_OUTCOMES and (b is None or b.outcome not in FAILED_OUTCOMES):
         was = f"was {b.outcome} in the baseline" if b else "not in the baseline"
         return fail("outcome", f"new {c.outcome} ({was})")
@@ -127,36 +166,80 @@ def _check_pair(key: tuple[str, int], b: Row | None, c: Row | None, cfg: GateCon
     for metric in cfg.time_metrics:
         bt, ct = getattr(b, f"{metric}_s"), getattr(c, f"{metric}_s")
         if bt is None:
+            notes.append(f"{model} batch {batch}: the baseline has no {metric} time; not compared")
             continue
         if ct is None:
             out += fail("missing", f"the current run has no {metric} time (baseline {bt:.4g} s per image)")
-        elif ct > bt * (1 + cfg.time_threshold):
+            continue
+        compared.times[metric] += 1
+        if ct > bt * (1 + cfg.time_threshold):
             out += fail("time", f"{metric} time per image {bt:.4g} s -> {ct:.4g} s "
                                 f"({ct / bt - 1:+.1%}, threshold +{cfg.time_threshold:.0%})")
-    if b.peak_mb is not None:
-        if c.peak_mb is None:
-            out += fail("memory", f"the current run has no peak memory figure (baseline {b.peak_mb:.0f} MB)")
-        elif b.probe != c.probe:
-            notes.append(f"{model} batch {batch}: memory probe changed {b.probe} -> {c.probe}; memory not compared")
-        elif c.peak_mb > b.peak_mb * (1 + cfg.memory_threshold):
+    if b.peak_mb is None:
+        notes.append(f"{model} batch {batch}: the baseline has no peak memory; not compared")
+    elif c.peak_mb is None:
+        out += fail("memory", f"the current run has no peak memory figure (baseline {b.peak_mb:.0f} MB)")
+    elif b.probe != c.probe:
+        notes.append(f"{model} batch {batch}: memory probe changed {b.probe} -> {c.probe}; memory not compared")
+    else:
+        compared.memory += 1
+        if c.peak_mb > b.peak_mb * (1 + cfg.memory_threshold):
             out += fail("memory", f"peak memory {b.peak_mb:.0f} MB -> {c.peak_mb:.0f} MB "
                                   f"({c.peak_mb / b.peak_mb - 1:+.1%}, threshold +{cfg.memory_threshold:.0%}, "
                                   f"probe {c.probe})")
     return out
 
 
-def _model_map(rows: list[Row]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for r in rows:
-        if r.map is not None:
-            out.setdefault(r.model, r.map)
+def _rows_text(keys: list[Key], limit: int = 4) -> str:
+    shown = ", ".join(f"{m} b{b}" for _, m, b in keys[:limit])
+    return (shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")) or "none"
+
+
+def _nothing_compared(base: dict[Key, Row], cur: dict[Key, Row], cfg: GateConfig,
+                      compared: Compared) -> list[Failure]:
+    """One failure per kind of figure the gate was asked to compare and compared none of, saying why."""
+    out: list[Failure] = []
+    timed = sorted(k for k, r in base.items() if r.timed)
+    ok = [k for k in timed if base[k].ok]
+    matched = [k for k in ok if _timed(cur.get(k)) is not None]
+    both_ok = [k for k in matched if cur[k].ok]
+    for metric in cfg.time_metrics:
+        if compared.times[metric]:
+            continue
+        with_metric = [k for k in ok if getattr(base[k], f"{metric}_s") is not None]
+        if not timed:
+            why = "the baseline holds no timed measurement (only accuracy records)"
+        elif not any(base[k].outcome == "ok" for k in timed):
+            outcomes = sorted({str(base[k].outcome) for k in timed})
+            why = f"no measurement of the baseline ran ok (outcomes: {', '.join(outcomes)})"
+        elif not ok:
+            n = sum(base[k].outcome == "ok" for k in timed)
+            why = (f"the baseline's {n} measurements that ran ok carry no time per image (no pytest-benchmark "
+                   f"stats, no times in their records)")
+        elif not with_metric:
+            why = f"none of the baseline's {len(ok)} ok measurements has a {metric} time"
+        elif not matched:
+            why = (f"no ok measurement of the baseline ({_rows_text(ok)}) is timed in the current run "
+                   f"({_rows_text(sorted(k for k, r in cur.items() if r.timed))})")
+        elif not both_ok:
+            why = f"none of the {len(matched)} measurements both runs timed ran ok in the current run"
+        else:
+            why = f"no measurement has a {metric} time in both runs"
+        out.append(Failure("nothing", None, None, f"no {metric} time per image compared: {why}"))
+    if both_ok and not compared.memory and not cfg.allow_profile_change:  # across devices probes differ
+        if all(base[k].peak_mb is None for k in both_ok):
+            why = "the baseline has no peak memory figure"
+        else:
+            probes = sorted({f"{base[k].probe} -> {cur[k].probe}" for k in both_ok if base[k].probe != cur[k].probe})
+            why = f"the memory probe differs ({', '.join(probes) or 'none'}) or the current run has no figure"
+        out.append(Failure("nothing", None, None, f"no peak memory compared: {why}"))
     return out
 
 
-def _tags(model: str, run: SavedRun) -> ModelTags:
+def _tags(model: str, runs: tuple[SavedRun, ...]) -> ModelTags:
     """What an expectations rule can select this model by: the record's own fields, plus its family from the
     model registry when the registry knows it."""
-    rec = next(r for r in run.records if r.model == model)
+    rec = next(r for run in runs for r in run.records if r.model == model)
     family = None
     try:
         from odperf.zoo.registry import get
@@ -167,28 +250,49 @@ def _tags(model: str, run: SavedRun) -> ModelTags:
     return ModelTags(name=model, meta_arch=rec.meta_arch, family=family, map_group=rec.map_group)
 
 
-def _floor(model: str, rows: list[Row], current: SavedRun, floors: Expectations) -> float | None:
-    tags = _tags(model, current)
-    found = [floors.lookup(current.profile, tags, r.batch_size).map_floor for r in rows if r.model == model]
+def _floor(model: str, profile: str, rows: list[Row], runs: tuple[SavedRun, ...],
+           floors: Expectations) -> float | None:
+    tags = _tags(model, runs)
+    found = [floors.lookup(profile, tags, r.batch_size).map_floor for r in rows]
     found = [f for f in found if f is not None]
     return max(found) if found else None
 
 
-def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, current: SavedRun) -> list[Failure]:
-    """mAP is a property of a model, not of a batch size: one verdict per model."""
-    bm, cm = _model_map(base), _model_map(cur)
+def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, baseline: SavedRun, current: SavedRun,
+                    compared: Compared) -> list[Failure]:
+    """mAP is a property of a model (on a device), not of a batch size: one verdict per model, from its
+    accuracy record when there is one, else from a timed run scored with --odperf-accuracy. ``base`` rows
+    already carry the current run's profile names."""
+    bm = {key: r.map for key, r in model_maps(base).items()}
+    cm = {key: r.map for key, r in model_maps(cur).items()}
     out: list[Failure] = []
-    for model in sorted({r.model for r in cur}):
-        now = cm.get(model)
+    floors_apply = 0
+    for profile, model in sorted({(r.profile, r.model) for r in cur} | set(bm)):
+        now, was = cm.get((profile, model)), bm.get((profile, model))
+        name = model if profile == current.profile else f"{model} on {profile}"
+        mine = [r for r in cur if (r.profile, r.model) == (profile, model)] or [
+            r for r in base if (r.profile, r.model) == (profile, model)]
+        floor = _floor(model, profile, mine, (current, baseline), cfg.floors) if cfg.floors else None
+        floors_apply += floor is not None
         if now is None:
-            if model in bm:
-                out.append(Failure("map", model, None, f"no mAP in the current run (baseline {bm[model]:.3f})"))
+            asks = [f"baseline {was:.3f}" if was is not None else "",
+                    f"floor {floor:.3f} of {cfg.floors.source}" if floor is not None and cfg.floors else ""]
+            asks = [a for a in asks if a]
+            if asks:
+                out.append(Failure("map", name, None, f"no mAP in the current run ({' and '.join(asks)} "
+                                                      f"ask{'s' if len(asks) == 1 else ''} for one)"))
             continue
-        if model in bm and now < bm[model] - cfg.map_tolerance:
-            out.append(Failure("map", model, None, f"mAP {bm[model]:.3f} -> {now:.3f} "
-                                                   f"({now - bm[model]:+.3f}, tolerance {cfg.map_tolerance:g})"))
-        floor = _floor(model, cur, current, cfg.floors) if cfg.floors else None
-        if floor is not None and now < floor:
-            out.append(Failure("map", model, None, f"mAP {now:.3f} is below its floor {floor:.3f} "
-                                                   f"({cfg.floors.source})"))
+        if was is not None:
+            compared.maps += 1
+            if now < was - cfg.map_tolerance:
+                out.append(Failure("map", name, None, f"mAP {was:.3f} -> {now:.3f} "
+                                                      f"({now - was:+.3f}, tolerance {cfg.map_tolerance:g})"))
+        if floor is not None and cfg.floors:
+            compared.floors += 1
+            if now < floor:
+                out.append(Failure("map", name, None, f"mAP {now:.3f} is below its floor {floor:.3f} "
+                                                      f"({cfg.floors.source})"))
+    if cfg.floors and not floors_apply:
+        out.append(Failure("nothing", None, None, f"no mAP checked against floors: {cfg.floors.source} sets no "
+                                                   f"map_floor for any model of profile {current.profile}"))
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from odperf.report import plots
-from odperf.report.rows import Row, capacities, merged_rows
+from odperf.report.rows import Row, capacities, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
 from odperf.report.tables import (
     Table,
@@ -19,7 +19,7 @@ from odperf.report.tables import (
     measurements_table,
     pareto_table,
 )
-from odperf.results import SavedRun
+from odperf.results import SCHEMA_VERSION, SavedRun
 
 
 @dataclass
@@ -68,6 +68,10 @@ def draw(report: Report, out_dir: Path) -> list[plots.Plot]:
     return figs
 
 
+def _rel(path: Path, out: Path) -> str:
+    return Path(relpath(path.resolve(), out.resolve())).as_posix()
+
+
 def write_report(report: Report, out_dir: str | Path) -> Path:
     """Write tables.md, the figures and index.md into out_dir; returns index.md's path."""
     out = Path(out_dir)
@@ -75,10 +79,16 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
     draw(report, out)
     (out / "tables.md").write_text("# odperf tables\n\n" + "\n".join(t.render() for t in report.tables))
     sources = "\n".join(
-        f"- `{r.profile}`: `{Path(relpath(r.path.resolve(), out.resolve())).as_posix()}`"
-        f" ({r.datetime or 'no date'}, {len(r.records)} measurements)"
+        f"- `{r.profile}`: `{_rel(r.path, out)}`"
+        f" ({r.datetime or 'no date'}, {len(r.records)} measurements"
+        + (f", schema {r.schema} read migrated" if r.schema < SCHEMA_VERSION else "")
+        + "".join(f"; same run also in `{_rel(a, out)}`, read once" for a in r.also_saved_as) + ")"
         for r in report.sources
     )
+    replaced = superseded(report.sources)
+    if replaced:
+        sources += (f"\n\n{replaced} measurement(s) of earlier runs are replaced by a later run's record of the "
+                    f"same device, model, batch size and kind.")
     figures = "\n\n".join(f"### {p.title}\n\n![{p.title}]({p.path.name})" for p in report.plots)
     index = (
         "# odperf report\n\n"

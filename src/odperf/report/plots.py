@@ -64,7 +64,7 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str) -> Plo
         value = (lambda r: r.mean_s) if what == "time" else (lambda r: r.peak_mb)
         ok = [r for r in series if r.ok and value(r) is not None]
         (line,) = ax.plot([r.batch_size for r in ok], [value(r) for r in ok], marker="o", label=model)
-        failed = [r for r in series if r.outcome != "ok"]
+        failed = [r for r in series if r.failed]
         if failed and ok:
             ax.scatter([r.batch_size for r in failed], [value(ok[-1])] * len(failed), marker="x",
                        color=line.get_color(), s=60)
@@ -80,7 +80,7 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str) -> Plo
     else:
         ax.set_ylabel("peak memory (MB)")
         title = f"Peak memory vs batch size: {profile}"
-    ax.set_title(title + ("  (x: oom/failed)" if any(r.outcome != "ok" for r in mine) else ""))
+    ax.set_title(title + ("  (x: oom/failed)" if any(r.failed for r in mine) else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     name = f"{'time' if what == 'time' else 'memory'}_vs_batch_{safe_name(profile)}.png"
@@ -142,15 +142,15 @@ def pareto(bests: Sequence[Best], front: Sequence[Best], out_dir: Path) -> Plot:
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     for profile in sorted({b.row.profile for b in bests}):
-        pts = [b for b in bests if b.row.profile == profile and b.row.map is not None]
+        pts = [b for b in bests if b.row.profile == profile and b.map is not None]
         if not pts:
             continue
-        sc = ax.scatter([b.row.mean_s for b in pts], [b.row.map for b in pts], label=profile, alpha=0.6)
+        sc = ax.scatter([b.row.mean_s for b in pts], [b.map for b in pts], label=profile, alpha=0.6)
         edge = [b for b in front if b.row.profile == profile]
-        ax.step([b.row.mean_s for b in edge], [b.row.map for b in edge], where="post",
+        ax.step([b.row.mean_s for b in edge], [b.map for b in edge], where="post",
                 color=sc.get_facecolor()[0], alpha=0.9)
         for b in edge:
-            ax.annotate(b.row.model, (b.row.mean_s, b.row.map), fontsize=7, xytext=(3, -9),
+            ax.annotate(b.row.model, (b.row.mean_s, b.map), fontsize=7, xytext=(3, -9),
                         textcoords="offset points")
     if ax.collections:
         ax.set_xscale("log")

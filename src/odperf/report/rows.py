@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
-from odperf.errors import OdperfError, ResultsError
-from odperf.results import RunRecord, SavedRun, find_runs, load_run
+from odperf.errors import OdperfError
+from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
+from odperf.results import ACCURACY, TIMING, RecordKey, RunRecord, SavedRun
 
 # The paper's five mAP groups, most accurate first (Table I); matched without regard to case.
 MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
@@ -24,12 +24,16 @@ MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
 
 @dataclass(frozen=True)
 class Row:
-    """One measured (profile, model, batch) with the figures reports show."""
+    """One measured (profile, model, batch): the timing record's figures and the mAP beside them.
+
+    Time, memory and outcome come from the timing record only; the mAP from the accuracy record when there
+    is one, else from a timing record scored with --odperf-accuracy (``map_source`` says which).
+    """
 
     profile: str
     model: str
     batch_size: int
-    outcome: str
+    outcome: str | None  # the timing record's; None: this batch was only scored, never timed
     mean_s: float | None
     median_s: float | None
     p95_s: float | None
@@ -39,10 +43,22 @@ class Row:
     map: float | None
     map_group: str | None
     time_source: str  # "stats" (pytest-benchmark) or "record" (RunRecord) or "none"
+    map_source: str | None = None  # TIMING or ACCURACY: the kind of record the mAP came from
+    accuracy_outcome: str | None = None  # the accuracy record's outcome, where there is one
+    repairs: dict[str, int] | None = None  # detections repaired before scoring (odperf.measure.accuracy)
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok" and self.mean_s is not None
+
+    @property
+    def timed(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def failed(self) -> bool:
+        """Timed and did not run ok (oom, crash, timeout, skipped)."""
+        return self.outcome is not None and self.outcome != "ok"
 
 
 def image_times(record: RunRecord, stats: dict[str, Any] | None) -> tuple[float | None, float | None, float | None, str]:
@@ -57,78 +73,88 @@ def image_times(record: RunRecord, stats: dict[str, Any] | None) -> tuple[float 
     return None, None, None, "none"
 
 
+Measured = tuple[RunRecord, dict[str, Any] | None]  # a record and its pytest-benchmark stats
+
+
+def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
+    rec = timing[0] if timing else accuracy
+    assert rec is not None
+    mean = median = p95 = tiles = None
+    source = "none"
+    if timing:
+        mean, median, p95, source = image_times(timing[0], timing[1])
+        tiles = timing[0].tiles_per_image / mean if mean else timing[0].tiles_per_second
+    scored = [(r, kind) for r, kind in ((accuracy, ACCURACY), (timing[0] if timing else None, TIMING))
+              if r is not None and _float(r.map) is not None]
+    by, map_source = scored[0] if scored else (None, None)
+    return Row(
+        profile=rec.device_profile,
+        model=rec.model,
+        batch_size=int(rec.batch_size),
+        outcome=timing[0].outcome if timing else None,
+        mean_s=mean,
+        median_s=median,
+        p95_s=p95,
+        tiles_per_s=tiles,
+        peak_mb=_float(timing[0].peak_memory_mb) if timing else None,
+        probe=timing[0].memory_probe if timing else None,
+        map=_float(by.map) if by else None,
+        map_group=rec.map_group or (accuracy.map_group if accuracy else None),
+        time_source=source,
+        map_source=map_source,
+        accuracy_outcome=accuracy.outcome if accuracy else None,
+        repairs=(by.accuracy or {}).get("repairs") if by else None,
+    )
+
+
+def rows_from(measured: Iterable[Measured]) -> list[Row]:
+    """One Row per (profile, model, batch): its timing and accuracy records side by side."""
+    timing: dict[tuple[str, str, int], Measured] = {}
+    accuracy: dict[tuple[str, str, int], RunRecord] = {}
+    for rec, stats in measured:
+        where = rec.key[:3]
+        if rec.kind == ACCURACY:
+            accuracy[where] = rec
+        else:
+            timing[where] = (rec, stats)
+    return [_row(timing.get(k), accuracy.get(k)) for k in sorted(set(timing) | set(accuracy))]
+
+
 def rows_of(run: SavedRun) -> list[Row]:
-    """One Row per record of a saved run, in (model, batch) order."""
-    out = []
-    for rec in run.records:
-        mean, median, p95, source = image_times(rec, run.stats.get(rec.key))
-        tiles = rec.tiles_per_image / mean if mean else rec.tiles_per_second
-        out.append(
-            Row(
-                profile=rec.device_profile,
-                model=rec.model,
-                batch_size=int(rec.batch_size),
-                outcome=rec.outcome,
-                mean_s=mean,
-                median_s=median,
-                p95_s=p95,
-                tiles_per_s=tiles,
-                peak_mb=_float(rec.peak_memory_mb),
-                probe=rec.memory_probe,
-                map=_float(rec.map),
-                map_group=rec.map_group,
-                time_source=source,
-            )
-        )
-    return out
-
-
-def load_runs(paths: Sequence[str | Path]) -> list[SavedRun]:
-    """Load files and storage folders. A file named outright must be odperf's; inside a folder, foreign
-    pytest-benchmark files are skipped (a storage tree can hold other suites' saves)."""
-    runs: list[SavedRun] = []
-    for raw in paths:
-        p = Path(raw)
-        if not p.is_dir():
-            runs.append(load_run(p))
-            continue
-        found = find_runs([p])
-        for f in found:
-            try:
-                runs.append(load_run(f))
-            except ResultsError:
-                continue
-        if not any(r.path.is_relative_to(p) for r in runs):
-            raise ResultsError(f"{p}: no odperf results file in this folder ({len(found)} JSON files looked at)")
-    if not runs:
-        raise ResultsError("no results given: name saved JSON files or a --benchmark-storage folder")
-    return runs
-
-
-def latest_named(runs: Iterable[SavedRun], name: str) -> list[SavedRun]:
-    """Per device profile, the newest run saved under ``name``: ``NAME.json`` (--benchmark-json) or
-    ``NNNN_NAME.json`` (--benchmark-save in a storage folder)."""
-    newest: dict[str, SavedRun] = {}
-    for run in runs:
-        stem = run.path.stem
-        if stem != name and not stem.endswith(f"_{name}"):
-            continue
-        cur = newest.get(run.profile)
-        if cur is None or (run.datetime or "", run.path.name) > (cur.datetime or "", cur.path.name):
-            newest[run.profile] = run
-    if not newest:
-        raise ResultsError(f"no saved run named {name!r} (files {name}.json or NNNN_{name}.json)")
-    return [newest[p] for p in sorted(newest)]
+    """One Row per (profile, model, batch) of a saved run, in (profile, model, batch) order."""
+    return rows_from((rec, run.stats.get(rec.key)) for rec in run.records)
 
 
 def merged_rows(runs: Iterable[SavedRun]) -> list[Row]:
-    """Rows of many runs; where two runs of one profile measured the same (model, batch), the later wins."""
+    """Rows of many runs. Where two runs of one profile made the same measurement (model, batch and
+    kind), the later run's record is shown; a later accuracy run never hides an earlier run's times."""
     ordered = sorted(runs, key=lambda r: (r.datetime or "", r.path.name))
-    by_key: dict[tuple[str, str, int], Row] = {}
+    latest: dict[RecordKey, Measured] = {}
     for run in ordered:
-        for row in rows_of(run):
-            by_key[(row.profile, row.model, row.batch_size)] = row
-    return sorted(by_key.values(), key=lambda r: (r.profile, r.model, r.batch_size))
+        for rec in run.records:
+            latest[rec.key] = (rec, run.stats.get(rec.key))
+    return rows_from(latest.values())
+
+
+def superseded(runs: Iterable[SavedRun]) -> int:
+    """How many records a later run's record of the same measurement replaces in ``merged_rows``."""
+    keys = [rec.key for run in runs for rec in run.records]
+    return len(keys) - len(set(keys))
+
+
+def model_maps(rows: Iterable[Row]) -> dict[tuple[str, str], Row]:
+    """Per (profile, model), the row whose mAP stands for the model: an accuracy record's first, else the
+    largest batch scored with the timed run. mAP is the model's, not the batch size's."""
+    out: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        if row.map is None:
+            continue
+        key = (row.profile, row.model)
+        cur = out.get(key)
+        rank = (row.map_source == ACCURACY, row.batch_size)
+        if cur is None or rank > (cur.map_source == ACCURACY, cur.batch_size):
+            out[key] = row
+    return out
 
 
 def device_memory_mb(run: SavedRun, profile: str | None = None) -> float | None:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from odperf.report.rows import Row, group_rank
+from odperf.report.rows import Row, group_rank, model_maps
 
 # The per-image run-time requirements the paper discusses (Fig. 10): 1, 4 and 32 seconds.
 PAPER_DEADLINES_S = (1.0, 4.0, 32.0)
@@ -24,6 +24,12 @@ class Best:
 
     row: Row
     capacity_mb: float | None
+    scored: Row | None = None  # the row whose mAP is the model's (``rows.model_maps``): often another batch
+
+    @property
+    def map(self) -> float | None:
+        """The model's measured mAP on this profile, whichever batch size or run kind measured it."""
+        return self.scored.map if self.scored else self.row.map
 
     @property
     def instances(self) -> int | None:
@@ -44,7 +50,9 @@ class DeadlineChoice:
 
 
 def best_batches(rows: Iterable[Row], capacity_mb: dict[str, float | None] | None = None) -> list[Best]:
-    """Per (profile, model) the ok row with the lowest mean time per image; ties go to the smaller batch."""
+    """Per (profile, model) the ok row with the lowest mean time per image; ties go to the smaller batch.
+    Its mAP is the model's, measured at whichever batch size scored it."""
+    rows = list(rows)
     chosen: dict[tuple[str, str], Row] = {}
     for row in rows:
         if not row.ok:
@@ -54,17 +62,19 @@ def best_batches(rows: Iterable[Row], capacity_mb: dict[str, float | None] | Non
         if cur is None or (row.mean_s, row.batch_size) < (cur.mean_s, cur.batch_size):
             chosen[key] = row
     caps = capacity_mb or {}
-    return [Best(row, caps.get(row.profile)) for _, row in sorted(chosen.items())]
+    maps = model_maps(rows)
+    return [Best(row, caps.get(row.profile), row if row.map is not None else maps.get(key))
+            for key, row in sorted(chosen.items())]
 
 
 def accuracy_key(best: Best) -> tuple[float, int]:
     """Sort key, most accurate first: measured mAP when known, else the mAP group."""
-    m = best.row.map
+    m = best.map
     return (-(m if m is not None else -1.0), group_rank(best.row.map_group))
 
 
 def has_accuracy(best: Best) -> bool:
-    return best.row.map is not None or group_rank(best.row.map_group) < group_rank(None)
+    return best.map is not None or group_rank(best.row.map_group) < group_rank(None)
 
 
 def deadline_choices(bests: Sequence[Best], deadlines_s: Iterable[float],
@@ -90,12 +100,12 @@ def pareto_front(bests: Sequence[Best]) -> list[Best]:
     out = []
     for profile in sorted({b.row.profile for b in bests}):
         mine = sorted(
-            (b for b in bests if b.row.profile == profile and b.row.map is not None),
-            key=lambda b: (b.row.mean_s, -b.row.map),
+            (b for b in bests if b.row.profile == profile and b.map is not None),
+            key=lambda b: (b.row.mean_s, -b.map),
         )
         best_map = -math.inf
         for b in mine:  # fastest first: a point is on the front if it beats every faster one on mAP
-            if b.row.map > best_map:
+            if b.map > best_map:
                 out.append(b)
-                best_map = b.row.map
+                best_map = b.map
     return out

@@ -39,20 +39,29 @@ class Table:
         return f"## {self.title}\n\n" + (f"{self.note}\n\n" if self.note else "") + body + "\n"
 
 
+def _map_from(r: Row) -> str | None:
+    """Which record gave a row's mAP; an accuracy run that failed says so even when the timed run scored."""
+    failed = f"accuracy {r.accuracy_outcome}" if r.accuracy_outcome not in (None, "ok") else None
+    if r.map_source is None:
+        return failed
+    return r.map_source if failed is None else f"{r.map_source} ({failed})"
+
+
 def measurements_table(rows: Sequence[Row]) -> Table:
     return Table(
         name="measurements",
-        title="Time per image, throughput and memory by device, model and batch size",
+        title="Time per image, throughput, memory and mAP by device, model and batch size",
         headers=["device", "model", "batch", "outcome", "mean s/img", "median s/img", "p95 s/img",
-                 "tiles/s", "peak MB", "memory probe", "times from"],
+                 "tiles/s", "peak MB", "memory probe", "times from", "mAP", "mAP from"],
         rows=[
-            [r.profile, r.model, r.batch_size, r.outcome, r.mean_s, r.median_s, r.p95_s, r.tiles_per_s,
-             r.peak_mb, r.probe, r.time_source]
+            [r.profile, r.model, r.batch_size, r.outcome or "not timed", r.mean_s, r.median_s, r.p95_s,
+             r.tiles_per_s, r.peak_mb, r.probe, r.time_source if r.timed else None, r.map, _map_from(r)]
             for r in rows
         ],
-        floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, "", ""],
+        floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, "", "", MAP_FMT, ""],
         note="Times are seconds per camera image (all its tiles); 'times from' says whether pytest-benchmark "
-        "stats or the odperf record gave them.",
+        "stats or the odperf record gave them. mAP comes from the accuracy run of that batch size, else "
+        "from the timed run scored with --odperf-accuracy ('mAP from'); 'not timed': only scored.",
     )
 
 
@@ -72,23 +81,56 @@ def best_batch_table(bests: Sequence[Best]) -> Table:
     )
 
 
+def repairs_text(repairs: dict[str, int] | None) -> str | None:
+    """``clipped 3, dropped_nonfinite 1``; ``none`` when scoring repaired nothing; None when not recorded."""
+    if repairs is None:
+        return None
+    done = [f"{k} {v}" for k, v in sorted(repairs.items()) if v]
+    return ", ".join(done) or "none"
+
+
+def _sources(scored: set[tuple[str, int]]) -> str | None:
+    """``accuracy b64; timing b1..b64 (7 batches)``: which runs scored a model, at which batch sizes."""
+    parts = []
+    for kind in sorted({k for k, _ in scored}):
+        batches = sorted(b for k, b in scored if k == kind)
+        many = f"b{batches[0]}..b{batches[-1]} ({len(batches)} batches)"
+        parts.append(f"{kind} " + (f"b{batches[0]}" if len(batches) == 1 else many))
+    return "; ".join(parts) or None
+
+
 def accuracy_table(rows: Sequence[Row]) -> Table:
-    """mAP per model; a model measured on several devices shows each value it got."""
-    by_model: dict[str, tuple[set[float], str | None, set[str]]] = {}
+    """mAP per model; a model measured on several devices or by several runs shows each value it got, and
+    the detections repaired before scoring (boxes clipped, non-finite detections dropped)."""
+    by_model: dict[str, dict[str, Any]] = {}
     for r in rows:
-        maps, group, profiles = by_model.get(r.model, (set(), None, set()))
+        m = by_model.setdefault(r.model, {"maps": set(), "group": None, "profiles": set(), "from": set(),
+                                          "repairs": {}, "recorded": False})
+        m["group"] = m["group"] or r.map_group
+        m["profiles"].add(r.profile)
         if r.map is not None:
-            maps.add(round(r.map, 4))
-        by_model[r.model] = (maps, group or r.map_group, profiles | {r.profile})
-    ordered = sorted(by_model.items(), key=lambda kv: (group_rank(kv[1][1]), -max(kv[1][0], default=-1), kv[0]))
+            m["maps"].add(round(r.map, 4))
+            m["from"].add((r.map_source, r.batch_size))
+        if r.repairs is not None:
+            m["recorded"] = True
+            for k, v in r.repairs.items():
+                m["repairs"][k] = m["repairs"].get(k, 0) + int(v or 0)
+    ordered = sorted(by_model.items(), key=lambda kv: (group_rank(kv[1]["group"]), -max(kv[1]["maps"], default=-1),
+                                                        kv[0]))
     return Table(
         name="accuracy",
         title="Accuracy: COCO mAP@[.5:.95] and mAP group",
-        headers=["model", "mAP group", "mAP", "devices"],
+        headers=["model", "mAP group", "mAP", "mAP from", "repairs", "devices"],
         rows=[
-            [model, group, ", ".join(f"{m:.3f}" for m in sorted(maps)) or None, ", ".join(sorted(profiles))]
-            for model, (maps, group, profiles) in ordered
+            [model, m["group"], ", ".join(f"{v:.3f}" for v in sorted(m["maps"])) or None,
+             _sources(m["from"]), repairs_text(m["repairs"]) if m["recorded"] else None,
+             ", ".join(sorted(m["profiles"]))]
+            for model, m in ordered
         ],
+        floatfmt=["", "", MAP_FMT, "", "", ""],
+        note="mAP from: the kind of run that scored it (accuracy: the untimed accuracy benchmark; timing: the "
+        "timed images with --odperf-accuracy) and its batch size. Repairs: detections fixed before scoring, "
+        "summed over the rows shown (odperf.measure.accuracy).",
     )
 
 
@@ -98,7 +140,7 @@ def deadline_table(choices: Sequence[DeadlineChoice]) -> Table:
         top = c.most_accurate
         rows.append([
             c.profile, c.deadline_s, len(c.meeting), ", ".join(b.row.model for b in c.meeting) or None,
-            top.row.model if top else None, top.row.map if top else None, top.row.map_group if top else None,
+            top.row.model if top else None, top.map if top else None, top.row.map_group if top else None,
             top.row.mean_s if top else None,
         ])
     return Table(
@@ -118,7 +160,7 @@ def pareto_table(front: Sequence[Best]) -> Table:
         name="pareto",
         title="Time/accuracy Pareto front per device",
         headers=["device", "model", "best batch", "mean s/img", "mAP", "mAP group"],
-        rows=[[b.row.profile, b.row.model, b.row.batch_size, b.row.mean_s, b.row.map, b.row.map_group]
+        rows=[[b.row.profile, b.row.model, b.row.batch_size, b.row.mean_s, b.map, b.row.map_group]
               for b in front],
         floatfmt=["", "", "", TIME_FMT, MAP_FMT, ""],
         note="No other model on the same device is both faster and more accurate.",
