@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 
@@ -65,12 +66,23 @@ def test_outcomes():
 
 
 def test_request_is_checked_and_round_trips():
-    r = MeasureRequest(model="m", batch_size=8, images=2, device="gpu:1", grid=[3, 2, 100])
-    assert r.grid == (3, 2, 100) and r.gpu_index == 1
+    r = MeasureRequest(model="m", batch_size=4, images=2, device="gpu:1", grid=[3, 2, 100])
+    assert r.grid == (3, 2, 100) and r.gpu_index == 1 and r.tiles_per_image == 7
     assert MeasureRequest.from_dict(r.to_dict()) == r
-    for bad in (dict(batch_size=0), dict(images=0), dict(device="tpu"), dict(device="gpu:x"),
-                dict(memory_limit_mb=0), dict(timeout_s=0), dict(start_timeout_s=0), dict(grid=(1, 2))):
-        with pytest.raises(WorkloadError):
+    assert MeasureRequest(model="m", batch_size=64, images=1, seed=2**40).seed == 2**40
+    for bad, says in (
+        (dict(batch_size=0), "batch size"), (dict(images=0), "images"), (dict(device="tpu"), "device"),
+        (dict(device="gpu:x"), "device"), (dict(memory_limit_mb=0), "memory_limit_mb"),
+        (dict(timeout_s=0), "timeout_s"), (dict(start_timeout_s=0), "start_timeout_s"), (dict(grid=(1, 2)), "grid"),
+        # A negative seed used to reach the worker and end as a crash of the model.
+        (dict(seed=-1), "seed must be an integer >= 0, got -1"), (dict(seed=1.5), "seed"), (dict(seed=True), "seed"),
+        (dict(batch_size=65), "batch size 65 is more than the 64 tiles"), (dict(batch_size=8.0), "batch size"),
+        (dict(warmup_images=-1), "warmup_images"), (dict(timeout_s=float("nan")), "timeout_s"),
+        (dict(sample_period_ms=-10), "sample_period_ms"), (dict(model=""), "model"),
+        (dict(dataset_split=""), "dataset_split"), (dict(batch_policy="fast"), "batch_policy"),
+        (dict(grid=(9, 0, 300)), "grid"), (dict(grid="abc"), "grid"),
+    ):
+        with pytest.raises(WorkloadError, match=re.escape(says)):
             MeasureRequest(**{"model": "m", "batch_size": 8, "images": 2, **bad})
 
 
