@@ -56,3 +56,56 @@ def describe_exit(returncode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with code {returncode}"
+
+
+# --- why, in one line ---------------------------------------------------------------------------------
+# A failure record's first line says why; the runtime's log follows it, labelled. TensorFlow's messages
+# open with boilerplate ("Graph execution error:", where the op was defined) and bury the reason.
+_BOILERPLATE = re.compile(
+    r"^(Graph execution error:?|<stack traces unavailable>|Detected at node .*|File \".*|"
+    r"\[\[.*|\[Op:.*|Hint: .*|Stack trace for op definition.*|.*\(most recent call last\):?)$"
+)
+REASON_MAX = 300
+
+
+def reason_from_message(error_type: str, message: str, capped: bool = False) -> str:
+    """``Type: the line of the message that says why`` (the allocation that failed, else the first line
+    that is not TensorFlow's boilerplate), at most REASON_MAX characters."""
+    lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip() and not ln.startswith((" ", "\t"))]
+    wanted = [ln for ln in lines if looks_like_oom(ln) or (capped and CAPPED_OOM_PATTERNS.search(ln))]
+    plain = [ln for ln in lines if not _BOILERPLATE.match(ln)]
+    line = (wanted or plain or lines or [""])[0]
+    return _clip(f"{error_type}: {line}" if line else error_type)
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_LOG_REASONS = (
+    re.compile(r"terminate called after throwing an instance of .*"),
+    re.compile(r".*std::bad_alloc.*"),
+    re.compile(r"^F\d{4} .*?\] (.*)$|.*Check failed: .*"),  # TensorFlow's (absl's) fatal log line, then abort
+    re.compile(r"Fatal Python error: .*"),  # faulthandler, on a segfault or an abort with nothing said above
+    re.compile(r"^Killed$|.*Out of memory: Killed process.*|.*Memory cgroup out of memory.*"),
+)
+
+
+def reason_in_log(log: str | None) -> str | None:
+    """A recognisable reason in a dead worker's output: the exception a Python traceback ended with,
+    std::bad_alloc, a fatal Python error, TensorFlow's fatal check, or "Killed"; None when there is none."""
+    if not log:
+        return None
+    lines = [ln.rstrip() for ln in log.splitlines() if ln.strip()]
+    for pattern in _LOG_REASONS:  # what killed the process outranks an exception it may have logged before
+        for line in reversed(lines):
+            if pattern.match(line.strip()):
+                return _clip(line.strip())
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(_TRACEBACK)]
+    if starts:
+        after = lines[starts[-1] + 1:]
+        ends = [ln for ln in after if not ln.startswith((" ", "\t")) and re.match(r"^[\w.]+(: |$)", ln)]
+        if ends:
+            return _clip(ends[-1].strip())
+    return None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= REASON_MAX else text[: REASON_MAX - 3] + "..."
