@@ -41,6 +41,8 @@ def check_run(record: RunRecord, expect: Expectation, images_per_car: int = IMAG
         return failures
     if record.outcome == "skipped":
         return failures
+    if record.error:  # measured, but something (the accuracy scoring) failed: the figures stand, the case not
+        failures.append(f"{_case(record)}: {_reason(record)}")
     if expect.oom is True:
         failures.append(
             f"expected out-of-memory did not happen: {_case(record)} ran to completion with {_memory(record)}"

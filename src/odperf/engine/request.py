@@ -40,6 +40,8 @@ class MeasureRequest:
     results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
     batch_policy: str = "tile_by_tile"
     bare_loop: bool = True  # finish() re-runs the images in a bare in-process loop (harness overhead)
+    # Set by WorkerSession, never by a caller: the file (the parent's, nameless) the worker saves detections to.
+    detections_path: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse a request no worker could carry out, as one WorkloadError naming the field and the fix,
