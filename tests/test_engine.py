@@ -5,18 +5,31 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 
 import psutil
 import pytest
 
+from odperf.checks import check_run
 from odperf.engine import MeasureRequest, WorkerFailed, WorkerSession, measure
 from odperf.errors import ModelError
+from odperf.expectations import Expectation
 
 
 def request(model, dataset, **kw) -> MeasureRequest:
     base = dict(model=str(model), batch_size=64, images=3, dataset_root=str(dataset), dataset_split="val2017")
     return MeasureRequest(**{**base, **kw})
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """A temporary folder of its own for this process and its workers: whatever they leave there is seen."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 def gone(pid: int) -> bool:
@@ -26,7 +39,7 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_dataset, tmp_path):
+def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_dataset, tmp_path, private_tmp):
     results = tmp_path / "results.json"
     m = measure(request(engine_models["tiny"], engine_dataset, batch_size=16, keep_detections=True,
                         results_path=str(results)))
@@ -55,10 +68,24 @@ def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_datase
     assert rec.deploy_s["import"] == d.import_s and rec.host_rss_peak_mb == mem.peak_mb
     assert rec.sample_period_ms["requested"] == 10.0 and rec.map == m.accuracy["AP"]
     assert not gone(os.getpid()) and gone(d.pid)
+    assert list(private_tmp.iterdir()) == []  # the detections handed over for scoring had no name to leave
 
 
-def test_killed_worker_is_a_crash_and_the_next_measurement_works(engine_models, engine_dataset):
-    req = request(engine_models["tiny"], engine_dataset, images=2)
+def test_unscorable_detections_keep_the_times_and_memory_and_say_why(engine_models, engine_dataset):
+    # The model answers class 42, which the dataset does not have: scoring fails, measuring did not.
+    m = measure(request(engine_models["alien"], engine_dataset, images=2, keep_detections=True))
+    assert m.outcome == "ok" and m.accuracy is None
+    assert m.accuracy_error.startswith("AccuracyError: the detector returns class ids [42]")
+    assert len(m.worker_times_s) == len(m.bare_times_s) == 2 and m.memory.peak_mb > 100
+    rec = m.to_record(device_profile="cpu")
+    assert rec.outcome == "ok" and rec.time_per_image_s["mean"] > 0 and rec.peak_memory_mb == m.memory.peak_mb
+    assert rec.map is None and rec.error == f"accuracy: {m.accuracy_error}"
+    (failure,) = check_run(rec, Expectation())  # the case still fails, on the scorer's own words
+    assert "AccuracyError: the detector returns class ids [42]" in failure
+
+
+def test_killed_worker_is_a_crash_and_the_next_measurement_works(engine_models, engine_dataset, private_tmp):
+    req = request(engine_models["tiny"], engine_dataset, images=2, keep_detections=True)
     with WorkerSession(req) as session:
         session.start()
         session.run_image(0)
@@ -67,19 +94,25 @@ def test_killed_worker_is_a_crash_and_the_next_measurement_works(engine_models, 
             session.run_image(1)
     f = failed.value
     assert f.outcome == "crash" and f.exit_signal == signal.SIGKILL and f.exit_code is None
-    assert "SIGKILL" in f.message
+    assert f.message == "worker killed by signal SIGKILL (9) during camera image 1"
+    assert f.measurement.error.split("\n")[0] == f"crash: {f.message}" == str(f)
     assert f.measurement.worker_times_s and f.measurement.memory.samples > 0  # figures so far
     rec = f.measurement.to_record()
     assert rec.outcome == "crash" and rec.exit_signal == 9
+    assert list(private_tmp.iterdir()) == []  # the detections file it would have written had no name
     again = measure(req)
-    assert again.outcome == "ok" and len(again.worker_times_s) == 2
+    assert again.outcome == "ok" and len(again.worker_times_s) == 2 and again.accuracy["n_detections"] == 2 * 63
 
 
 def test_out_of_memory_under_a_cap_is_oom_and_the_caller_goes_on(engine_models, engine_dataset):
     # The model allocates 500 MB per call; a 200 MB cap on the CPU worker makes that a real OOM.
     m = measure(request(engine_models["ballast"], engine_dataset, images=1, memory_limit_mb=200))
     assert m.outcome == "oom", m.error
-    assert "OOM when allocating" in m.error or "ResourceExhausted" in m.error
+    # First line: the allocator's own error and its message, though the loader wrapped it in a ModelError;
+    # then the whole exception, then the worker's log, each labelled.
+    first, rest = m.error.split("\n", 1)
+    assert first.startswith("oom: ResourceExhaustedError: OOM when allocating tensor with shape[125000000]")
+    assert rest.index("--- exception ---\nModelError: ") < rest.index("--- worker output (stdout and stderr")
     assert m.emulated["memory_limit_mb"] == 200 and m.emulated["how"] == "rlimit_data_above_runtime"
     rec = m.to_record()
     assert rec.outcome == "oom" and rec.emulated["memory_limit_mb"] == 200
@@ -97,6 +130,8 @@ def test_a_hanging_worker_times_out_and_is_killed(engine_models, engine_dataset)
             session.run_image(0)
         waited = time.monotonic() - t0
         assert failed.value.outcome == "timeout"
+        assert failed.value.measurement.error.split("\n")[0] == (
+            "timeout: no answer within 5 s during camera image 0; worker killed")
         assert gone(pid)
     assert waited >= 5  # it waited the step's whole timeout, not less
     with pytest.raises(WorkerFailed):  # the session stays failed
@@ -110,3 +145,20 @@ def test_a_missing_model_raises_the_users_error_and_leaves_no_worker(tmp_path, e
             session.start()
         pid = session.pid
     assert gone(pid)
+
+
+def test_a_worker_killed_by_a_fatal_signal_says_which_and_what_its_log_says(engine_models, engine_dataset):
+    with WorkerSession(request(engine_models["tiny"], engine_dataset, images=2)) as session:
+        session.start()
+        session.run_image(0)
+        os.kill(session.pid, signal.SIGSEGV)
+        with pytest.raises(WorkerFailed) as failed:
+            session.run_image(1)
+    f = failed.value
+    assert f.outcome == "crash" and f.exit_signal == signal.SIGSEGV
+    assert str(f) == "crash: worker killed by signal SIGSEGV (11) during camera image 1: Fatal Python error: Segmentation fault"
+    first, log = f.measurement.error.split("\n", 1)
+    assert log.startswith("--- worker output") and "Segmentation fault" in log
+    (verdict,) = check_run(f.measurement.to_record(), Expectation())
+    assert verdict.endswith("(signal 11): worker killed by signal SIGSEGV (11) during camera image 1: "
+                            "Fatal Python error: Segmentation fault")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
+import traceback
 
 import pytest
 
 from odperf.engine.measurement import Deployment, Measurement
-from odperf.engine.outcomes import classify_error, classify_exit, describe_exit
+from odperf.engine.outcomes import classify_error, classify_exit, describe_exit, reason_from_message, reason_in_log
 from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
 from odperf.engine.request import MeasureRequest
 from odperf.errors import WorkloadError
@@ -64,13 +66,64 @@ def test_outcomes():
     assert describe_exit(-9) == "killed by signal SIGKILL (9)" and describe_exit(3) == "exited with code 3"
 
 
+TF_OOM = """Graph execution error:
+
+Detected at node Fill defined at (most recent call last):
+<stack traces unavailable>
+OOM when allocating tensor with shape[125000000] and type float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu
+\t [[{{node Fill}}]]
+Hint: If you want to see a list of allocated tensors when OOM happens, add report_tensor_allocations_upon_oom.
+ [Op:__inference_signature_wrapper___call___89]"""
+
+
+def test_the_reason_is_the_line_that_says_why():
+    # TensorFlow's message as the worker got it: the allocation, not the boilerplate above it.
+    assert reason_from_message("ResourceExhaustedError", TF_OOM) == (
+        "ResourceExhaustedError: OOM when allocating tensor with shape[125000000] and type float on "
+        "/job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu")
+    bad_shape = TF_OOM.replace("OOM when allocating tensor", "Matrix size-incompatible: In[0]: [64,4]")
+    assert reason_from_message("InvalidArgumentError", bad_shape).startswith(
+        "InvalidArgumentError: Matrix size-incompatible: In[0]: [64,4]")
+    assert reason_from_message("ValueError", "") == "ValueError"
+    assert len(reason_from_message("ValueError", "x" * 5000)) == 300
+
+
+def test_a_dead_workers_log_gives_its_reason():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        trace = "".join(traceback.format_exception(exc))
+    log = "I tensorflow/core/...: oneDNN custom operations are on.\n" + trace + "\n"
+    assert reason_in_log(log) == "KeyError: 'missing'"
+    abort = "2025 W some warning\nterminate called after throwing an instance of 'std::bad_alloc'\n  what():  std::bad_alloc\n"
+    assert reason_in_log(abort) == "terminate called after throwing an instance of 'std::bad_alloc'"
+    segv = "Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n  File \"x.py\", line 3 in f\n"
+    assert reason_in_log(segv) == "Fatal Python error: Segmentation fault"
+    check = ("F0000 00:00:1700000000.1   123 gpu_device.cc:99] Check failed: status.ok() cuInit failed\n"
+             "Fatal Python error: Aborted\n\nCurrent thread 0x00007f (most recent call first):\n")
+    assert reason_in_log(check).endswith("Check failed: status.ok() cuInit failed")
+    assert reason_in_log("W0000 a warning only\nI0000 and some info\n") is None
+    assert reason_in_log("") is None and reason_in_log(None) is None
+
+
 def test_request_is_checked_and_round_trips():
-    r = MeasureRequest(model="m", batch_size=8, images=2, device="gpu:1", grid=[3, 2, 100])
-    assert r.grid == (3, 2, 100) and r.gpu_index == 1
+    r = MeasureRequest(model="m", batch_size=4, images=2, device="gpu:1", grid=[3, 2, 100])
+    assert r.grid == (3, 2, 100) and r.gpu_index == 1 and r.tiles_per_image == 7
     assert MeasureRequest.from_dict(r.to_dict()) == r
-    for bad in (dict(batch_size=0), dict(images=0), dict(device="tpu"), dict(device="gpu:x"),
-                dict(memory_limit_mb=0), dict(timeout_s=0), dict(start_timeout_s=0), dict(grid=(1, 2))):
-        with pytest.raises(WorkloadError):
+    assert MeasureRequest(model="m", batch_size=64, images=1, seed=2**40).seed == 2**40
+    for bad, says in (
+        (dict(batch_size=0), "batch size"), (dict(images=0), "images"), (dict(device="tpu"), "device"),
+        (dict(device="gpu:x"), "device"), (dict(memory_limit_mb=0), "memory_limit_mb"),
+        (dict(timeout_s=0), "timeout_s"), (dict(start_timeout_s=0), "start_timeout_s"), (dict(grid=(1, 2)), "grid"),
+        # A negative seed used to reach the worker and end as a crash of the model.
+        (dict(seed=-1), "seed must be an integer >= 0, got -1"), (dict(seed=1.5), "seed"), (dict(seed=True), "seed"),
+        (dict(batch_size=65), "batch size 65 is more than the 64 tiles"), (dict(batch_size=8.0), "batch size"),
+        (dict(warmup_images=-1), "warmup_images"), (dict(timeout_s=float("nan")), "timeout_s"),
+        (dict(sample_period_ms=-10), "sample_period_ms"), (dict(model=""), "model"),
+        (dict(dataset_split=""), "dataset_split"), (dict(batch_policy="fast"), "batch_policy"),
+        (dict(grid=(9, 0, 300)), "grid"), (dict(grid="abc"), "grid"),
+    ):
+        with pytest.raises(WorkloadError, match=re.escape(says)):
             MeasureRequest(**{"model": "m", "batch_size": 8, "images": 2, **bad})
 
 

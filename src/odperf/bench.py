@@ -8,18 +8,23 @@ main job times MAIN_IMAGES images per case (the mean per image over a car, estim
 ``--images 95`` for a whole car), which keeps it within 15 minutes on a 2-core CPU. ``--smoke`` is the
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Every pass writes a
 JSON file that is read back and checked, so a run that measured nothing never passes.
+
+Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
+that the JSON of the cases that finished is still written, then ends every process of the run
+(``odperf.supervise``); the exit code is 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
 from odperf.results import load_run
+from odperf.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
 from odperf.zoo.registry import fixtures_dir
 
@@ -82,22 +87,33 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path) -> list
     return cmd + [a for a in args.pytest_args if a != "--"]
 
 
-def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, Path | None]:
+def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, Path | None, bool]:
+    """Run one pass; returns its exit code, the JSON it saved (if any), and whether a signal stopped it."""
     json_path = out_dir / f"{run.name}.json"
     if json_path.exists():
         json_path.unlink()  # never read back a file left by an earlier run
     cmd = pytest_command(args, run, json_path)
     print("odperf bench: " + " ".join(cmd), flush=True)
-    code = subprocess.call(cmd, cwd=repo_root())
+    child = run_child(cmd, cwd=repo_root(), name="pytest")
+    for line in child.leftovers:
+        print(f"odperf bench: killed a process the run left behind: {line}", file=sys.stderr)
+    if child.interrupted:
+        name = signal.Signals(child.stopped_by).name
+        how = "killed after its grace period" if child.killed else f"exit code {child.returncode}"
+        print(f"odperf bench: {run.name}: stopped by {name} (pytest: {how}); no further pass is run",
+              file=sys.stderr)
+        code = 128 + int(child.stopped_by)
+    else:  # a pytest killed by a signal exits as a shell would report it
+        code = child.returncode if child.returncode >= 0 else 128 - child.returncode
     try:
         saved = load_run(json_path)
     except OdperfError as exc:
         print(f"odperf bench: {run.name}: {exc}", file=sys.stderr)
-        return code or 1, None
+        return code or 1, None, child.interrupted
     counts = {o: sum(r.outcome == o for r in saved.records) for o in ("ok", "oom", "crash", "timeout")}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     print(f"odperf bench: {json_path}: {len(saved.records)} measurement(s) ({summary}), profile {saved.profile}")
-    return code, json_path
+    return code, json_path, child.interrupted
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
     print(summarise_car(), flush=True)
     worst, written = 0, []
     for p in passes(args):
-        code, path = run_pass(args, p, out_dir)
+        code, path, stopped = run_pass(args, p, out_dir)
         worst = worst or code
         if path is not None:
             written.append(str(path))
+        if stopped:
+            return code  # stopped: what was saved stays saved, nothing more is measured or rendered
     if written and args.report and not args.smoke:
         from odperf.cli import main as odperf_main  # noqa: PLC0415
 

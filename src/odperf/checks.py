@@ -19,23 +19,30 @@ def _memory(record: RunRecord) -> str:
     return f"peak memory {record.peak_memory_mb:.0f} MB ({record.memory_probe})"
 
 
+def _reason(record: RunRecord) -> str:
+    """The error's first line: why (the worker's log follows it in the record, not in the verdict)."""
+    line = (record.error or "").strip().split("\n", 1)[0]
+    return line.removeprefix(f"{record.outcome}: ")  # the verdict names the outcome already
+
+
 def check_run(record: RunRecord, expect: Expectation, images_per_car: int = IMAGES_PER_CAR) -> list[str]:
     """Every way ``record`` falls short of ``expect``; an empty list means the run passes."""
     failures: list[str] = []
     if record.outcome == "oom":
         if expect.oom is not True:
             failures.append(
-                f"unexpected out-of-memory: {_case(record)}; {_memory(record)}; "
-                f"{(record.error or '').strip()[:300]}"
+                f"unexpected out-of-memory: {_case(record)}; {_memory(record)}; {_reason(record)}"
             )
         return failures
     if record.outcome in ("crash", "timeout"):
         how = f"signal {record.exit_signal}" if record.exit_signal else f"exit code {record.exit_code}"
         detail = how if record.outcome == "crash" else "no answer within the time limit"
-        failures.append(f"{record.outcome}: {_case(record)} ({detail}): {(record.error or '').strip()[-500:]}")
+        failures.append(f"{record.outcome}: {_case(record)} ({detail}): {_reason(record)}")
         return failures
     if record.outcome == "skipped":
         return failures
+    if record.error:  # measured, but something (the accuracy scoring) failed: the figures stand, the case not
+        failures.append(f"{_case(record)}: {_reason(record)}")
     if expect.oom is True:
         failures.append(
             f"expected out-of-memory did not happen: {_case(record)} ran to completion with {_memory(record)}"

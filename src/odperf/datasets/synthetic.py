@@ -349,12 +349,9 @@ def ensure_embedded(
                 return other
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}-", dir=cache))
     except OSError as exc:
-        raise DatasetError(
-            f"cannot create the dataset cache {cache}: {exc.strerror}; choose another with "
-            f"${CACHE_ENV} or the cache_dir argument"
-        ) from exc
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}-", dir=cache))
+        raise _cache_error(cache, exc) from exc
     try:
         for split, n in splits:
             generate(work, split, n, seed=seed)
@@ -363,6 +360,17 @@ def ensure_embedded(
         except OSError:
             if not root.is_dir():  # not a lost race: a real failure
                 raise
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: still the cache's fault
+        raise _cache_error(cache, exc) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return root
+
+
+def _cache_error(cache: Path, exc: OSError) -> DatasetError:
+    """One line naming the cache folder, what went wrong and the fix (an unwritable cache is not a model's crash)."""
+    why = exc.strerror or str(exc)
+    return DatasetError(
+        f"cannot write the dataset cache {cache} ({why}): the embedded dataset is generated there on first "
+        f"use; make the folder writable, or set ${CACHE_ENV} to a writable folder"
+    )

@@ -3,8 +3,13 @@
 A worker runs in its own session (process group) with its own pipes; its stdout/stderr go to a file whose
 tail explains a crash. Every step waits at most ``request.timeout_s``; a worker that overruns is killed with
 its whole process group. A worker's out-of-memory, crash or hang ends as ``WorkerFailed`` (or, through
-``measure``, as the outcome of the returned Measurement); it never takes the caller down. Errors a user
-can fix (a missing model, a bad dataset) come back as the OdperfError the worker raised.
+``measure``, as the outcome of the returned Measurement); it never takes the caller down. The failure's
+first line says why (the exception and its message, or the signal and what the log says about it); the
+worker's log follows, labelled. Errors a user can fix (a missing model, a bad dataset, an unwritable
+cache) come back as an OdperfError, raised here before any worker starts wherever that can be known.
+
+Files: the worker's log and the detections it hands back for scoring (``engine.detections``) are nameless
+files that this side creates: a killed worker or a killed parent leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from odperf.engine.detections import DetectionsFile
 from odperf.engine.measurement import Deployment, Measurement
-from odperf.engine.outcomes import classify_exit, describe_exit
+from odperf.engine.outcomes import classify_exit, describe_exit, reason_in_log
 from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
 from odperf.engine.request import MeasureRequest
 from odperf.engine.runtime import worker_env
-from odperf.errors import OdperfError
+from odperf.errors import DatasetError, OdperfError
 from odperf.measure.memory import MemorySampler
 from odperf.measure.probes import external_probes
 
@@ -35,12 +41,13 @@ EXIT_GRACE_S = 10.0
 
 
 class WorkerFailed(Exception):
-    """A worker that ran out of memory, crashed or hung. ``measurement`` holds the figures so far."""
+    """A worker that ran out of memory, crashed or hung. ``measurement`` holds the figures so far;
+    ``message`` is the reason alone (the first line of ``measurement.error``, after the outcome)."""
 
-    def __init__(self, measurement: Measurement) -> None:
+    def __init__(self, measurement: Measurement, reason: str | None = None) -> None:
         self.measurement = measurement
         self.outcome = measurement.outcome
-        self.message = measurement.error or measurement.outcome
+        self.message = reason or (measurement.error or measurement.outcome).split("\n", 1)[0]
         self.exit_code = measurement.exit_code
         self.exit_signal = measurement.exit_signal
         self.stderr_tail = measurement.stderr_tail
@@ -69,6 +76,8 @@ class WorkerSession:
         self.sampler: MemorySampler | None = None
         self.measurement = Measurement(request=request)
         self._log = None
+        self._detections: DetectionsFile | None = None  # where the worker saves detections, for scoring here
+        self._step = "start (spawn, import, model load, warm-up)"  # what the worker is doing: named on failure
         self._failed: WorkerFailed | None = None
         self._t_spawn = 0.0
 
@@ -88,8 +97,14 @@ class WorkerSession:
         if self.proc is not None:
             raise RuntimeError("worker session already started")
         r = self.request
+        check_dataset(r)
         self.measurement.device_info = _device_info(r)
         self.measurement.emulated = _emulated(r)
+        sent = r.to_dict()
+        passed: tuple[int, ...] = ()
+        if r.keep_detections:
+            self._detections = DetectionsFile()
+            passed, sent["detections_path"] = (self._detections.fd,), self._detections.path
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         self._log = tempfile.TemporaryFile(prefix="odperf-worker-")
@@ -97,8 +112,8 @@ class WorkerSession:
         try:
             self.proc = subprocess.Popen(
                 [self.python, "-m", "odperf.engine.worker",
-                 "--read-fd", str(to_worker_r), "--write-fd", str(from_worker_w)],
-                pass_fds=(to_worker_r, from_worker_w),
+                 "--read-fd", str(to_worker_r), "--write-fd", str(from_worker_w), "--parent-pid", str(os.getpid())],
+                pass_fds=(to_worker_r, from_worker_w, *passed),
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 env=worker_env(r.device), start_new_session=True,
             )
@@ -108,7 +123,7 @@ class WorkerSession:
         self.channel = Channel(from_worker_r, to_worker_w)
         self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms).start()
         start_timeout = r.start_timeout_s or r.timeout_s
-        self._call({"cmd": "start", "request": r.to_dict()}, "hello", start_timeout)
+        self._call({"cmd": "start", "request": sent}, "hello", start_timeout)
         ready = self._receive("ready", start_timeout)
         deploy = Deployment(
             spawn_s=ready["t_main"] - self._t_spawn,
@@ -135,11 +150,13 @@ class WorkerSession:
 
     def prepare(self, index: int) -> int:
         """Make camera image ``index`` ready in the worker (decoding is never timed); returns ``index``."""
+        self._step = f"preparing camera image {index}"
         self._call({"cmd": "prepare", "index": index}, "prepared")
         return index
 
     def run_image(self, index: int) -> float:
         """Time camera image ``index`` in the worker; returns the worker-timed seconds."""
+        self._step = f"camera image {index}"
         t0 = time.perf_counter()
         reply = self._call({"cmd": "run", "index": index}, "ran")
         self.measurement.parent_times_s.append(time.perf_counter() - t0)
@@ -147,7 +164,12 @@ class WorkerSession:
         return float(reply["seconds"])
 
     def finish(self) -> Measurement:
-        """Bare-loop timing, allocator figures and accuracy from the worker; memory stats; worker exits."""
+        """Bare-loop timing, allocator figures and accuracy from the worker; memory stats; worker exits.
+
+        Detections that cannot be scored (an AccuracyError: label maps that do not match, no ground
+        truth) cost the accuracy only: the times and memory measured stand, the outcome stays ``ok`` and
+        ``accuracy_error`` (also the record's ``error``) says why, for the harness to fail the case on."""
+        self._step = "finish (bare loop, allocator figures, detections)"
         reply = self._call({"cmd": "finish", "bare": self.request.bare_loop}, "finished")
         m = self.measurement
         m.bare_times_s = [float(t) for t in reply["bare_times_s"]]
@@ -155,9 +177,15 @@ class WorkerSession:
         if m.parent_times_s:
             m.harness_efficiency = m.efficiency_against(sum(m.parent_times_s) / len(m.parent_times_s))
         self._reap(expect_exit=True)
-        if reply.get("detections_path"):
-            m.accuracy = score_detections(self.request, Path(reply["detections_path"]), reply["timed"])
         m.outcome = "ok"
+        if reply.get("detections_path") and self._detections is not None:
+            try:
+                m.accuracy = self._detections.score(self.request, reply["timed"])
+            except OdperfError as exc:
+                m.accuracy_error = f"{type(exc).__name__}: {exc}"
+                m.error = f"accuracy: {m.accuracy_error}"
+            finally:
+                self._release_detections()
         return m
 
     def close(self) -> None:
@@ -176,6 +204,12 @@ class WorkerSession:
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._release_detections()
+
+    def _release_detections(self) -> None:
+        if self._detections is not None:
+            self._detections.close()
+            self._detections = None
 
     # --- protocol ---------------------------------------------------------------------------------
     def _call(self, message: dict[str, Any], expect: str, timeout: float | None = None) -> dict[str, Any]:
@@ -196,7 +230,7 @@ class WorkerSession:
             reply = self.channel.receive(timeout=timeout)
         except ChannelTimeout:
             self._kill()
-            self._fail("timeout", f"no answer within {timeout:g} s (worker killed)")
+            self._fail("timeout", f"no answer within {timeout:g} s during {self._step}; worker killed")
         except ChannelClosed:
             self._died()
         if reply.get("event") == "failed":
@@ -204,31 +238,42 @@ class WorkerSession:
             if reply["outcome"] == "error":
                 self._stop_sampler()
                 raise _user_error(reply)
-            self._fail(reply["outcome"], f"{reply['error_type']}: {reply['message']}")
+            full = f"{reply['error_type']}: {reply['message']}"
+            self._fail(reply["outcome"], reply.get("reason") or full.split("\n", 1)[0], exception=full)
         if reply.get("event") != expect:
             self._kill()
-            self._fail("crash", f"protocol error: expected {expect!r}, got {reply!r}")
+            self._fail("crash", f"protocol error during {self._step}: expected {expect!r}, got {str(reply)[:200]}")
         return reply
 
     def _died(self) -> None:
-        """The worker closed its pipe without a word: classify how it ended."""
+        """The worker closed its pipe without a word: the signal or exit code, and what its log says."""
         self._reap(expect_exit=True)
         code = self.proc.returncode if self.proc else None
-        outcome = classify_exit(code, self._stderr_tail(), self.request.memory_limit_mb is not None,
-                                self.request.backend)
-        self._fail(outcome, f"worker {describe_exit(code)}")
+        tail = self._stderr_tail()
+        capped = self.request.memory_limit_mb is not None
+        outcome = classify_exit(code, tail, capped, self.request.backend)
+        reason = f"worker {describe_exit(code)} during {self._step}"
+        if outcome == "oom" and capped and code is not None and code < 0:
+            reason += f" under a {self.request.memory_limit_mb} MB memory cap"
+        found = reason_in_log(tail)
+        self._fail(outcome, f"{reason}: {found}" if found else reason)
 
-    def _fail(self, outcome: str, message: str) -> None:
+    def _fail(self, outcome: str, reason: str, exception: str | None = None) -> None:
+        """Record the failure (first line: outcome and reason; then the exception, then the log) and raise."""
         m = self.measurement
         m.outcome = outcome
         code = self.proc.returncode if self.proc else None
         if code is not None:
             m.exit_code, m.exit_signal = (None, -code) if code < 0 else (code, None)
         m.stderr_tail = self._stderr_tail()
-        m.error = message if not m.stderr_tail else f"{message}\n--- worker output (tail) ---\n{m.stderr_tail}"
+        parts = [f"{outcome}: {reason}"]
+        if exception and exception.strip() != reason:
+            parts.append(f"--- exception ---\n{exception.strip()}")
+        if m.stderr_tail:
+            parts.append(f"--- worker output (stdout and stderr, last {STDERR_TAIL_BYTES} bytes) ---\n{m.stderr_tail}")
+        m.error = "\n".join(parts)
         self._stop_sampler()
-        self._failed = WorkerFailed(m)
-        self._failed.message = message
+        self._failed = WorkerFailed(m, reason)
         raise self._failed
 
     def _reap(self, expect_exit: bool) -> None:
@@ -267,27 +312,25 @@ class WorkerSession:
         return self._log.read().decode("utf-8", "replace").strip()
 
 
-def score_detections(request: MeasureRequest, path: Path, timed: list[int]) -> dict[str, Any]:
-    """COCO mAP of the detections a worker saved, over the camera images it timed; the file is removed."""
-    from odperf.engine.worker import open_camera_set
-    from odperf.measure.accuracy import TiledDetections
-    from odperf.workload import CameraGrid
+def check_dataset(request: MeasureRequest) -> None:
+    """Before a worker starts: the dataset's folder exists, and the embedded one is generated here (once
+    per cache), so an unwritable cache is the user's error naming the folder, not a crash of the model."""
+    if request.dataset_root is None:
+        from odperf.datasets.synthetic import ensure_embedded
 
-    try:
-        rows, cols, tile = request.grid
-        grid = CameraGrid(rows=rows, cols=cols, tile=tile)
-        detections = TiledDetections.load(path, grid)
-        if request.results_path:
-            detections.write_results(request.results_path)
-        return detections.evaluate(open_camera_set(request, grid), camera_indices=timed).to_record()
-    finally:
-        path.unlink(missing_ok=True)
+        ensure_embedded(n_train=0)  # what the worker opens: the validation split only
+    elif not Path(request.dataset_root).is_dir():
+        raise DatasetError(
+            f"dataset {request.dataset_root}: no such folder; give a COCO-format root holding "
+            f"annotations/instances_<split>.json and <split>/"
+        )
 
 
 def measure(request: MeasureRequest) -> Measurement:
     """The whole run in one call: start, every image (prepared untimed, then timed), finish.
 
-    Never raises for a worker's failure: the outcome is in the result. Errors a user can fix still raise.
+    Never raises for a worker's failure: the outcome is in the result. Errors a user can fix still raise,
+    except detections that cannot be scored: the figures stand, ``accuracy_error`` says why.
     """
     with WorkerSession(request) as session:
         try:

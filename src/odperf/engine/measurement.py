@@ -54,7 +54,7 @@ class Measurement:
 
     request: MeasureRequest
     outcome: str = "ok"  # ok | oom | crash | timeout
-    error: str | None = None
+    error: str | None = None  # first line: why (outcome: exception: message); then the worker's log, labelled
     exit_code: int | None = None
     exit_signal: int | None = None
     stderr_tail: str | None = None
@@ -68,6 +68,7 @@ class Measurement:
     device_info: dict[str, Any] = field(default_factory=dict)
     emulated: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None  # odperf.measure.accuracy AccuracyReport.to_record()
+    accuracy_error: str | None = None  # why detections could not be scored; times and memory still stand
     image_source: str | None = None
 
     # --- figures ----------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from odperf.errors import WorkloadError
+
+BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
 
 
 @dataclass
@@ -38,28 +41,52 @@ class MeasureRequest:
     results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
     batch_policy: str = "tile_by_tile"
     bare_loop: bool = True  # finish() re-runs the images in a bare in-process loop (harness overhead)
+    # Set by WorkerSession, never by a caller: the file (the parent's, nameless) the worker saves detections to.
+    detections_path: str | None = None
 
     def __post_init__(self) -> None:
-        self.grid = tuple(int(v) for v in self.grid)  # type: ignore[assignment]
-        if len(self.grid) != 3:
-            raise WorkloadError(f"grid must be (rows, cols, tile), got {self.grid!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise WorkloadError(f"batch size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.images, int) or self.images < 1:
-            raise WorkloadError(f"images must be a positive integer (camera images to time), got {self.images!r}")
-        if self.warmup_images < 0:
-            raise WorkloadError(f"warmup_images must be >= 0, got {self.warmup_images}")
-        kind, _, index = self.device.partition(":")
+        """Refuse a request no worker could carry out, as one WorkloadError naming the field and the fix,
+        before any process starts (a bad seed used to surface as a crash of the model)."""
+        try:
+            self.grid = tuple(int(v) for v in self.grid)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            raise WorkloadError(f"grid must be (rows, cols, tile) of positive integers, got {self.grid!r}") from None
+        if len(self.grid) != 3 or min(self.grid) < 1:
+            raise WorkloadError(f"grid must be (rows, cols, tile) of positive integers, got {self.grid!r}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise WorkloadError(f"model must name a registry model or a path to a detector, got {self.model!r}")
+        _positive_int("batch size", self.batch_size)
+        tiles = self.tiles_per_image
+        if self.batch_size > tiles:
+            raise WorkloadError(
+                f"batch size {self.batch_size} is more than the {tiles} tiles of a camera image: a call never "
+                f"holds tiles of two images; use a batch size of at most {tiles}"
+            )
+        _positive_int("images (camera images to time)", self.images)
+        _whole("warmup_images", self.warmup_images, minimum=0)
+        _whole("seed", self.seed, minimum=0, fix="the camera images' seed is a non-negative integer, e.g. 0")
+        kind, _, index = self.device.partition(":") if isinstance(self.device, str) else ("", "", "")
         if not (self.device == "cpu" or (kind == "gpu" and index.isdigit())):
             raise WorkloadError(f"device must be 'cpu' or 'gpu:N', got {self.device!r}")
-        if self.timeout_s <= 0 or self.sample_period_ms <= 0 or (self.start_timeout_s is not None and self.start_timeout_s <= 0):
-            raise WorkloadError("timeout_s, start_timeout_s and sample_period_ms must be positive")
+        _positive_number("timeout_s", self.timeout_s)
+        _positive_number("sample_period_ms", self.sample_period_ms)
+        if self.start_timeout_s is not None:
+            _positive_number("start_timeout_s", self.start_timeout_s)
+        if self.memory_limit_mb is not None:
+            _positive_int("memory_limit_mb", self.memory_limit_mb)
         from odperf.backends import BACKENDS
 
         if self.backend not in BACKENDS:
             raise WorkloadError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
-            raise WorkloadError(f"memory_limit_mb must be positive, got {self.memory_limit_mb}")
+        if not isinstance(self.dataset_split, str) or not self.dataset_split or "/" in self.dataset_split:
+            raise WorkloadError(f"dataset_split must be a split name such as 'val2017', got {self.dataset_split!r}")
+        if self.batch_policy not in BATCH_POLICIES:
+            raise WorkloadError(f"batch_policy must be one of {', '.join(BATCH_POLICIES)}, got {self.batch_policy!r}")
+
+    @property
+    def tiles_per_image(self) -> int:
+        """Tiles per camera image sent to the model: the grid's tiles plus one blank tile."""
+        return self.grid[0] * self.grid[1] + 1
 
     @property
     def is_gpu(self) -> bool:
@@ -78,3 +105,18 @@ class MeasureRequest:
     def from_dict(cls, data: dict[str, Any]) -> "MeasureRequest":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _whole(name: str, value: object, minimum: int, fix: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise WorkloadError(f"{name} must be an integer >= {minimum}, got {value!r}" + (f"; {fix}" if fix else ""))
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkloadError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _positive_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise WorkloadError(f"{name} must be a positive number, got {value!r}")

@@ -10,6 +10,7 @@ the worker prepares the next image right after answering, so the parent's next r
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import os
 import sys
@@ -170,12 +171,11 @@ class Worker:
         if self.detections is not None and self.timed:
             self._accumulate()
             # Scored by the parent after this process is gone: COCOeval's memory is not the model's, and
-            # must neither count in the peak nor hit an emulated device's memory cap.
-            import tempfile
-
-            fd, path = tempfile.mkstemp(prefix="odperf-detections-", suffix=".npz")
-            os.close(fd)
-            out["detections_path"] = str(self.detections.save(path))
+            # must neither count in the peak nor hit an emulated device's memory cap. The file is the
+            # parent's (a nameless one it passed down): nothing is left behind whoever is killed when.
+            if self.request.detections_path is None:
+                raise RuntimeError("keep_detections needs the parent's detections_path (run through WorkerSession)")
+            out["detections_path"] = str(self.detections.save(self.request.detections_path))
             out["timed"] = sorted(set(self.timed))
         return out
 
@@ -193,7 +193,7 @@ def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
 
 
 def _failure(exc: BaseException, capped: bool = False, backend: str | None = None) -> dict[str, Any]:
-    from odperf.engine.outcomes import classify_error
+    from odperf.engine.outcomes import classify_error, reason_from_message
     from odperf.errors import OdperfError
 
     kind = type(exc).__name__
@@ -201,18 +201,22 @@ def _failure(exc: BaseException, capped: bool = False, backend: str | None = Non
     chain = [exc]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    if any(classify_error(type(e).__name__, str(e), capped, backend) == "oom" for e in chain):
+    ooms = [e for e in chain if classify_error(type(e).__name__, str(e), capped, backend) == "oom"]
+    if ooms:
         outcome = "oom"  # also when a loader wrapped the allocator's error in its own ModelError
     elif isinstance(exc, OdperfError):
         outcome = "error"  # the user's to fix (missing model, bad dataset): the parent re-raises it
     else:
         outcome = "crash"
+    # The reason names the exception that decided the outcome: the allocator's own error, not its wrapper.
+    cause = ooms[-1] if ooms else exc
     return {
         "event": "failed",
         "outcome": outcome,
         "error_type": kind,
         "error_module": type(exc).__module__,
         "message": message[-4000:],
+        "reason": reason_from_message(type(cause).__name__, str(cause) or type(cause).__name__, capped, backend),
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
     }
 
@@ -232,10 +236,16 @@ def die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     t_main = time.monotonic()
     die_with_parent()
+    # A fatal signal (segfault in a kernel, abort on std::bad_alloc) leaves its reason and the Python
+    # stack in the log the parent reads: the failure record can then say why, not only which signal.
+    faulthandler.enable()
     parser = argparse.ArgumentParser(prog="python -m odperf.engine.worker")
     parser.add_argument("--read-fd", type=int, required=True)
     parser.add_argument("--write-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.parent_pid is not None and os.getppid() != args.parent_pid:
+        return 0  # the parent died before die_with_parent() could cover it: nobody is left to answer
     channel = Channel(args.read_fd, args.write_fd)
     try:
         start = channel.receive()

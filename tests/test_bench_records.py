@@ -1,0 +1,38 @@
+"""A real run of the timing benchmark keeps what it measured when accuracy cannot be scored, and fails the
+case on the scorer's own words."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import odperf
+from child_env import child_env
+
+ROOT = Path(odperf.__file__).resolve().parents[2]
+
+
+def test_an_accuracy_error_keeps_the_times_and_memory_and_fails_the_case(engine_models, engine_dataset, tmp_path):
+    # The "alien" model answers class 42, which the dataset's label map (1..5) does not have.
+    out = tmp_path / "run.json"
+    env = child_env()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:xdist",
+         "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), f"--odperf-models={engine_models['alien']}",
+         "--odperf-devices=cpu", "--odperf-batch-sizes=64", "--odperf-images=3", "--odperf-accuracy",
+         f"--odperf-dataset={engine_dataset}", "--odperf-split=val2017", f"--benchmark-json={out}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "AccuracyError: the detector returns class ids [42]" in run.stdout
+    saved = json.loads(out.read_text())
+    (bench,) = saved["benchmarks"]
+    info = bench["extra_info"]
+    assert bench["stats"]["rounds"] == 3 and info["time_per_image_s"]["mean"] > 0 and info["images_timed"] == 3
+    assert info["peak_memory_mb"] > 100 and info["memory_samples"] > 10
+    assert info["outcome"] == "ok" and info["map"] is None
+    assert info["error"].startswith("accuracy: AccuracyError: the detector returns class ids [42]")
+    (record,) = saved["odperf"]["records"]
+    assert record["error"] == info["error"] and record["peak_memory_mb"] == info["peak_memory_mb"]
