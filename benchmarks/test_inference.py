@@ -40,6 +40,6 @@ def test_inference(odperf_case, odperf_suite, benchmark):
                 pytest.fail("\n".join(failures), pytrace=False)
             return
     record = suite.record(suite.run_record(case, measurement, harness_mean_s=benchmark.stats.stats.mean))
-    benchmark.extra_info.update(record.to_extra_info())
+    benchmark.extra_info.update(suite.saved_form(record))
     failures = check_run(record, expect, suite.images_per_car)
     assert not failures, "\n".join(failures)
