@@ -68,6 +68,7 @@ class DeviceLock:
         """Create and lock this run's file (never blocks: the file is this run's own)."""
         if self._fd is not None:
             return self
+        _shared_folder(self.folder.parent)
         _shared_folder(self.folder)
         # Locked and described under a name others ignore, then renamed: a file ending in .lock is never
         # seen unlocked while its run lives (else it could be taken for a stale one and removed).
