@@ -160,8 +160,8 @@ def build_cases(models: Sequence[ModelRef], batch_sizes: Sequence[int], targets:
 
 def marker_catalogue(models: Iterable[object] = (), device_markers: Iterable[str] = ()) -> dict[str, str]:
     """Every marker a case can carry, with a description: families, meta-architectures, mAP groups and
-    device profiles, from the registry's and the device table's own values (so ``--strict-markers`` never
-    meets one it does not know)."""
+    device profiles, from the registry's and the device table's own values, and the benchmarks' kinds (so
+    ``--strict-markers`` never meets one it does not know, whatever the ini file lists)."""
     out = {f: f"model family {f}" for f in (*FAMILIES, "custom")}
     for arch in sorted({*META_ARCHS, *(getattr(m, "meta_arch", None) or "" for m in models)} - {""}):
         out[arch] = f"meta-architecture {arch}"
@@ -169,4 +169,6 @@ def marker_catalogue(models: Iterable[object] = (), device_markers: Iterable[str
     for marker in device_markers:
         out.setdefault(marker, "device profile (fixtures/devices.toml or detected)")
     out[EMULATED_MARKER] = "runs on an emulated device (a memory cap on real hardware)"
+    out["timing"] = "times inference (refuses xdist)"
+    out["accuracy"] = "computes COCO mAP"
     return out

@@ -130,7 +130,8 @@ def _check_saved_model(folder: Path) -> str:
     if tf1 and "serve" not in meta.meta_info_def.tags:
         tags = ", ".join(t for m in saved.meta_graphs for t in m.meta_info_def.tags) or "none"
         raise ModelError(f"{folder}: no meta graph tagged 'serve' (tags: {tags}); export it with the serve tag")
-    signatures = {s.key: s.value for s in meta.signature_def}
+    # "__saved_model_init_op" is TensorFlow's own entry, not a signature a user exported
+    signatures = {s.key: s.value for s in meta.signature_def if not s.key.startswith("__")}
     if "serving_default" not in signatures:
         raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
                          "export the detector with a serving signature")
