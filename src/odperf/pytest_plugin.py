@@ -216,7 +216,9 @@ def odperf_suite(pytestconfig: pytest.Config):
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    machine_info["odperf"] = _state(config).machine_info()
+    state = getattr(config, "_odperf_state", None)
+    if state is not None:
+        machine_info["odperf"] = state.machine_info()
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from odperf import __version__
-from odperf.errors import OdperfError
 from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
 from odperf.results import SCHEMA_VERSION, RunRecord
 from odperf.suite import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
@@ -40,12 +39,12 @@ class SuiteState:
     timeout_s: float = 1800.0
     sample_period_ms: float = 10.0
     seed: int = 0
-    records: list[RunRecord] = field(default_factory=list)
-    model_formats: dict[str, str] = field(default_factory=dict)  # name -> format, for models checked on disk
-    locks: dict[str, Any] = field(default_factory=dict)  # device -> DeviceLock held while measuring
-    shared: dict[str, dict[int, Any]] = field(default_factory=dict)  # device -> {pid: Holder} ever seen
-    _sharing_now: dict[str, list[Any]] = field(default_factory=dict)  # device -> holders at the case's start
-    _record_sharing: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id(record) -> holders
+    records: list[RunRecord] = field(default_factory=list, repr=False)
+    # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
+    locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
+    shared: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # device -> {pid: Holder} seen
+    _sharing_now: dict[str, list[Any]] = field(default_factory=dict, repr=False)  # at the case's start
+    _record_sharing: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # id(record) ->
 
     @classmethod
     def from_options(
@@ -85,11 +84,10 @@ class SuiteState:
         selectors = [s.strip() for s in models.split(",") if s.strip()]
         refs = model_refs(select(selectors))
         rules = merge(load_expectations(f) for f in files)
-        formats: dict[str, str] = {}
         if check:
             preflight.check_model_dir(model_dir)
             preflight.check_results_dir(results_dir)
-            formats = preflight.check_models(refs, model_dir)
+            preflight.check_models(refs, model_dir)
             preflight.check_dataset(dataset, split)
         return cls(
             models=refs,
@@ -107,7 +105,6 @@ class SuiteState:
             timeout_s=timeout_s,
             sample_period_ms=sample_period_ms,
             seed=seed,
-            model_formats=formats,
         )
 
     def prepare(self) -> None:
