@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from suite_runs import run_pytest
 from zoo_artifacts import write_tf2_saved_model
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_pytest(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600):
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    full_env.pop("PYTEST_XDIST_WORKER", None)
-    full_env.pop("PYTEST_XDIST_WORKER_COUNT", None)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
-    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
 """odperf's pytest plugin: glue between pytest / pytest-benchmark and the library.
 
-It reads the ``--odperf-*`` options, asks the library for the benchmark matrix and device profiles,
-parametrises the benchmarks with machine-independent ids and hardware markers, puts the hardware into
-pytest-benchmark's machine_info, keeps saved runs apart per hardware profile, and adds odperf's records
-(including runs that never reached timing: oom, crash, timeout) to the saved JSON. It computes nothing.
+It reads the ``--odperf-*`` options and has the library check them, the dataset, the models and every
+output path once, before any worker starts (a fault is one usage-error line); parametrises the benchmarks
+with machine-independent ids and hardware markers (all registered here); puts the hardware into
+pytest-benchmark's machine_info; keeps saved runs apart per hardware profile; holds a lock per device to
+see other runs measuring on it; turns SIGTERM into Ctrl-C; and writes the saved JSON itself, atomically,
+with odperf's records (including runs that never reached timing, and those of xdist workers). It
+computes nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("odperf", "odperf: object-detection benchmarks")
     g.addoption("--odperf-models", default="embedded", metavar="SEL[,SEL...]",
                 help="models: registry names, meta-architectures (ssd, faster_rcnn...), mAP groups "
-                     "(highest..lowest), embedded, paper, tf2, all, or paths to exported detectors "
-                     "(default: embedded)")
+                     "(highest..lowest), embedded, paper, tf2, all, or paths to exported detectors, named "
+                     "by their folder (<name>/saved_model) or as NAME=PATH (default: embedded)")
     g.addoption("--odperf-batch-sizes", default="paper", metavar="B[,B...]",
                 help="tiles per model call (default: the paper's 1,2,4,8,16,32,64)")
     g.addoption("--odperf-devices", default="all", metavar="DEV[,DEV...]",
@@ -51,8 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="with accuracy on: write each case's detections as COCO results (camera-image "
                      "coordinates) to DIR/<case id>.json")
     g.addoption("--odperf-emulate", default=None, metavar="PROFILE|NAME:MB",
-                help="emulate a smaller device by capping memory: a profile at its nominal memory (p100 on a "
-                     "larger GPU) or NAME:MB (e.g. edge:1500); recorded in the results")
+                help="emulate a smaller device by capping memory: a GPU profile at its nominal memory on a "
+                     "larger GPU (p100, filed as p100_on_<gpu>), or NAME:MB under a name of its own (e.g. "
+                     "cpu_400mb:400, the only kind a CPU can emulate); marked 'emulated' and recorded")
     g.addoption("--odperf-expectations", action="append", default=None, metavar="FILE",
                 help="expectations TOML (deadlines, OOM, mAP floors); repeatable; "
                      "default fixtures/expectations.toml")
@@ -63,36 +67,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
 
 
-def _state(config: pytest.Config):
-    """The run's SuiteState, built on first use so that `pytest tests` never pays for it."""
+def _options(config: pytest.Config) -> dict[str, Any]:
+    names = ("models", "batch_sizes", "devices", "images", "warmup_images", "model_dir", "dataset", "split",
+             "accuracy", "emulate", "results_dir", "expectations")
+    out = {n: config.getoption(f"odperf_{n}") for n in names}
+    out.update(timeout_s=config.getoption("odperf_timeout"), sample_period_ms=config.getoption("odperf_sample_ms"),
+               seed=config.getoption("odperf_seed"))
+    return out
+
+
+def _state(config: pytest.Config, check: bool = True):
+    """The run's SuiteState, built once (checks included) where the run is set up: `pytest tests` never pays
+    for it, and an xdist worker rebuilds it without the checks its controller already made."""
     state = getattr(config, "_odperf_state", None)
     if state is None:
         from odperf.suite_state import SuiteState
 
         try:
-            state = SuiteState.from_options(
-                models=config.getoption("odperf_models"),
-                batch_sizes=config.getoption("odperf_batch_sizes"),
-                devices=config.getoption("odperf_devices"),
-                images=config.getoption("odperf_images"),
-                warmup_images=config.getoption("odperf_warmup_images"),
-                model_dir=config.getoption("odperf_model_dir"),
-                dataset=config.getoption("odperf_dataset"),
-                split=config.getoption("odperf_split"),
-                accuracy=config.getoption("odperf_accuracy"),
-                emulate=config.getoption("odperf_emulate"),
-                results_dir=config.getoption("odperf_results_dir"),
-                expectations=config.getoption("odperf_expectations"),
-                timeout_s=config.getoption("odperf_timeout"),
-                sample_period_ms=config.getoption("odperf_sample_ms"),
-                seed=config.getoption("odperf_seed"),
-            )
+            state = SuiteState.from_options(**_options(config), check=check)
         except OdperfError as exc:
-            raise pytest.UsageError(f"odperf: {exc}") from exc
+            raise pytest.UsageError(f"odperf: {exc}") from None
         config._odperf_state = state
-        for marker in state.dynamic_markers():
-            config.addinivalue_line("markers", f"{marker}: device profile detected on this machine")
+        _register_markers(config, state.markers())
     return state
+
+
+def _register_markers(config: pytest.Config, markers: dict[str, str]) -> None:
+    known = {line.split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")}
+    for name, description in markers.items():
+        if name not in known:
+            config.addinivalue_line("markers", f"{name}: {description}")
 
 
 def _xdist_workers(config: pytest.Config) -> Any:
@@ -102,25 +106,64 @@ def _xdist_workers(config: pytest.Config) -> Any:
     return n if n not in (None, 0, "0") else None
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _collects_benchmarks(config: pytest.Config) -> bool:
+    """Whether the run's paths reach the benchmark suite (benchmarks/ of the rootdir, in, or above it)."""
+    suite = (config.rootpath / "benchmarks").resolve()
+    if not suite.is_dir():
+        return False
+    for arg in config.args or [str(config.invocation_params.dir)]:
+        path = (config.invocation_params.dir / str(arg).split("::", 1)[0]).resolve()
+        if path == suite or suite in path.parents or path in suite.parents:
+            return True
+    return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from odperf.measure.devices import load_table
+    from odperf.suite import marker_catalogue
+    from odperf.zoo.registry import all_models
+
+    table = load_table()
+    device_markers = [*table.cpu_markers, *(m for rule in table.rules for m in rule.markers)]
+    _register_markers(config, marker_catalogue(all_models(), device_markers))
     _refuse_xdist_timing(config)
-    wants_storage = any(
-        config.getoption(o, None) for o in ("benchmark_save", "benchmark_autosave", "benchmark_compare")
-    )
-    if wants_storage and config.getoption("benchmark_storage", None) == _DEFAULT_STORAGE:
-        # pytest-benchmark names its storage folder after the OS and Python only; keep each hardware
-        # profile's runs apart so that runs from two GPUs never mix (its own configure runs after this).
-        config.option.benchmark_storage = f"{_DEFAULT_STORAGE}/{_state(config).profile_name}"
+    if _is_xdist_worker(config) or not _collects_benchmarks(config):
+        return
+    state = _state(config)  # every input checked here, once, before any worker (or xdist process) starts
+    if config.option.collectonly:
+        return
+    from odperf.pytest_run import MeasuringRun
+
+    try:
+        run = MeasuringRun(config, state)
+        run.check_outputs()
+        if config.getoption("benchmark_storage", None) == _DEFAULT_STORAGE and any(
+            config.getoption(o, None) for o in ("benchmark_save", "benchmark_autosave", "benchmark_compare")
+        ):
+            # pytest-benchmark names its storage folder after the OS and Python only; keep each hardware
+            # profile's runs apart so that runs from two GPUs never mix (its own configure runs after this).
+            config.option.benchmark_storage = f"{_DEFAULT_STORAGE}/{state.profile_name}"
+        run.check_storage()
+        state.prepare()
+    except OdperfError as exc:
+        raise pytest.UsageError(f"odperf: {exc}") from None
+    run.start()
+    config.pluginmanager.register(run, "odperf-run")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "odperf_case" in metafunc.fixturenames:
-        cases = _state(metafunc.config).cases()
+        name = "odperf_case"
     elif "odperf_accuracy_case" in metafunc.fixturenames:
-        cases = _state(metafunc.config).accuracy_cases()
+        name = "odperf_accuracy_case"
     else:
         return
-    name = "odperf_case" if "odperf_case" in metafunc.fixturenames else "odperf_accuracy_case"
+    state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
+    cases = state.cases() if name == "odperf_case" else state.accuracy_cases()
     params = [
         pytest.param(case, id=case.id if name == "odperf_case" else case.accuracy_id,
                      marks=[getattr(pytest.mark, m) for m in case.markers])
@@ -145,7 +188,7 @@ def _refuse_xdist_timing(config: pytest.Config) -> None:
         return
     for arg in config.args:
         path = Path(str(arg).split("::", 1)[0]).resolve()
-        holds_timing = path.is_dir() and (path / "test_inference.py").is_file() or path.name == "test_inference.py"
+        holds_timing = (path.is_dir() and (path / "test_inference.py").is_file()) or path.name == "test_inference.py"
         if holds_timing:
             raise pytest.UsageError(_XDIST_MESSAGE.format(n=_xdist_workers(config)))
 
@@ -169,15 +212,16 @@ def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, item
 @pytest.fixture(scope="session")
 def odperf_suite(pytestconfig: pytest.Config):
     """The run's settings, expectations and recorder (odperf.suite_state.SuiteState)."""
-    return _state(pytestconfig)
+    return _state(pytestconfig, check=not _is_xdist_worker(pytestconfig))
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    machine_info["odperf"] = _state(config).machine_info()
+    state = getattr(config, "_odperf_state", None)
+    if state is not None:
+        machine_info["odperf"] = state.machine_info()
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict[str, Any]) -> None:
     state = getattr(config, "_odperf_state", None)
     if state is not None:
         output_json["odperf"] = state.json_block()
-

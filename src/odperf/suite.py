@@ -15,21 +15,33 @@ from typing import Iterable, Sequence
 
 from odperf.errors import OdperfError
 from odperf.expectations import ModelTags
-from odperf.workload import PAPER_BATCH_SIZES
-from odperf.zoo.registry import MAP_GROUPS
+from odperf.workload import PAPER_BATCH_SIZES, PAPER_GRID
+from odperf.zoo.registry import FAMILIES, MAP_GROUPS, META_ARCHS, ExportedModel, path_model_name
 
+MAX_BATCH = PAPER_GRID.tiles_per_image
+EMULATED_MARKER = "emulated"
 
 
 @dataclass(frozen=True)
 class Target:
-    """A device a case runs on: ``device`` for the worker ("cpu", "gpu:0"), ``label`` for ids."""
+    """A device a case runs on: ``device`` for the worker ("cpu", "gpu:0"), ``label`` for ids.
+
+    ``profile`` is what results are filed and compared under: the real hardware's profile, or a name of
+    the emulation's own (``p100_on_h100``, ``cpu_400mb``), never a real profile the run did not run on.
+    ``rules_profile`` is whose expectations apply (``p100`` when emulating one).
+    """
 
     device: str
     label: str
-    profile: str  # device profile name used for expectations (the emulated one when emulating)
+    profile: str
     markers: tuple[str, ...]
     memory_mb: float | None = None
     emulated_from: str | None = None  # the real profile when this target emulates another
+    rules_profile: str | None = None  # None: the profile itself
+
+    @property
+    def expectations_profile(self) -> str:
+        return self.rules_profile or self.profile
 
 
 @dataclass(frozen=True)
@@ -81,16 +93,22 @@ def slug(text: str) -> str:
 
 
 def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list[ModelRef]:
-    """ModelRefs from the registry's selection (ModelSpec objects or paths to exported detectors)."""
+    """ModelRefs from the registry's selection (ModelSpecs, paths, NAME=PATH models); names must be unique.
+
+    Results are filed and compared by model name, so two models of one name would hide each other: that
+    is refused, with the fix (``NAME=PATH`` names a path explicitly). A path's runtime is the one that
+    reads its files.
+    """
     from odperf.backends import find_artifact
-    from odperf.zoo.loaders import path_label
 
     out: list[ModelRef] = []
     for item in selected:
-        if isinstance(item, (str, Path)):
-            p = Path(item)
-            backend = find_artifact(p)[0]
-            out.append(ModelRef(name=slug(path_label(p)), ref=str(p), family="custom", backend=backend))
+        if isinstance(item, ExportedModel):
+            out.append(ModelRef(name=item.name, ref=str(item.path), family="custom",
+                                backend=find_artifact(item.path)[0]))
+        elif isinstance(item, (str, Path)):
+            out.append(ModelRef(name=slug(path_model_name(Path(item))), ref=str(item), family="custom",
+                                backend=find_artifact(Path(item))[0]))
         else:
             out.append(
                 ModelRef(
@@ -103,6 +121,7 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
                     untrained=_untrained(item, model_dir),
                 )
             )
+    _refuse_duplicate_names(out)
     return out
 
 
@@ -113,6 +132,20 @@ def _untrained(spec: object, model_dir: str | None) -> bool:
     from odperf.backends.pytorch import weights_file
 
     return weights_file(spec.local_dir(model_dir)) is None  # type: ignore[attr-defined]
+
+
+def _refuse_duplicate_names(refs: Sequence[ModelRef]) -> None:
+    by_name: dict[str, list[ModelRef]] = {}
+    for ref in refs:
+        by_name.setdefault(ref.name, []).append(ref)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            given = ", ".join(r.ref for r in same)
+            fix = ",".join(f"{name}_{i + 1}={r.ref}" if r.family == "custom" else r.ref for i, r in enumerate(same))
+            raise OdperfError(
+                f"--odperf-models: {len(same)} models would be named {name!r} ({given}) and one would hide the "
+                f"other in the results; name each path yourself with NAME=PATH, e.g. --odperf-models={fix}"
+            )
 
 
 def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
@@ -128,9 +161,35 @@ def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
         ) from None
     if not sizes or any(b < 1 for b in sizes):
         raise OdperfError(f"--odperf-batch-sizes: batch sizes must be positive integers, got {text!r}")
+    too_big = [b for b in sizes if b > MAX_BATCH]
+    if too_big:
+        raise OdperfError(
+            f"--odperf-batch-sizes={text}: a batch holds at most {MAX_BATCH} tiles, the tiles of one camera image "
+            f"({PAPER_GRID.image_tiles} of {PAPER_GRID.tile}x{PAPER_GRID.tile} px plus {PAPER_GRID.blank_tiles} blank), so batch {too_big[0]} would run as batch {MAX_BATCH} again; "
+            f"use sizes from 1 to {MAX_BATCH}"
+        )
     return tuple(dict.fromkeys(sizes))
 
 
 def build_cases(models: Sequence[ModelRef], batch_sizes: Sequence[int], targets: Sequence[Target]) -> list[Case]:
     """Every model x batch size x target, in that nesting (one model's batches stay together)."""
     return [Case(m, b, t) for t in targets for m in models for b in batch_sizes]
+
+
+def marker_catalogue(models: Iterable[object] = (), device_markers: Iterable[str] = ()) -> dict[str, str]:
+    """Every marker a case can carry, with a description: families, meta-architectures, mAP groups, runtimes
+    and device profiles, from the registry's and the device table's own values, and the benchmarks' kinds (so
+    ``--strict-markers`` never meets one it does not know, whatever the ini file lists)."""
+    out = {f: f"model family {f}" for f in (*FAMILIES, "custom")}
+    for arch in sorted({*META_ARCHS, *(getattr(m, "meta_arch", None) or "" for m in models)} - {""}):
+        out[arch] = f"meta-architecture {arch}"
+    out.update({f"map_{g}": f"mAP group {g.capitalize()}" for g in MAP_GROUPS})
+    from odperf.backends import BACKENDS
+
+    out.update({b: f"runs on the {b} runtime" for b in BACKENDS})
+    for marker in device_markers:
+        out.setdefault(marker, "device profile (fixtures/devices.toml or detected)")
+    out[EMULATED_MARKER] = "runs on an emulated device (a memory cap on real hardware)"
+    out["timing"] = "times inference (refuses xdist)"
+    out["accuracy"] = "computes COCO mAP"
+    return out

@@ -6,77 +6,19 @@ nothing of pytest, so the same run can be driven from any other harness.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from odperf import __version__
-from odperf.errors import OdperfError
 from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
-from odperf.suite import Case, ModelRef, Target, build_cases, model_refs, parse_batch_sizes
+from odperf.suite import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
 from odperf.zoo.registry import fixtures_dir
 
 ACCURACY_BATCH = 64
-
-
-def _targets(devices: str, profiles: Sequence[Any], emulate: str | None) -> list[Target]:
-    """Targets for the requested devices among those detected (cpu first)."""
-    # Profiles already say which device they are ("cpu", "gpu:N"); ids call gpu:0 "gpu", gpu:N "gpuN".
-    by_device = {
-        p.device: Target(p.device, "gpu" if p.device == "gpu:0" else p.device.replace(":", ""), p.name,
-                         tuple(p.markers), p.memory_mb)
-        for p in profiles
-    }
-    wanted = [d.strip().lower() for d in devices.split(",") if d.strip()] or ["all"]
-    out: list[Target] = []
-    for d in wanted:
-        key = "gpu:0" if d == "gpu" else d
-        if key == "all":
-            out.extend(t for t in by_device.values() if t not in out)
-        elif key in by_device:
-            if by_device[key] not in out:
-                out.append(by_device[key])
-        else:
-            found = ", ".join(by_device) or "none"
-            raise OdperfError(
-                f"--odperf-devices: no device {d!r} on this machine (found: {found}); "
-                f"use cpu, gpu, gpu:N or all"
-            )
-    if emulate:
-        name, memory_mb, markers = _emulated_device(emulate)
-        real = next((t for t in out if t.device != "cpu"), None) or out[0]
-        out = [
-            replace(t, profile=name, markers=markers, memory_mb=memory_mb, emulated_from=t.profile)
-            if t is real else t
-            for t in out
-        ]
-    return out
-
-
-def _emulated_device(spec: str) -> tuple[str, float, tuple[str, ...]]:
-    """``PROFILE`` (a table profile at its nominal memory) or ``NAME:MB`` (any name, MB of memory)."""
-    from odperf.measure.devices import load_table
-
-    name, _, mb = spec.partition(":")
-    name = name.strip().lower()
-    if not name or (mb and not mb.strip().isdigit()) or (mb and int(mb) <= 0):
-        raise OdperfError(
-            f"--odperf-emulate={spec!r}: expected a device profile (p100, tx2, ...) or NAME:MB, e.g. edge:1500"
-        )
-    table = load_table()
-    known = table.rule(name)
-    if not mb and (known is None or known.memory_gib is None):
-        names = ", ".join(sorted({r.name for r in table.rules}))
-        raise OdperfError(
-            f"--odperf-emulate={spec!r}: no profile {name!r} in fixtures/devices.toml ({names}); "
-            f"give its memory as {name}:MB to emulate a device the table does not know or has no size for"
-        )
-    if known is not None:
-        memory_mb = float(mb) if mb else float(known.memory_gib) * 1024**3 / 1e6
-        return name, memory_mb, tuple(known.markers)
-    return name, float(mb), (name,)
+SHARED_KEY = "device_shared_with"  # in a record's saved form: the other runs measuring on its device
 
 
 @dataclass
@@ -96,7 +38,12 @@ class SuiteState:
     timeout_s: float = 1800.0
     sample_period_ms: float = 10.0
     seed: int = 0
-    records: list[RunRecord] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list, repr=False)
+    # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
+    locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
+    shared: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # device -> {pid: Holder} seen
+    _sharing_now: dict[str, list[Any]] = field(default_factory=dict, repr=False)  # at the case's start
+    _record_sharing: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # id(record) ->
 
     @classmethod
     def from_options(
@@ -117,26 +64,36 @@ class SuiteState:
         timeout_s: float,
         sample_period_ms: float,
         seed: int,
+        check: bool = True,
     ) -> "SuiteState":
+        """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
+        the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
+        from odperf import preflight
         from odperf.measure.devices import detect_profiles
+        from odperf.targets import build_targets
         from odperf.zoo.registry import select
 
-        if images is not None and images < 1:
-            raise OdperfError(f"--odperf-images must be at least 1, got {images}")
-        if dataset and not Path(dataset).is_dir():
-            raise OdperfError(
-                f"--odperf-dataset {dataset}: no such folder; give a COCO-format root holding "
-                f"annotations/instances_<split>.json and <split>/"
-            )
+        if check:
+            preflight.check_options(images=images, warmup_images=warmup_images, timeout_s=timeout_s,
+                                    sample_period_ms=sample_period_ms, seed=seed)
+        sizes = parse_batch_sizes(batch_sizes)
         profiles = detect_profiles()
+        targets = build_targets(devices, profiles, emulate)
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
+        refs = model_refs(select(selectors), model_dir)
+        rules = merge(load_expectations(f) for f in files)
+        if check:
+            preflight.check_model_dir(model_dir)
+            preflight.check_results_dir(results_dir)
+            preflight.check_models(refs, model_dir)
+            preflight.check_dataset(dataset, split)
         return cls(
-            models=model_refs(select(selectors), model_dir),
-            batch_sizes=parse_batch_sizes(batch_sizes),
-            targets=_targets(devices, profiles, emulate),
+            models=refs,
+            batch_sizes=sizes,
+            targets=targets,
             profiles=profiles,
-            expectations=merge(load_expectations(f) for f in files),
+            expectations=rules,
             images=images or IMAGES_PER_CAR,
             warmup_images=warmup_images,
             model_dir=model_dir,
@@ -148,6 +105,13 @@ class SuiteState:
             sample_period_ms=sample_period_ms,
             seed=seed,
         )
+
+    def prepare(self) -> None:
+        """Before the first case: the embedded dataset is generated (once) when the run uses it."""
+        if self.dataset is None:
+            from odperf.preflight import prepare_embedded_dataset
+
+            prepare_embedded_dataset()
 
     # --- matrix -----------------------------------------------------------------------------------
     @property
@@ -166,8 +130,13 @@ class SuiteState:
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})
 
+    def markers(self) -> dict[str, str]:
+        """Every marker this run's cases can carry, with a description (for registration)."""
+        return marker_catalogue(self.models, self.dynamic_markers())
+
     def expectation(self, case: Case) -> Expectation:
-        return self.expectations.lookup(case.target.profile, case.model.tags, case.batch_size)
+        """The rules for a case; an emulated device is held to the rules of the profile it emulates."""
+        return self.expectations.lookup(case.target.expectations_profile, case.model.tags, case.batch_size)
 
     # --- measuring ----------------------------------------------------------------------------------
     def request(self, case: Case, *, timed: bool = True):
@@ -187,7 +156,7 @@ class SuiteState:
             seed=self.seed,
             warmup_images=self.warmup_images if timed else 0,
             memory_limit_mb=int(case.target.memory_mb) if emulated and case.target.memory_mb else None,
-            emulate_profile=case.target.profile if emulated else None,
+            emulate_profile=case.target.expectations_profile if emulated else None,
             timeout_s=self.timeout_s,
             sample_period_ms=self.sample_period_ms,
             keep_detections=(self.accuracy or not timed) and not case.model.untrained,
@@ -235,29 +204,108 @@ class SuiteState:
         return self.run_record(case, failure.measurement)
 
     def record(self, rec: RunRecord) -> RunRecord:
+        """Keep a record for the saved JSON, noting any other run that measured on its device meanwhile."""
+        self._note_sharing(rec)
         self.records.append(rec)
         return rec
+
+    def add_reported(self, saved: dict[str, Any]) -> RunRecord:
+        """A record another process measured (an xdist worker's, from its test report), in saved form."""
+        rec = RunRecord.from_extra_info(saved)
+        self._note_sharing(rec, list(saved.get(SHARED_KEY) or []))
+        self.records.append(rec)
+        return rec
+
+    def _note_sharing(self, rec: RunRecord, known: list[dict[str, Any]] | None = None) -> None:
+        device = next((t.device for t in self.targets if t.profile == rec.device_profile), None)
+        holders = {h["pid"]: h for h in known or []}
+        if device is not None and device in self.locks:
+            for h in [*self._sharing_now.get(device, []), *self._look(device)]:
+                holders[h.pid] = h.to_dict()
+        if holders:
+            self._record_sharing[id(rec)] = list(holders.values())
+
+    def saved_form(self, rec: RunRecord) -> dict[str, Any]:
+        """A record as the JSON holds it: its fields, plus who else measured on its device meanwhile."""
+        out = rec.to_extra_info()
+        if id(rec) in self._record_sharing:
+            out[SHARED_KEY] = self._record_sharing[id(rec)]
+        return out
+
+    # --- other runs on the same devices ---------------------------------------------------------------
+    def hold_devices(self) -> list[str]:
+        """Take this run's lock on each target device; one warning line per device another run measures on."""
+        from odperf.measure.lock import DeviceLock
+
+        for device in dict.fromkeys(t.device for t in self.targets):
+            if device not in self.locks:
+                self.locks[device] = DeviceLock(device).acquire()
+        return [line for device in self.locks for line in self._sharing_lines(device, self._look(device))]
+
+    def begin(self, case: Case) -> list[str]:
+        """Before a case: note who else measures on its device now; a warning line for any newcomer."""
+        device = case.target.device
+        if device not in self.locks:
+            return []
+        known = set(self.shared.get(device, {}))
+        now = self._look(device)
+        self._sharing_now[device] = now
+        return self._sharing_lines(device, [h for h in now if h.pid not in known])
+
+    def release_devices(self) -> None:
+        for lock in self.locks.values():
+            lock.release()
+        self.locks.clear()
+
+    def _look(self, device: str) -> list[Any]:
+        found = self.locks[device].others()
+        for holder in found:
+            self.shared.setdefault(device, {})[holder.pid] = holder
+        return found
+
+    @staticmethod
+    def _sharing_lines(device: str, holders: Sequence[Any]) -> list[str]:
+        return [
+            f"odperf: WARNING: another odperf run measures on {device} ({h.describe()}): both runs' timings are "
+            f"skewed; the records made meanwhile say so ({SHARED_KEY}); run one at a time for figures to trust"
+            for h in holders
+        ]
+
+    def sharing_summary(self) -> str | None:
+        """One line for the end of the run when another run shared a device with it."""
+        marked = len(self._record_sharing)
+        if not self.shared:
+            return None
+        devices = ", ".join(f"{d} (pids {', '.join(map(str, sorted(h)))})" for d, h in self.shared.items())
+        return (f"odperf: WARNING: devices shared with other odperf runs: {devices}; {marked} record(s) "
+                f"marked {SHARED_KEY} in the saved JSON")
 
     # --- what the run says about itself --------------------------------------------------------------
     def machine_info(self) -> dict[str, Any]:
         from odperf.backends import installed
 
-        return {
+        info = {
             "profile": self.profile_name,
             "devices": [p.to_dict() for p in self.profiles],
             "targets": [asdict(t) for t in self.targets],
             "runtimes": installed(),  # each runtime's version, None where it is not installed
             "odperf": __version__,
         }
+        if self.shared:
+            info[SHARED_KEY] = {d: [h.to_dict() for h in holders.values()] for d, holders in self.shared.items()}
+        return info
 
     def json_block(self) -> dict[str, Any]:
-        return {
+        block = {
             "schema": SCHEMA_VERSION,
             "profile": self.profile_name,
             "images_per_case": self.images,
             "images_per_car": IMAGES_PER_CAR,
-            "records": [r.to_extra_info() for r in self.records],
+            "records": [self.saved_form(r) for r in self.records],
         }
+        if self.shared:
+            block[SHARED_KEY] = {d: [h.to_dict() for h in holders.values()] for d, holders in self.shared.items()}
+        return block
 
     def _hardware(self) -> str:
         parts = [

@@ -22,7 +22,8 @@ BACKENDS: dict[str, str] = {
 }
 DEFAULT = next(iter(BACKENDS))
 
-__all__ = ["BACKENDS", "DEFAULT", "Backend", "RuntimeInfo", "get_backend", "find_artifact", "installed"]
+__all__ = ["BACKENDS", "DEFAULT", "Backend", "RuntimeInfo", "check_model", "find_artifact", "get_backend",
+           "installed"]
 
 
 @lru_cache(maxsize=None)
@@ -46,6 +47,13 @@ def find_artifact(path: Path) -> tuple[str, str, Path]:
     what = (", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing") if path.is_dir() else path.name
     expected = "; ".join(f"{n}: {get_backend(n).expects}" for n in BACKENDS)
     raise ModelError(f"{path}: holds no detector (expected {expected}; found {what})")
+
+
+def check_model(path: str | Path, deep: bool = True) -> str:
+    """The format of the detector at ``path``, checked by its runtime without importing the framework
+    (a typo or a truncated download costs milliseconds in the parent, not a worker per case)."""
+    backend, fmt, artifact = find_artifact(Path(path).expanduser())
+    return get_backend(backend).check(fmt, artifact, deep)
 
 
 def installed() -> dict[str, str | None]:

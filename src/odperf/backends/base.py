@@ -57,8 +57,9 @@ class Backend(Protocol):
     def find_artifact(self, path: Path) -> tuple[str, Path] | None:
         """(format, file or folder) when ``path`` holds a model of this runtime; file names only, no import."""
 
-    def check(self, fmt: str, artifact: Path) -> None:
-        """Cheap checks in the parent (the file parses, the signature is a detector's); ModelError if not."""
+    def check(self, fmt: str, artifact: Path, deep: bool = True) -> str:
+        """Cheap checks in the parent, without the framework (the file parses, the signature is a
+        detector's; only that the files are there when not ``deep``): the exact format, or ModelError."""
 
     def start(self, device: str, memory_limit_mb: int | None) -> RuntimeInfo:
         """In the worker: import the framework, pin the device, set growth or a memory cap."""

@@ -11,7 +11,6 @@ Such a model runs tile by tile (the default) or refuses batches > 1 (``batch_pol
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from odperf.errors import ModelError
 from odperf.zoo.detector import Detections, Detector
-from odperf.zoo.registry import ModelSpec, get, require_local
+from odperf.zoo.registry import ModelSpec, get, looks_like_path, path_model_name, require_local
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")
 PROBE_TILE = 300  # the workload's tile edge; the probe feeds what the suite will feed
@@ -65,7 +64,7 @@ def resolve(ref: str | Path | ModelSpec, model_dir: str | Path | None) -> tuple[
     """(name, registry spec or None, backend, format, artifact) of a model reference; no framework import."""
     from odperf import backends
 
-    if isinstance(ref, ModelSpec) or not _is_path(ref):
+    if isinstance(ref, ModelSpec) or not (isinstance(ref, Path) or looks_like_path(str(ref))):
         spec = get(ref) if not isinstance(ref, ModelSpec) else ref
         folder = require_local(spec, model_dir)
         if spec.architecture is not None:  # the runtime builds it; ``folder`` may hold the user's weights
@@ -76,20 +75,7 @@ def resolve(ref: str | Path | ModelSpec, model_dir: str | Path | None) -> tuple[
         return spec.name, spec, spec.backend, *found
     path = Path(ref).expanduser()
     backend, fmt, artifact = backends.find_artifact(path)
-    return path_label(path), None, backend, fmt, artifact
-
-
-def _is_path(ref: str | Path) -> bool:
-    return isinstance(ref, Path) or os.sep in str(ref) or Path(str(ref)).suffix != "" or Path(str(ref)).exists()
-
-
-def path_label(path: Path) -> str:
-    """A model's name from its path, never from the machine's folders above it: the zoo's layout names a
-    model by its folder (NAME/saved_model/, NAME/frozen_inference_graph.pb); a single file by its stem."""
-    path = Path(path)
-    if path.name == "saved_model" or path.suffix == ".pb":
-        return path.parent.name or str(path)
-    return (path.stem if path.suffix else path.name) or str(path)
+    return path_model_name(path), None, backend, fmt, artifact
 
 
 # --- the batch probe ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -296,20 +297,51 @@ def _backend_names() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
-def _looks_like_path(selector: str) -> bool:
+def looks_like_path(selector: str) -> bool:
+    """Whether a model reference names a file or folder rather than a registry entry."""
     return os.sep in selector or "/" in selector or selector.endswith(".pb") or Path(selector).exists()
 
 
-def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
+@dataclass(frozen=True)
+class ExportedModel:
+    """A user's exported detector given as ``NAME=PATH``: the name its results are filed under, and where."""
+
+    name: str
+    path: Path
+
+
+_NAMED = re.compile(r"([^=/\\]+)=(.+)")
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def path_model_name(path: Path) -> str:
+    """The name of an exported detector given by path: its folder, as the zoo lays models out.
+
+    ``<name>/frozen_inference_graph.pb``, ``<name>/saved_model/`` and ``<name>/saved_model/saved_model.pb``
+    are all ``<name>``; any other folder is its own name. Only that one folder name is used, never the
+    rest of the path, so the same model is named alike on every machine.
+    """
+    p = Path(path).expanduser()
+    if p.name in ("", ".", ".."):
+        p = p.resolve()
+    if p.suffix == ".pb" or p.is_file():  # a model file is named by its folder
+        p = p.parent if p.parent.name else p.resolve().parent
+    if p.name == "saved_model":  # the zoo's <name>/saved_model/
+        p = p.parent if p.parent.name else p.resolve().parent
+    return p.name or "model"
+
+
+def select(selectors: Iterable[str]) -> list[ModelSpec | Path | ExportedModel]:
     """Models picked by selectors, in registry order, each once.
 
     A selector is a registry name (or alias, or paper id), a meta_arch, an mAP group, a family
-    (``paper``, ``tf2``, ``embedded``, ``torchvision``), a runtime (``tensorflow``, ``torch``), ``all``, or a
-    path to an exported detector (returned as a Path).
+    (``paper``, ``tf2``, ``embedded``, ``torchvision``), a runtime (``tensorflow``, ``torch``), ``all``, a
+    path to an exported detector (returned as a Path), or ``NAME=PATH``: such a path under a name of the
+    user's choosing (returned as an ExportedModel).
     """
     models = all_models()
     index = _index(models)
-    picked: list[ModelSpec | Path] = []
+    picked: list[ModelSpec | Path | ExportedModel] = []
     seen: set[str] = set()
 
     def add(specs: Iterable[ModelSpec]) -> None:
@@ -334,7 +366,15 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
             add([index[key]])
         elif any(m.meta_arch == key for m in models) or key in META_ARCHS:
             add(m for m in models if m.meta_arch == key)
-        elif _looks_like_path(sel):
+        elif _NAMED.fullmatch(sel) and not Path(sel).exists():
+            name, where = _NAMED.fullmatch(sel).groups()  # type: ignore[union-attr]
+            if not _NAME.fullmatch(name):
+                raise ModelError(f"{sel}: the name {name!r} must be letters, digits and _ (it is part of test ids)")
+            path = Path(where).expanduser()
+            if not path.exists():
+                raise ModelError(f"{sel}: no such model file or folder {path} (NAME=PATH names an exported detector)")
+            picked.append(ExportedModel(name=name, path=path))
+        elif looks_like_path(sel):
             path = Path(sel).expanduser()
             if not path.exists():
                 raise ModelError(f"{path}: no such model file or folder (expected an exported detector)")
@@ -347,7 +387,7 @@ def select(selectors: Iterable[str]) -> list[ModelSpec | Path]:
             kinds = ["all", *FAMILIES, *_backend_names(), *MAP_GROUPS, *sorted({m.meta_arch for m in models})]
             raise ModelError(
                 f"unknown model selector {sel!r}: not a registry name, meta_arch, mAP group, family, "
-                f"'all' or an existing path.{_close(sel, models, kinds)} Selectors: {', '.join(kinds)}; "
+                f"'all', an existing path or NAME=PATH.{_close(sel, models, kinds)} Selectors: {', '.join(kinds)}; "
                 "`odperf zoo list` shows the names."
             )
     return picked

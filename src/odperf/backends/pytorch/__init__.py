@@ -60,7 +60,7 @@ class TorchBackend:
             return ("torchscript" if _is_torchscript(path) else "state_dict"), path
         return None
 
-    def check(self, fmt: str, artifact: Path) -> None:
+    def check(self, fmt: str, artifact: Path, deep: bool = True) -> str:
         if fmt == "state_dict":
             raise ModelError(
                 f"{artifact}: a bare state_dict names no architecture. Put it in a folder with {MODEL_FILE} "
@@ -78,6 +78,7 @@ class TorchBackend:
                                  f"(named by {MODEL_FILE}'s \"weights\")")
         elif fmt in ("torchscript", "torch_export") and artifact.stat().st_size == 0:
             raise ModelError(f"{artifact} is empty (interrupted copy?)")
+        return fmt
 
     # --- the worker ---------------------------------------------------------------------------------
     def start(self, device: str, memory_limit_mb: int | None) -> RuntimeInfo:

@@ -33,9 +33,10 @@ class TensorFlowBackend:
     def find_artifact(self, path: Path) -> tuple[str, Path] | None:
         return loaders.find_artifact(path)
 
-    def check(self, fmt: str, artifact: Path) -> None:
-        if fmt == "saved_model":
-            loaders.saved_model_is_tf1(artifact)  # parses saved_model.pb: a truncated file fails here
+    def check(self, fmt: str, artifact: Path, deep: bool = True) -> str:
+        from odperf.backends.tensorflow.checks import check
+
+        return check(fmt, artifact, deep)
 
     def start(self, device: str, memory_limit_mb: int | None) -> RuntimeInfo:
         import tensorflow as tf

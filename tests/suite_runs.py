@@ -1,0 +1,27 @@
+"""Running the real benchmark suite as users do: `python -m pytest benchmarks ...` in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def suite_env(env: dict | None = None) -> dict:
+    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full.pop("PYTEST_XDIST_WORKER", None)
+    full.pop("PYTEST_XDIST_WORKER_COUNT", None)
+    return full
+
+
+def pytest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def run_pytest(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600,
+               **popen: object) -> subprocess.CompletedProcess:
+    return subprocess.run(pytest_command(*args), cwd=cwd, env=suite_env(env), capture_output=True, text=True,
+                          timeout=timeout, **popen)

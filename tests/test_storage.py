@@ -1,0 +1,74 @@
+"""Results files are replaced whole or not at all; folders that cannot take a file are named up front."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from odperf.storage import StorageError, check_file, check_folder, write_atomic
+
+
+def test_write_atomic_replaces_the_file_and_leaves_no_temp_file(tmp_path: Path):
+    target = tmp_path / "run.json"
+    target.write_text('{"old": true}')
+    write_atomic(target, json.dumps({"new": True}))
+    assert json.loads(target.read_text()) == {"new": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# A child process whose files may not grow past a few kB (RLIMIT_FSIZE, SIGXFSZ ignored): the write of a
+# larger file fails half-way, as on a full disk.
+_FULL_DISK = """
+import resource, signal, sys
+from odperf.storage import write_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_atomic(sys.argv[1], "x" * 100_000)
+except OSError as exc:
+    print("failed:", exc.strerror)
+"""
+
+
+def test_a_write_that_fails_half_way_keeps_the_previous_file(tmp_path: Path):
+    target = tmp_path / "run.json"
+    target.write_text('{"previous": "good"}')
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(target)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("failed:")
+    assert json.loads(target.read_text()) == {"previous": "good"}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # the partial temp file is gone too
+
+
+def test_check_folder_creates_or_names_the_fault(tmp_path: Path):
+    assert check_folder(tmp_path / "a" / "b", "--results", create=True, fix="fix it").is_dir()
+    with pytest.raises(StorageError, match=r"--results .*/missing does not exist; create it \(mkdir -p"):
+        check_folder(tmp_path / "missing", "--results", create=False, fix="fix it")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(StorageError, match="is a file, not a folder; fix it"):
+        check_folder(a_file, "--results", create=True, fix="fix it")
+    with pytest.raises(StorageError, match=r"cannot be created \(Not a directory\); fix it"):
+        check_folder(a_file / "sub", "--results", create=True, fix="fix it")
+
+
+def test_check_file_wants_an_existing_writable_folder(tmp_path: Path):
+    assert check_file(tmp_path / "run.json", "--benchmark-json", fix="f") == tmp_path / "run.json"
+    with pytest.raises(StorageError, match="its folder .* does not exist"):
+        check_file(tmp_path / "nope" / "run.json", "--benchmark-json", fix="f")
+    with pytest.raises(StorageError, match="is a folder; give a file name"):
+        check_file(tmp_path, "--benchmark-json", fix="f")
+    assert not list(tmp_path.glob(".odperf-write-check-*"))

@@ -1,0 +1,175 @@
+"""Nothing measured is lost: real `pytest benchmarks` processes, real workers, real signals, real files.
+
+The saved JSON (--benchmark-json and the --benchmark-save copy) is written when a run is stopped by a
+signal after its first case, when no case reached timing, under xdist, and never half: a failed write
+keeps the previous file. A second run on the same device is seen and recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from odperf.results import load_run
+from suite_runs import ROOT, pytest_command, run_pytest, suite_env
+
+SMALL = ("-p", "no:xdist", "--odperf-devices=cpu", "--odperf-models=centernet_tiny")
+
+
+@pytest.fixture
+def no_rules(tmp_path: Path) -> Path:
+    path = tmp_path / "no_rules.toml"
+    path.write_text("# no expectations: these tests are about what is saved, not about the figures\n")
+    return path
+
+
+def _saved_copy(storage: Path) -> dict:
+    (path,) = storage.glob("*/0001_*.json")
+    return json.loads(path.read_text())
+
+
+def _worker_of(proc: psutil.Process) -> psutil.Process:
+    """Wait until the run has a measuring worker (odperf.engine.worker) among its children."""
+    while True:
+        for child in proc.children(recursive=True):
+            try:
+                if "odperf.engine.worker" in " ".join(child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        if not proc.is_running():
+            raise AssertionError("the run ended before its second case started")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_run_stopped_after_its_first_case_keeps_it(tmp_path: Path, no_rules: Path, sig: signal.Signals):
+    json_path, storage = tmp_path / "run.json", tmp_path / "storage"
+    cmd = pytest_command("benchmarks/test_inference.py", *SMALL, "-v", "--odperf-batch-sizes=64,1",
+                         "--odperf-images=3", f"--odperf-expectations={no_rules}", f"--benchmark-json={json_path}",
+                         "--benchmark-save=stopped", f"--benchmark-storage={storage}")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=suite_env({"PYTHONUNBUFFERED": "1"}), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:  # the first case's result line ends when that case has finished
+        seen.append(line)
+        if "test_inference[centernet_tiny-b64-cpu]" in line and ("PASSED" in line or "FAILED" in line):
+            break
+    worker = _worker_of(psutil.Process(proc.pid))  # the second case is measuring now
+    proc.send_signal(sig)
+    text = "".join(seen) + proc.stdout.read()
+    assert proc.wait() == 2, text  # pytest's "interrupted"
+    assert f"stopped by {sig.name}" in text
+    for data in (json.loads(json_path.read_text()), _saved_copy(storage)):
+        assert [b["name"] for b in data["benchmarks"]] == ["test_inference[centernet_tiny-b64-cpu]"]
+        assert data["benchmarks"][0]["stats"]["rounds"] == 3
+        assert [(r["batch_size"], r["outcome"]) for r in data["odperf"]["records"]] == [(64, "ok")]
+    assert load_run(json_path).records[0].images_timed == 3
+    gone, alive = psutil.wait_procs([worker], timeout=60)
+    assert not alive, "the interrupted case's worker outlived the run"
+
+
+def test_a_run_where_every_case_ran_out_of_memory_as_expected_saves_them(tmp_path: Path):
+    rules = tmp_path / "oom.toml"
+    rules.write_text('[[rule]]\nprofiles = ["tiny"]\nmodels = "*"\noom = true\nnote = "a 20 MB device"\n')
+    json_path, storage = tmp_path / "run.json", tmp_path / "storage"
+    out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=64", "--odperf-images=1",
+                     "--odperf-emulate=tiny:20", f"--odperf-expectations={rules}", f"--benchmark-json={json_path}",
+                     "--benchmark-save=oom", f"--benchmark-storage={storage}")
+    assert out.returncode == 0, out.stdout + out.stderr  # the run passes: the out-of-memory was expected
+    for data in (json.loads(json_path.read_text()), _saved_copy(storage)):
+        assert data["benchmarks"] == []
+        (rec,) = data["odperf"]["records"]
+        assert (rec["outcome"], rec["device_profile"], rec["emulated"]["memory_limit_mb"]) == ("oom", "tiny", 20)
+    assert load_run(json_path).records[0].outcome == "oom"
+
+
+def test_a_run_where_every_case_timed_out_saves_them(tmp_path: Path, no_rules: Path):
+    json_path = tmp_path / "run.json"
+    out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=1,64", "--odperf-images=1",
+                     "--odperf-timeout=0.5", f"--odperf-expectations={no_rules}", f"--benchmark-json={json_path}")
+    assert out.returncode == 1, out.stdout + out.stderr  # a timeout fails its case ...
+    assert "no answer within 0.5 s" in out.stdout and "Traceback" not in out.stdout
+    records = json.loads(json_path.read_text())["odperf"]["records"]  # ... and is kept
+    assert [(r["batch_size"], r["outcome"]) for r in records] == [(1, "timeout"), (64, "timeout")]
+
+
+def test_accuracy_spread_over_xdist_is_saved_for_report_and_gate(tmp_path: Path, no_rules: Path):
+    json_path = tmp_path / "accuracy.json"
+    out = run_pytest("benchmarks", "-m", "accuracy", "-n", "2", "--odperf-devices=cpu",
+                     "--odperf-models=centernet_tiny,ssd_fpn", "--odperf-images=1",
+                     f"--odperf-expectations={no_rules}", f"--benchmark-json={json_path}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(json_path.read_text())
+    assert data["benchmarks"] == [] and data["machine_info"]["odperf"]["profile"] == "cpu"
+    saved = load_run(json_path)
+    assert sorted((r.model, r.batch_size) for r in saved.records) == [("centernet_tiny", 64), ("ssd_fpn", 64)]
+    assert all(r.map is not None and 0 < r.map <= 1 for r in saved.records)
+    gate = subprocess.run([*pytest_command()[:1], "-m", "odperf.cli", "gate", "--baseline", str(json_path),
+                           "--current", str(json_path)], capture_output=True, text=True, env=suite_env())
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+
+
+def _small_files() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))  # any write past 2 kB fails, as on a full disk
+
+
+def test_a_failed_write_keeps_the_previous_results_file_and_fails_the_run(tmp_path: Path):
+    rules = tmp_path / "oom.toml"
+    rules.write_text('[[rule]]\nprofiles = ["tiny"]\nmodels = "*"\noom = true\n')
+    json_path = tmp_path / "run.json"
+    json_path.write_text('{"previous": "run"}')
+    out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=64", "--odperf-images=1",
+                     "--odperf-emulate=tiny:20", f"--odperf-expectations={rules}", f"--benchmark-json={json_path}",
+                     preexec_fn=_small_files)
+    assert "1 passed" in out.stdout, out.stdout + out.stderr  # the case itself went as expected ...
+    assert "odperf: ERROR: --benchmark-json: could not write" in out.stdout
+    assert "the previous file, if any, is unchanged" in out.stdout
+    assert out.returncode == 1  # ... but a run whose results are not saved does not pass
+    assert json.loads(json_path.read_text()) == {"previous": "run"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.json")] == []
+
+
+_HOLDER = """
+import sys
+from odperf.measure.lock import DeviceLock
+lock = DeviceLock("cpu").acquire()
+print("held", flush=True)
+sys.stdin.read()
+lock.release()
+"""
+
+
+def test_a_run_on_a_device_another_run_measures_on_says_so_and_records_it(tmp_path: Path, no_rules: Path):
+    env = suite_env({"TMPDIR": str(tmp_path)})  # the lock folder lives in the temp dir: this test's own
+    holder = subprocess.Popen([pytest_command()[0], "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        json_path = tmp_path / "run.json"
+        out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=1", "--odperf-images=1",
+                         "--odperf-timeout=0.5", f"--odperf-expectations={no_rules}",
+                         f"--benchmark-json={json_path}", env={"TMPDIR": str(tmp_path)})
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    warnings = [line for line in out.stdout.splitlines() if "another odperf run measures on cpu" in line]
+    assert len(warnings) == 1 and f"pid {holder.pid}" in warnings[0], out.stdout
+    data = json.loads(json_path.read_text())
+    assert [h["pid"] for h in data["machine_info"]["odperf"]["device_shared_with"]["cpu"]] == [holder.pid]
+    assert [h["pid"] for h in data["odperf"]["records"][0]["device_shared_with"]] == [holder.pid]
+    assert load_run(json_path).records[0].outcome == "timeout"  # the extra key does not disturb reading
+
+    out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=1", "--odperf-images=1",
+                     "--odperf-timeout=0.5", f"--odperf-expectations={no_rules}",
+                     f"--benchmark-json={json_path}", env={"TMPDIR": str(tmp_path)})
+    assert "another odperf run" not in out.stdout  # the other run has ended
+    data = json.loads(json_path.read_text())
+    assert "device_shared_with" not in data["machine_info"]["odperf"]
+    assert "device_shared_with" not in data["odperf"]["records"][0]
