@@ -92,7 +92,7 @@ class MeasuringRun:
         self.state.release_devices()
         self.stop.restore()
 
-    # --- helpers --------------------------------------------------------------------------------------
+    # --- internals ------------------------------------------------------------------------------------
     def _save(self) -> None:
         bench = getattr(self.config, "_benchmarksession", None)
         if self.files is None or bench is None or not self.files.any:

@@ -5,7 +5,8 @@ either noticing. So each run holds an exclusive ``flock`` on a file of its own i
 (``<temp dir>/odperf-locks/<device>/``) and looks for files whose lock it cannot take: those belong to
 live runs. Both runs see each other, whichever started first. The kernel drops a lock when its process
 dies, even by SIGKILL, so a file left behind by a dead run is recognised as stale (its lock can be taken)
-and removed.
+and removed. A suite looks when it starts and at the start and end of every case: a run that comes and
+goes within one case of another is seen by that run only.
 """
 
 from __future__ import annotations
