@@ -7,21 +7,25 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch_models as tm
+from odperf.backends import BACKENDS, DEFAULT, find_artifact, get_backend, installed
+from odperf.engine import MeasureRequest, measure
+from odperf.engine.outcomes import classify_error
+from odperf.errors import ModelError, OdperfError
 
-import torch_models as tm  # noqa: E402
-from odperf.backends import BACKENDS, DEFAULT, find_artifact, get_backend, installed  # noqa: E402
-from odperf.engine import MeasureRequest, measure  # noqa: E402
-from odperf.engine.outcomes import classify_error  # noqa: E402
-from odperf.errors import ModelError, OdperfError  # noqa: E402
-from odperf.zoo.loaders import load_detector  # noqa: E402
-
+pytestmark = pytest.mark.skipif(not tm.HAVE_TORCH, reason="PyTorch is not installed (pip install odperf[torch])")
 SMALL_GRID = (1, 3, 300)  # 3 tiles + the blank one: an image of 4 tiles keeps full-size models quick
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    return tm.build(tmp_path_factory.mktemp("torch-models"))
 
 
 def test_registry_names_each_runtime_once():
@@ -29,18 +33,13 @@ def test_registry_names_each_runtime_once():
     for name in BACKENDS:
         backend = get_backend(name)
         assert backend.name == name and backend.formats and backend.expects
-    assert installed()["torch"] == torch.__version__.split("+")[0] or installed()["torch"].startswith(
-        torch.__version__.split("+")[0])
+    assert installed() == {"tensorflow": metadata.version("tensorflow"), "torch": metadata.version("torch")}
     with pytest.raises(OdperfError, match="unknown runtime 'onnx'; odperf knows: tensorflow, torch"):
         get_backend("onnx")
 
 
-def test_formats_are_found_by_their_files(tmp_path):
-    script = tm.write_torchscript(tmp_path / "s" / "tiny.pt")
-    export = tm.write_export(tmp_path / "e" / "tiny.pt2")
-    folder = tm.write_state_dict_folder(tmp_path / "sd", "fcos_resnet50_fpn", num_classes=6)
-    bare = tmp_path / "bare.pth"
-    torch.save({"w": torch.zeros(1)}, bare)
+def test_formats_are_found_by_their_files(artifacts, tmp_path):
+    script, export, folder, bare = (artifacts[k] for k in ("script", "export", "state_dict", "bare"))
     assert find_artifact(script) == ("torch", "torchscript", script)
     assert find_artifact(export) == ("torch", "torch_export", export)
     assert find_artifact(export.parent) == ("torch", "torch_export", export)
@@ -54,22 +53,32 @@ def test_formats_are_found_by_their_files(tmp_path):
         find_artifact(tmp_path / "junk")
 
 
-@pytest.mark.parametrize("writer, fmt, mode", [
-    (tm.write_torchscript, "torchscript", "batched"),
-    (tm.write_export, "torch_export", "tile_by_tile"),  # exported on one image: its declared batch is 1
+@pytest.mark.parametrize("key, fmt, mode", [
+    ("script", "torchscript", "batched"),
+    ("export", "torch_export", "tile_by_tile"),  # exported on one image: its declared batch is 1
+    ("state_dict", "torch_state_dict", "batched"),
 ])
-def test_torch_detector_meets_the_contract(tmp_path, writer, fmt, mode):
-    path = writer(tmp_path / "tiny" / ("tiny.pt" if fmt == "torchscript" else "tiny.pt2"))
-    det = load_detector(path)
-    assert (det.backend, det.format, det.batch_mode, det.name) == ("torch", fmt, mode, "tiny")
-    batch = np.random.default_rng(0).integers(0, 255, (3, 300, 300, 3), dtype=np.uint8)
-    out = det(batch)
-    assert out.boxes.dtype == np.float32 and out.classes.dtype == np.int32
-    np.testing.assert_array_equal(out.counts, [1, 1, 1])
-    ymin_xmin_ymax_xmax = (tm.BOX_XYXY[1], tm.BOX_XYXY[0], tm.BOX_XYXY[3], tm.BOX_XYXY[2])
-    np.testing.assert_allclose(out.boxes[:, 0], np.tile(ymin_xmin_ymax_xmax, (3, 1)), atol=1e-6)
-    np.testing.assert_array_equal(out.classes[:, 0], [tm.LABEL] * 3)
-    assert np.all((out.scores[:, 0] > 0) & (out.scores[:, 0] < 1))
+def test_torch_detector_meets_the_contract(artifacts, key, fmt, mode):
+    got = tm.run_python(textwrap.dedent(f"""
+        import json
+        import numpy as np
+        from odperf.zoo.loaders import load_detector
+        det = load_detector({str(artifacts[key])!r})
+        out = det(np.random.default_rng(0).integers(0, 255, (3, 300, 300, 3), dtype=np.uint8))
+        print(json.dumps({{"meta": [det.backend, det.format, det.batch_mode, det.name],
+                          "dtypes": [str(out.boxes.dtype), str(out.classes.dtype)], "counts": out.counts.tolist(),
+                          "first": out.boxes[:, 0].tolist(), "classes": out.classes[:, 0].tolist(),
+                          "scores": out.scores[:, 0].tolist()}}))
+    """))
+    assert got["meta"] == ["torch", fmt, mode, artifacts[key].parent.name if key != "state_dict" else "fcos_sd"]
+    assert got["dtypes"] == ["float32", "int32"]
+    if key == "state_dict":  # random weights: the contract's shapes, not a known answer
+        assert len(got["counts"]) == 3
+        return
+    assert got["counts"] == [1, 1, 1] and got["classes"] == [tm.LABEL] * 3
+    expected = (tm.BOX_XYXY[1], tm.BOX_XYXY[0], tm.BOX_XYXY[3], tm.BOX_XYXY[2])  # ymin, xmin, ymax, xmax
+    np.testing.assert_allclose(got["first"], [expected] * 3, atol=1e-6)
+    assert all(0 < s < 1 for s in got["scores"])
 
 
 def test_torch_oom_words_are_oom():
@@ -87,7 +96,7 @@ def test_untrained_full_size_architecture_runs_in_a_worker(engine_dataset, batch
     assert m.outcome == "ok", m.error
     rec = m.to_record()
     assert rec.backend == "torch" and rec.untrained is True
-    assert rec.runtime_version.startswith(torch.__version__.split("+")[0])
+    assert rec.runtime_version.startswith(metadata.version("torch"))
     assert rec.deploy_s["load"] > 0 and len(m.worker_times_s) == 2 and all(t > 0 for t in m.worker_times_s)
     assert m.deploy.model_format == "architecture" and m.deploy.batch_mode == "batched"
     assert rec.peak_memory_mb and rec.memory_probe == "host_rss"
@@ -103,12 +112,12 @@ def test_capped_torch_worker_runs_out_of_memory_and_the_next_runs(engine_dataset
     assert after.outcome == "ok", after.error
 
 
-def test_pytorch_path_runs_without_tensorflow(tmp_path, engine_dataset):
+def test_pytorch_path_runs_without_tensorflow(tmp_path, engine_dataset, artifacts):
     """TensorFlow made unimportable (as on a GPU image without it): odperf imports, a torch model runs."""
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "tensorflow.py").write_text("raise ImportError('tensorflow is not installed here')\n")
-    model = tm.write_torchscript(tmp_path / "m" / "tiny.pt")
+    model = artifacts["script"]
     src = Path(__file__).resolve().parents[1] / "src"
     script = textwrap.dedent(f"""
         import json, sys
@@ -119,7 +128,7 @@ def test_pytorch_path_runs_without_tensorflow(tmp_path, engine_dataset):
         print(json.dumps({{"outcome": m.outcome, "error": m.error, "tf": "tensorflow" in sys.modules,
                           "backend": m.deploy.backend if m.deploy else None}}))
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(src)])}
+    env = {**tm.child_env(), "PYTHONPATH": os.pathsep.join([str(blocker), str(src)])}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

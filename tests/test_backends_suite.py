@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+import torch_models as tm
+from test_suite import run_pytest
+from odperf.results import load_run
 
-import torch_models as tm  # noqa: E402
-from test_suite import run_pytest  # noqa: E402
-from odperf.results import load_run  # noqa: E402
+pytestmark = pytest.mark.skipif(not tm.HAVE_TORCH, reason="PyTorch is not installed (pip install odperf[torch])")
 
 
 def test_both_runtimes_in_one_run_and_one_json(tmp_path: Path):
-    script = tm.write_torchscript(tmp_path / "tiny_script" / "tiny_script.pt")
+    script = tm.build(tmp_path / "models")["script"]
     out_json = tmp_path / "run.json"
     no_expectations = tmp_path / "none.toml"  # this test is about the records, not deadlines on a loaded CPU
     no_expectations.write_text("")
@@ -25,8 +25,8 @@ def test_both_runtimes_in_one_run_and_one_json(tmp_path: Path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     run = load_run(out_json)
     by_model = {r.model: r for r in run.records}
-    assert set(by_model) == {"centernet_tiny", "tiny_script"}
-    assert by_model["centernet_tiny"].backend == "tensorflow" and by_model["tiny_script"].backend == "torch"
+    assert set(by_model) == {"centernet_tiny", "tiny"}
+    assert by_model["centernet_tiny"].backend == "tensorflow" and by_model["tiny"].backend == "torch"
     assert all(r.outcome == "ok" and r.images_timed == 2 and r.runtime_version for r in run.records)
     assert set(run.machine_info["odperf"]["runtimes"]) == {"tensorflow", "torch"}
 

@@ -75,13 +75,13 @@ def test_unscorable_detections_keep_the_times_and_memory_and_say_why(engine_mode
     # The model answers class 42, which the dataset does not have: scoring fails, measuring did not.
     m = measure(request(engine_models["alien"], engine_dataset, images=2, keep_detections=True))
     assert m.outcome == "ok" and m.accuracy is None
-    assert m.accuracy_error.startswith("AccuracyError: the detector returns class ids [42]")
+    assert m.accuracy_error.startswith("AccuracyError: ") and "returns class ids [42]" in m.accuracy_error
     assert len(m.worker_times_s) == len(m.bare_times_s) == 2 and m.memory.peak_mb > 100
     rec = m.to_record(device_profile="cpu")
     assert rec.outcome == "ok" and rec.time_per_image_s["mean"] > 0 and rec.peak_memory_mb == m.memory.peak_mb
     assert rec.map is None and rec.error == f"accuracy: {m.accuracy_error}"
     (failure,) = check_run(rec, Expectation())  # the case still fails, on the scorer's own words
-    assert "AccuracyError: the detector returns class ids [42]" in failure
+    assert "returns class ids [42]" in failure
 
 
 def test_killed_worker_is_a_crash_and_the_next_measurement_works(engine_models, engine_dataset, private_tmp):

@@ -82,7 +82,8 @@ def test_an_unwritable_dataset_cache_is_refused_up_front(places):
     out = run_pytest(*RUN, "--odperf-models=centernet_tiny", "--odperf-batch-sizes=1",
                      env={"ODPERF_CACHE": str(places["file"] / "cache")})
     assert out.returncode == 4, out.stdout + out.stderr
-    assert out.stderr.startswith("ERROR: odperf: $ODPERF_CACHE: cannot create the dataset cache")
+    assert out.stderr.startswith("ERROR: odperf: $ODPERF_CACHE: cannot write the dataset cache")
+    assert "set $ODPERF_CACHE to a writable folder" in out.stderr.splitlines()[0]
 
 
 def test_name_path_names_exported_models(places):
@@ -118,9 +119,16 @@ def test_markers_come_from_the_plugin_not_the_ini_file(tmp_path):
 
 
 _FAKE_NVML = '''
-import sys
+import importlib.machinery, importlib.util, os, sys
 sys.path.insert(0, {tests!r})
+# The stand-in takes its exception classes from the real pynvml, which this module shadows: load it aside.
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.machinery.PathFinder.find_spec("pynvml", [p for p in sys.path if os.path.abspath(p or ".") != _here])
+_real = importlib.util.module_from_spec(_spec)
+_self, sys.modules["pynvml"] = sys.modules["pynvml"], _real  # it defines its error classes on sys.modules[name]
+_spec.loader.exec_module(_real)
 from nvml_standin import FakeGpu, NvmlStandIn
+sys.modules["pynvml"] = _self
 _nvml = NvmlStandIn([FakeGpu("NVIDIA H100 80GB HBM3", 80 * 1024**3)])
 
 def __getattr__(name):

@@ -99,16 +99,14 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
     is refused, with the fix (``NAME=PATH`` names a path explicitly). A path's runtime is the one that
     reads its files.
     """
-    from odperf.backends import find_artifact
-
     out: list[ModelRef] = []
     for item in selected:
         if isinstance(item, ExportedModel):
             out.append(ModelRef(name=item.name, ref=str(item.path), family="custom",
-                                backend=find_artifact(item.path)[0]))
+                                backend=_runtime_of(item.name, item.path)))
         elif isinstance(item, (str, Path)):
-            out.append(ModelRef(name=slug(path_model_name(Path(item))), ref=str(item), family="custom",
-                                backend=find_artifact(Path(item))[0]))
+            name = slug(path_model_name(Path(item)))
+            out.append(ModelRef(name=name, ref=str(item), family="custom", backend=_runtime_of(name, Path(item))))
         else:
             out.append(
                 ModelRef(
@@ -123,6 +121,17 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
             )
     _refuse_duplicate_names(out)
     return out
+
+
+def _runtime_of(name: str, path: Path) -> str:
+    """The runtime that reads the detector at ``path``; one line naming the model when none does."""
+    from odperf.backends import find_artifact
+    from odperf.errors import ModelError
+
+    try:
+        return find_artifact(Path(path).expanduser())[0]
+    except ModelError as exc:
+        raise OdperfError(f"--odperf-models: {name}: {exc}") from None
 
 
 def _untrained(spec: object, model_dir: str | None) -> bool:
