@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,15 @@ def test_both_runtimes_in_one_run_and_one_json(tmp_path: Path):
     assert by_model["centernet_tiny"].backend == "tensorflow" and by_model["tiny"].backend == "torch"
     assert all(r.outcome == "ok" and r.images_timed == 2 and r.runtime_version for r in run.records)
     assert set(run.machine_info["odperf"]["runtimes"]) == {"tensorflow", "torch"}
+    # ... and one report, the runtime of each row beside it
+    report = subprocess.run([sys.executable, "-m", "odperf.cli", "report", str(out_json), "--out",
+                             str(tmp_path / "report")], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    assert report.returncode == 0, report.stderr
+    table = (tmp_path / "report" / "tables.md").read_text()
+    cells = [[c.strip() for c in line.split("|")[1:4]] for line in table.splitlines() if line.startswith("| cpu ")]
+    assert ["cpu", "tiny", f"torch {metadata.version('torch')}"] in [c[:2] + [c[2].split("+")[0]] for c in cells]
+    assert ["cpu", "centernet_tiny", f"tensorflow {metadata.version('tensorflow')}"] in cells
 
 
 def test_runtime_markers_select_by_backend(tmp_path: Path):

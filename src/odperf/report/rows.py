@@ -46,6 +46,8 @@ class Row:
     map_source: str | None = None  # TIMING or ACCURACY: the kind of record the mAP came from
     accuracy_outcome: str | None = None  # the accuracy record's outcome, where there is one
     repairs: dict[str, int] | None = None  # detections repaired before scoring (odperf.measure.accuracy)
+    runtime: str | None = None  # "tensorflow 2.21.0", "torch 2.14.1+cu130"; None in files before runtimes
+    untrained: bool = False  # random weights: timed for time and memory, no mAP
 
     @property
     def ok(self) -> bool:
@@ -104,6 +106,8 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         map_source=map_source,
         accuracy_outcome=accuracy.outcome if accuracy else None,
         repairs=(by.accuracy or {}).get("repairs") if by else None,
+        runtime=" ".join(p for p in (rec.backend, rec.runtime_version) if p) or None,
+        untrained=bool(rec.untrained),
     )
 
 
