@@ -133,3 +133,27 @@ def test_pytorch_path_runs_without_tensorflow(tmp_path, engine_dataset, artifact
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"outcome": "ok", "error": None, "tf": False, "backend": "torch"}
+
+
+def test_a_gpu_cap_emulates_a_smaller_card_by_the_allocators_fraction():
+    from odperf.backends.pytorch import gpu_memory_cap
+
+    v100_on_h100 = gpu_memory_cap(16_000, 85_520_000_000)  # a 16 GB card on an 80 GiB H100
+    assert v100_on_h100["how"] == "torch_cuda_memory_fraction"
+    assert v100_on_h100["fraction"] == pytest.approx(16e9 / 85.52e9) and v100_on_h100["limit_mb"] == 16_000
+    with pytest.raises(OdperfError, match="must be smaller than the real one"):
+        gpu_memory_cap(90_000, 85_520_000_000)
+
+
+def test_torch_worker_asked_for_a_gpu_where_none_is_says_so():
+    got = tm.run_python(textwrap.dedent("""
+        import json, os
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        from odperf.backends import get_backend
+        from odperf.errors import OdperfError
+        try:
+            get_backend("torch").start("gpu:0", None)
+        except OdperfError as exc:
+            print(json.dumps({"error": str(exc)}))
+    """))
+    assert got["error"].startswith("device gpu:0: PyTorch sees no GPU here (CUDA_VISIBLE_DEVICES=''")

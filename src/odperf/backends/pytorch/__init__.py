@@ -105,11 +105,8 @@ class TorchBackend:
                             cuda=torch.version.cuda)
             names = [torch.cuda.get_device_name(0)]
             if memory_limit_mb is not None:
-                total = torch.cuda.get_device_properties(0).total_memory
-                fraction = min(1.0, memory_limit_mb * 1_000_000 / total)
-                torch.cuda.set_per_process_memory_fraction(fraction, 0)
-                cap = {"how": "torch_cuda_memory_fraction", "fraction": fraction,
-                       "limit_mb": fraction * total / 1e6, "device_total_mb": total / 1e6}
+                cap = gpu_memory_cap(memory_limit_mb, torch.cuda.get_device_properties(0).total_memory)
+                torch.cuda.set_per_process_memory_fraction(cap["fraction"], 0)
         _ = (torch.ones(1, device=self.device) + 1).cpu()  # brings up the runtime (and the CUDA context)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -163,6 +160,17 @@ class TorchBackend:
             "peak_mb": torch.cuda.max_memory_allocated(0) / 1e6,
             "reserved_peak_mb": torch.cuda.max_memory_reserved(0) / 1e6,
         }
+
+
+def gpu_memory_cap(memory_limit_mb: int, total_bytes: int) -> dict[str, Any]:
+    """The caching allocator's per-process fraction that emulates a card of ``memory_limit_mb`` MB on one
+    of ``total_bytes``; a card at least as large as the real one cannot be emulated by a cap."""
+    limit = memory_limit_mb * 1_000_000
+    if limit >= total_bytes:
+        raise OdperfError(f"cannot emulate {memory_limit_mb} MB on a GPU of {total_bytes / 1e6:.0f} MB: "
+                          "an emulated card must be smaller than the real one")
+    return {"how": "torch_cuda_memory_fraction", "fraction": limit / total_bytes, "limit_mb": limit / 1e6,
+            "device_total_mb": total_bytes / 1e6}
 
 
 def build(architecture: str, arguments: dict[str, Any]) -> Any:
