@@ -260,3 +260,13 @@ def test_two_devices_of_one_run_are_gated_apart(tmp_path: Path):
     result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"))
     assert result.checked == 2 and result.compared.times == {"median": 2}
     assert [(f.kind, f.model) for f in result.failures] == [("time", "m on cpu")]
+
+
+def test_two_accuracy_runs_are_gated_on_map_alone(tmp_path: Path):
+    """`pytest benchmarks -m accuracy` on both sides: mAP is what was measured, and what is gated."""
+    base = mr.write_run(tmp_path / "b.json", "cpu", [Bench("ssd", 64, [3.0], kind=mr.ACCURACY, map=0.30)])
+    same = mr.write_run(tmp_path / "s.json", "cpu", [Bench("ssd", 64, [3.0], kind=mr.ACCURACY, map=0.30)])
+    worse = mr.write_run(tmp_path / "w.json", "cpu", [Bench("ssd", 64, [3.0], kind=mr.ACCURACY, map=0.10)])
+    passed = run_gate(load_run(base), load_run(same))
+    assert passed.passed and passed.compared.maps == 1
+    assert [f.kind for f in run_gate(load_run(base), load_run(worse)).failures] == ["map"]

@@ -94,14 +94,16 @@ def test_a_relative_saved_model_path_is_named_by_the_folder_it_is_in(tmp_path, m
 
 
 def test_two_models_of_one_name_are_refused_and_name_path_names_them(tmp_path):
-    for owner in ("m1", "m2"):
+    for owner in ("m1", "m2"):  # the zoo's layout; the files' contents are checked later, by preflight
         (tmp_path / owner / "model" / "saved_model").mkdir(parents=True)
+        (tmp_path / owner / "model" / "saved_model" / "saved_model.pb").write_bytes(b"x")
     a, b = tmp_path / "m1" / "model" / "saved_model", tmp_path / "m2" / "model" / "saved_model"
     with pytest.raises(OdperfError, match=r"2 models would be named 'model' .* NAME=PATH, e\.g\. "
                                           r"--odperf-models=model_1=.*,model_2="):
         model_refs(select([str(a), str(b)]))
     named = model_refs(select([f"first={a}", f"second={b}"]))
-    assert [(r.name, r.ref, r.family) for r in named] == [("first", str(a), "custom"), ("second", str(b), "custom")]
+    assert [(r.name, r.ref, r.family, r.backend) for r in named] == [
+        ("first", str(a), "custom", "tensorflow"), ("second", str(b), "custom", "tensorflow")]
     assert select([f"first={a}"]) == [ExportedModel("first", a)]
     with pytest.raises(ModelError, match="the name 'my-model' must be letters, digits and _"):
         select([f"my-model={a}"])

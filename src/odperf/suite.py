@@ -9,7 +9,7 @@ benchmark. The hardware is carried by markers (``gpu``, ``v100``, ``v100_sxm2``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -102,11 +102,9 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
     out: list[ModelRef] = []
     for item in selected:
         if isinstance(item, ExportedModel):
-            out.append(ModelRef(name=item.name, ref=str(item.path), family="custom",
-                                backend=_runtime_of(item.name, item.path)))
+            out.append(ModelRef(name=item.name, ref=str(item.path), family="custom"))
         elif isinstance(item, (str, Path)):
-            name = slug(path_model_name(Path(item)))
-            out.append(ModelRef(name=name, ref=str(item), family="custom", backend=_runtime_of(name, Path(item))))
+            out.append(ModelRef(name=slug(path_model_name(Path(item))), ref=str(item), family="custom"))
         else:
             out.append(
                 ModelRef(
@@ -119,8 +117,8 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
                     untrained=_untrained(item, model_dir),
                 )
             )
-    _refuse_duplicate_names(out)
-    return out
+    _refuse_duplicate_names(out)  # before reading any file: the naming fault is the one to report
+    return [replace(r, backend=_runtime_of(r.name, Path(r.ref))) if r.family == "custom" else r for r in out]
 
 
 def _runtime_of(name: str, path: Path) -> str:

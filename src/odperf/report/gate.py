@@ -129,8 +129,8 @@ def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = 
     compared = Compared(times={m: 0 for m in cfg.time_metrics})
     for key in sorted(set(base) | set(cur)):
         failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile)
-    failures += _nothing_compared(base, cur, cfg, compared)
-    failures += _check_accuracy(list(base.values()), list(cur.values()), cfg, baseline, current, compared)
+    accuracy = _check_accuracy(list(base.values()), list(cur.values()), cfg, baseline, current, compared)
+    failures += _nothing_compared(base, cur, cfg, compared) + accuracy  # after: it asks what mAPs were compared
     return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared)
 
 
@@ -203,7 +203,8 @@ def _nothing_compared(base: dict[Key, Row], cur: dict[Key, Row], cfg: GateConfig
     ok = [k for k in timed if base[k].ok]
     matched = [k for k in ok if _timed(cur.get(k)) is not None]
     both_ok = [k for k in matched if cur[k].ok]
-    for metric in cfg.time_metrics:
+    accuracy_runs = not timed and not any(r.timed for r in cur.values()) and compared.maps > 0
+    for metric in cfg.time_metrics if not accuracy_runs else ():  # two accuracy-only runs: mAP is the question
         if compared.times[metric]:
             continue
         with_metric = [k for k in ok if getattr(base[k], f"{metric}_s") is not None]

@@ -51,15 +51,15 @@ def measurements_table(rows: Sequence[Row]) -> Table:
     return Table(
         name="measurements",
         title="Time per image, throughput, memory and mAP by device, model and batch size",
-        headers=["device", "model", "runtime", "batch", "outcome", "mean s/img", "median s/img", "p95 s/img",
-                 "tiles/s", "peak MB", "memory probe", "times from", "mAP", "mAP from"],
+        headers=["device", "model", "batch", "outcome", "mean s/img", "median s/img", "p95 s/img",
+                 "tiles/s", "peak MB", "memory probe", "times from", "mAP", "mAP from", "runtime"],
         rows=[
-            [r.profile, r.model, r.runtime, r.batch_size, r.outcome or "not timed", r.mean_s, r.median_s, r.p95_s,
+            [r.profile, r.model, r.batch_size, r.outcome or "not timed", r.mean_s, r.median_s, r.p95_s,
              r.tiles_per_s, r.peak_mb, r.probe, r.time_source if r.timed else None, r.map,
-             "untrained" if r.untrained else _map_from(r)]
+             "untrained" if r.untrained else _map_from(r), r.runtime]
             for r in rows
         ],
-        floatfmt=["", "", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, "", "", MAP_FMT, ""],
+        floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, "", "", MAP_FMT, "", ""],
         note="Times are seconds per camera image (all its tiles); 'times from' says whether pytest-benchmark "
         "stats or the odperf record gave them. mAP comes from the accuracy run of that batch size, else "
         "from the timed run scored with --odperf-accuracy ('mAP from'); 'not timed': only scored; "
