@@ -84,6 +84,7 @@ class ModelSpec:
     path: Path | None = None  # embedded models: the exported detector's folder
     measured: dict[str, Any] = field(default_factory=dict, compare=False)  # embedded: odperf_model.json
     aliases: tuple[str, ...] = ()
+    backend: str = "tensorflow"  # the runtime that loads it: "tensorflow" or "torch" (embedded torch models)
 
     @property
     def measured_map(self) -> float | None:
@@ -204,7 +205,7 @@ def _embedded_spec(folder: Path) -> ModelSpec:
         name=str(meta.get("name") or folder.name), family="embedded",
         meta_arch=str(meta.get("meta_arch") or "unknown"),
         feature_extractor=str(meta.get("feature_extractor") or "unknown"),
-        input_size=size, path=folder, measured=meta,
+        input_size=size, path=folder, measured=meta, backend=str(meta.get("backend") or "tensorflow"),
     )
     group = meta.get("map_group")
     group = group.lower() if isinstance(group, str) and group.lower() in MAP_GROUPS else map_group(spec.measured_map)
@@ -216,7 +217,10 @@ def embedded_models(fixtures: Path | None = None) -> list[ModelSpec]:
     root = (fixtures or fixtures_dir()) / "models"
     if not root.is_dir():
         return []
-    return [_embedded_spec(p) for p in sorted(root.iterdir()) if (p / MODEL_FILE).is_file()]
+    specs = [_embedded_spec(p) for p in sorted(root.iterdir()) if (p / MODEL_FILE).is_file()]
+    # Until the engine has a PyTorch runtime, only TensorFlow models can be selected and run: the torch
+    # embedded models (backend "torch") are left out here. Remove this filter when that runtime joins.
+    return [s for s in specs if s.backend == "tensorflow"]
 
 
 def all_models() -> list[ModelSpec]:
