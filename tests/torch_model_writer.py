@@ -55,7 +55,7 @@ def write_state_dict_folder(folder: Path, architecture: str, **arguments) -> Non
     model = getattr(detection, architecture)(weights=None, weights_backbone=None, **arguments)
     torch.save(model.state_dict(), folder / "weights.pth")
     (folder / "odperf_model.json").write_text(json.dumps(
-        {"name": folder.name, "backend": "torch", "architecture": architecture, "arguments": arguments,
+        {"name": folder.name, "backend": "torch", "architecture": architecture, "kwargs": arguments,
          "weights": "weights.pth"}))
 
 

@@ -1,6 +1,7 @@
 """``odperf zoo``: list the registry, show one model, fetch zoo tarballs, train an embedded detector.
 
-Nothing here imports TensorFlow except ``info --load`` and ``train``: listing must stay instant.
+Nothing here imports TensorFlow except ``info --load`` and ``train``: listing must stay instant. ``train``
+sends the PyTorch embedded models (``odperf.zoo.embedded_torch``) to their own trainer.
 """
 
 from __future__ import annotations
@@ -128,7 +129,16 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from odperf.zoo.embedded.train import train
+    from odperf.zoo.embedded import MODEL_NAMES as TF_MODELS
+    from odperf.zoo.embedded_torch import MODEL_NAMES as TORCH_MODELS
+
+    if args.name in TORCH_MODELS:
+        from odperf.zoo.embedded_torch.train import train
+    elif args.name in TF_MODELS:
+        from odperf.zoo.embedded.train import train
+    else:
+        raise ModelError(f"no embedded model named {args.name!r} to train; choose one of: "
+                         f"{', '.join(TF_MODELS + TORCH_MODELS)}")
 
     out_dir = Path(args.out_dir) if args.out_dir else fixtures_dir() / "models"
     meta = train(args.name, out_dir, dataset_root=args.dataset_root, seed=args.seed, steps=args.steps,

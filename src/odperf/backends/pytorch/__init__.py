@@ -6,7 +6,8 @@ Formats (``find_artifact``), each usable by path like an exported TensorFlow det
   float CHW images in [0, 1] (an export fixes the list's length: that length is its declared batch, so a
   program exported on one image runs tile by tile) or one float [B, 3, H, W] tensor;
 - ``torch_state_dict``: a folder with ``odperf_model.json`` (``"backend": "torch"``, ``"architecture"``,
-  optional ``"arguments"``, ``"weights"``: a state_dict file), as odperf's embedded PyTorch detectors ship;
+  optional ``"kwargs"`` for its builder, ``"weights"``: a state_dict file, optional ``"label_map"``: the
+  category id of each label the model outputs), as odperf's embedded PyTorch detectors ship;
 - ``architecture``: a registry entry naming a torchvision builder (``odperf.zoo.torchvision_catalog``),
   built with random weights unless a weights file sits in the model folder.
 
@@ -122,7 +123,7 @@ class TorchBackend:
         self.check(fmt, artifact)
         if self.device is None:  # loaded outside a worker (``odperf zoo info --load``, tests): the CPU
             self.device = torch.device("cpu")
-        untrained, declared, stacked = False, None, False
+        untrained, declared, stacked, label_map = False, None, False, None
         try:
             if fmt == "torchscript":
                 model = torch.jit.load(str(artifact), map_location=self.device)
@@ -131,9 +132,8 @@ class TorchBackend:
                 declared, stacked = _export_input(program)
                 model = program.module()
             elif fmt == "torch_state_dict":
-                meta = _read_meta(artifact) or {}
-                model = build(str(meta["architecture"]), meta.get("arguments") or {})
-                _load_weights(model, artifact / str(meta.get("weights", WEIGHTS_NAMES[0])))
+                model, meta = load_folder(artifact, self.device)
+                label_map = meta.get("label_map")
             elif fmt == "architecture":
                 model = build(spec.architecture, {})
                 weights = weights_file(artifact)
@@ -147,8 +147,10 @@ class TorchBackend:
                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
         if fmt != "torch_export":  # an exported program is frozen in eval mode on its export device
             model = model.eval().to(self.device)
-        return Loaded(run=_runner(model, self.device, stacked), format=fmt, source=artifact,
-                      declared_batch=declared, untrained=untrained)
+        from odperf.backends.pytorch.convert import make_run
+
+        return Loaded(run=make_run(model, self.device, label_map=label_map, stacked=stacked), format=fmt,
+                      source=artifact, declared_batch=declared, untrained=untrained)
 
     def allocator_stats(self) -> dict[str, float] | None:
         import torch
@@ -173,24 +175,31 @@ def gpu_memory_cap(memory_limit_mb: int, total_bytes: int) -> dict[str, Any]:
             "device_total_mb": total_bytes / 1e6}
 
 
-def build(architecture: str, arguments: dict[str, Any]) -> Any:
+def build(architecture: str, kwargs: dict[str, Any]) -> Any:
     """A detector by architecture name: odperf's embedded PyTorch architectures, else torchvision's."""
     from torchvision.models import detection
 
-    try:
-        from odperf.zoo.embedded_torch import ARCHITECTURES as EMBEDDED
-    except ImportError:
-        EMBEDDED = {}
-    if architecture in EMBEDDED:
-        return EMBEDDED[architecture](**arguments)
+    from odperf.zoo.embedded_torch.architectures import BUILDERS
+
+    if architecture in BUILDERS:
+        return BUILDERS[architecture](**kwargs)
     builder = getattr(detection, architecture, None)
     if builder is None or not callable(builder) or architecture.startswith("_"):
         raise ModelError(f"unknown PyTorch detection architecture {architecture!r}: not an embedded one "
-                         f"({', '.join(EMBEDDED) or 'none'}) nor a torchvision.models.detection builder")
+                         f"({', '.join(BUILDERS)}) nor a torchvision.models.detection builder")
     from odperf.zoo.torchvision_catalog import COCO_CLASSES
 
-    kwargs = {"weights": None, "weights_backbone": None, "num_classes": COCO_CLASSES, **arguments}
-    return builder(**kwargs)
+    return builder(**{"weights": None, "weights_backbone": None, "num_classes": COCO_CLASSES, **kwargs})
+
+
+def load_folder(folder: Path, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The model a folder describes (``odperf_model.json`` + state_dict), in eval mode, and its metadata."""
+    meta = _read_meta(folder)
+    if meta is None or not meta.get("architecture"):
+        raise ModelError(f"{folder / MODEL_FILE}: missing, unreadable or names no \"architecture\"")
+    model = build(str(meta["architecture"]), meta.get("kwargs") or {})
+    _load_weights(model, folder / str(meta.get("weights", WEIGHTS_NAMES[0])))
+    return model.to(device).eval(), meta
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -207,9 +216,13 @@ def _load_weights(model: Any, path: Path) -> None:
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint (torchvision's references save {"model": ...})
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that differ: another width or number of classes
+        raise ModelError(f"{path}: the state_dict does not fit the architecture "
+                         f"({str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc})") from None
     if missing or unexpected:
-        raise ModelError(f"{path}: weights do not fit the architecture ({len(missing)} missing, "
+        raise ModelError(f"{path}: the state_dict does not fit the architecture ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})")
 
 
@@ -222,24 +235,6 @@ def _export_input(program: Any) -> tuple[int | None, bool]:
     if first.type in (list, tuple):
         return first.num_children, False
     return None, True
-
-
-def _runner(model: Any, device: Any, stacked: bool = False):
-    """uint8 [B, H, W, 3] -> Detections, under inference mode, the outputs copied to the host."""
-    import torch
-
-    from odperf.backends.pytorch.convert import to_detections, to_tensors
-
-    def run(batch):
-        with torch.inference_mode():
-            images = to_tensors(batch, device)
-            out = model(torch.stack(images) if stacked else images)
-        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
-            out = out[1]  # a scripted torchvision detector returns (losses, detections)
-        return to_detections(out, batch.shape[1], batch.shape[2])
-
-    run.model = model  # type: ignore[attr-defined]
-    return run
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:

@@ -1,46 +1,105 @@
-"""The Detector contract in PyTorch terms: uint8 NHWC batches in, ``Detections`` on the host out.
+"""The ``Detector`` contract in torch terms: uint8 numpy tiles in, ``Detections`` out.
 
-torchvision's detectors take a list of float CHW images in [0, 1] and return, per image, a dict of
-``boxes`` (x1, y1, x2, y2 in input pixels), ``scores`` and ``labels``. odperf's contract is the TF zoo's:
-normalized (ymin, xmin, ymax, xmax), 1-based class ids, a count per image, padded to a common slot count.
-Moving the outputs to numpy is what makes a timed image end only when the detections are on the host.
+torchvision's detection models take a list of float CHW tensors in [0, 1] (they normalise and resize
+inside) and return one dict per image: ``boxes`` (K, 4) x1, y1, x2, y2 in pixels of the input image,
+``scores`` (K,) and ``labels`` (K,) int64. ``Detections`` wants what the TensorFlow zoo exports give:
+normalized ymin, xmin, ymax, xmax float32, best first, 1-based category ids as classes, a count per
+image and zero padding to a fixed number of slots. These functions hold for every torchvision detector,
+the embedded ones and any other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
-from odperf.zoo.detector import Detections
+from odperf.errors import ModelError
+from odperf.zoo.detector import Detections, RunFn
 
-
-def to_tensors(batch: np.ndarray, device: Any) -> list[Any]:
-    """uint8 [B, H, W, 3] -> B float CHW tensors in [0, 1] on ``device`` (one copy to the device)."""
-    import torch
-
-    images = torch.from_numpy(batch).to(device, non_blocking=False)
-    images = images.permute(0, 3, 1, 2).float().div_(255.0)
-    return list(images.unbind(0))
+MAX_DETECTIONS = 100
 
 
-def to_detections(outputs: Sequence[dict[str, Any]], height: int, width: int,
-                  max_detections: int = 100) -> Detections:
-    """torchvision's per-image dicts -> Detections (numpy on the host), best ``max_detections`` first."""
-    b = len(outputs)
-    n = max(1, min(max_detections, max((len(o["scores"]) for o in outputs), default=0)))
+def to_tensor_batch(batch: np.ndarray, device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """uint8 [B, H, W, 3] -> B float32 tensors [3, H, W] in [0, 1] on ``device`` (what torchvision takes).
+
+    One conversion for the whole batch; the list holds views of it, so no per-image copy is made here.
+    """
+    if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ModelError(f"expected a uint8 batch [B, H, W, 3], got {getattr(batch, 'shape', type(batch).__name__)}")
+    if batch.dtype != np.uint8:
+        raise ModelError(f"expected uint8 images, got {batch.dtype}")
+    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return list(tensor.unbind(0))
+
+
+def to_detections(outputs: Sequence[Mapping[str, torch.Tensor]], height: int, width: int,
+                  max_detections: int = MAX_DETECTIONS,
+                  label_map: Sequence[int] | Mapping[int, int] | None = None) -> Detections:
+    """torchvision's per-image outputs for images of ``height`` x ``width`` px -> ``Detections``.
+
+    Boxes are normalized by the image size and clipped to [0, 1]; each image keeps its ``max_detections``
+    best boxes (highest score first), padded with zeros to ``max_detections`` slots. Labels are the
+    classes unless ``label_map`` maps them (a sequence indexed by label, or a dict) to category ids.
+    """
+    if height <= 0 or width <= 0:
+        raise ModelError(f"image size must be positive, got {height}x{width}")
+    b, n = len(outputs), int(max_detections)
     boxes = np.zeros((b, n, 4), np.float32)
     scores = np.zeros((b, n), np.float32)
     classes = np.zeros((b, n), np.int32)
-    counts = np.zeros((b,), np.int32)
-    scale = np.array([width, height, width, height], np.float32)
+    counts = np.zeros(b, np.int32)
     for i, out in enumerate(outputs):
-        s = out["scores"].detach().cpu().numpy()
-        order = np.argsort(-s, kind="stable")[:n]
+        try:
+            xyxy = out["boxes"].detach().cpu().numpy().reshape(-1, 4)
+            score = out["scores"].detach().cpu().numpy().reshape(-1)
+            label = out["labels"].detach().cpu().numpy().reshape(-1)
+        except KeyError as exc:
+            raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, labels") from exc
+        if not len(xyxy) == len(score) == len(label):
+            raise ModelError(f"detection output {i}: {len(xyxy)} boxes, {len(score)} scores, {len(label)} labels")
+        order = np.argsort(-score, kind="stable")[:n]
         k = len(order)
-        xyxy = out["boxes"].detach().cpu().numpy()[order] / scale
-        boxes[i, :k] = xyxy[:, [1, 0, 3, 2]]
-        scores[i, :k] = s[order]
-        classes[i, :k] = out["labels"].detach().cpu().numpy()[order]
+        x1, y1, x2, y2 = (xyxy[order, j] for j in range(4))
+        boxes[i, :k] = np.clip(np.stack([y1 / height, x1 / width, y2 / height, x2 / width], axis=1), 0.0, 1.0)
+        scores[i, :k] = score[order]
+        classes[i, :k] = _map_labels(label[order], label_map)
         counts[i] = k
     return Detections(boxes, scores, classes, counts)
+
+
+def _map_labels(labels: np.ndarray, label_map: Sequence[int] | Mapping[int, int] | None) -> np.ndarray:
+    if label_map is None:
+        return labels
+    try:
+        return np.array([label_map[int(v)] for v in labels], dtype=np.int64)
+    except (KeyError, IndexError) as exc:
+        raise ModelError(f"the model returned label {exc} that its label map does not name") from exc
+
+
+def make_run(model: nn.Module, device: str | torch.device = "cpu", max_detections: int = MAX_DETECTIONS,
+             label_map: Sequence[int] | Mapping[int, int] | None = None, stacked: bool = False) -> RunFn:
+    """``run(batch) -> Detections`` for a torchvision-style detector, under ``torch.inference_mode``.
+
+    The outputs are copied to host numpy arrays before ``run`` returns, so a timed call ends only when
+    the device has finished the batch. ``stacked``: the model takes one [B, 3, H, W] tensor instead of a
+    list (an exported program traced so). A scripted torchvision detector's (losses, detections) is read
+    as its detections.
+    """
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass  # an exported program: frozen in eval mode when it was exported
+
+    def run(batch: np.ndarray) -> Detections:
+        with torch.inference_mode():
+            images = to_tensor_batch(batch, device)
+            outputs = model(torch.stack(images) if stacked else images)
+        if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
+            outputs = outputs[1]
+        return to_detections(outputs, batch.shape[1], batch.shape[2], max_detections, label_map)
+
+    run.model = model  # type: ignore[attr-defined]  # keeps the module alive as long as ``run``
+    return run

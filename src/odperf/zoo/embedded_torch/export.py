@@ -1,0 +1,81 @@
+"""Save and load an embedded torch detector: a state_dict plus the ``odperf_model.json`` describing it.
+
+The JSON names the builder (``architecture``) and its keyword arguments (``kwargs``, with
+``num_classes``) so the module is rebuilt exactly and the state_dict loaded into it; no pickled code is
+stored, and the weights are read with ``torch.load(weights_only=True)``. ``label_map`` (null when the
+labels are the category ids) gives the category id of each label the model outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from odperf.backends.pytorch.convert import MAX_DETECTIONS, make_run
+from odperf.errors import ModelError
+from odperf.zoo.detector import RunFn
+
+METADATA_FILE = "odperf_model.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+def save(model: nn.Module, model_dir: Path, metadata: dict[str, Any]) -> Path:
+    """Write ``model_dir/weights.pt`` (contiguous tensors, standard layout) and the metadata; return the weights' path."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / metadata.get("weights", WEIGHTS_FILE)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, path)
+    write_metadata(model_dir, metadata)
+    return path
+
+
+def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
+    text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+    (Path(model_dir) / METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable model description ({exc}); retrain the model with "
+                         f"`odperf zoo train {Path(model_dir).name}`") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: expected a JSON object describing the model")
+    return meta
+
+
+def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The detector in ``model_dir`` rebuilt from its metadata, weights loaded, in eval mode."""
+    model_dir = Path(model_dir)
+    meta = read_metadata(model_dir)
+    if meta.get("backend") != "torch":
+        raise ModelError(f"{model_dir}: backend is {meta.get('backend', 'tensorflow')!r}, not 'torch'; load it "
+                         "with odperf.zoo.loaders.load_detector")
+    for key in ("architecture", "kwargs"):
+        if key not in meta:
+            raise ModelError(f"{model_dir / METADATA_FILE}: no {key!r}; retrain with `odperf zoo train {model_dir.name}`")
+    weights = model_dir / meta.get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise ModelError(f"{weights}: weights file missing; retrain with `odperf zoo train {model_dir.name}`")
+    from odperf.backends.pytorch import load_folder
+
+    return load_folder(model_dir, device)[0]
+
+
+def load_run(model_dir: str | Path, device: str | torch.device = "cpu") -> RunFn:
+    """``run(batch) -> Detections`` of the detector in ``model_dir``, classes mapped to its categories."""
+    meta = read_metadata(model_dir)
+    return make_run(load_embedded(model_dir, device), device, int(meta.get("max_detections", MAX_DETECTIONS)),
+                    meta.get("label_map"))
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable weights (BatchNorm running statistics excluded, as the zoo's tables count them)."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
