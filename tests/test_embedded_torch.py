@@ -9,6 +9,9 @@ those tiles at training time.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +203,22 @@ def test_load_refuses_missing_or_mismatched_weights(tmp_path):
     (folder / METADATA_FILE).write_text(json.dumps(wider), encoding="utf-8")
     with pytest.raises(ModelError, match="does not fit"):
         load_embedded(folder)
+
+
+def test_models_load_and_run_after_tensorflow_in_one_process():
+    """TensorFlow first, then the torch models: without the Triton guard the process dies (SIGSEGV)."""
+    script = (
+        "import numpy as np, tensorflow\n"
+        "from odperf.zoo.embedded_torch import load_run, models_dir\n"
+        "det = load_run(models_dir() / 'faster_rcnn_fpn_torch')(np.zeros((1, 300, 300, 3), np.uint8))\n"
+        "print('ran', len(det))\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ran 1" in done.stdout
 
 
 # --- registry -------------------------------------------------------------------------------------------

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from odperf.zoo.embedded_torch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torchvision loads: see triton_guard
+
 from torch import nn
 from torchvision.models.detection import FCOS, FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from odperf.zoo.embedded_torch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torchvision loads: see triton_guard
+
 import numpy as np
 import torch
 import torchvision
