@@ -2,10 +2,10 @@
 scratch on odperf's synthetic dataset and shipped in ``fixtures/models/<name>/`` as a state_dict plus
 ``odperf_model.json``.
 
-``architectures.build`` rebuilds a model from the recorded architecture and arguments,
-``load_embedded`` loads a shipped one (``load_run`` wraps it as a ``Detector``'s run function), ``convert`` holds the ``Detector`` contract in torch terms
-(for any torchvision detector), ``train.train`` trains and measures one. Importing this package does not
-import torch: the registry lists these names without it.
+``build`` rebuilds a model from the recorded architecture and arguments, ``load_embedded`` loads a
+shipped one (``load_run`` wraps it as a ``Detector``'s run function), ``convert`` holds the ``Detector``
+contract in torch terms (for any torchvision detector), ``train.train`` trains and measures one.
+Importing this package does not import torch: the registry lists these names without it.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def to_detections(outputs: Sequence[Mapping[str, torch.Tensor]], height: int, wi
             score = out["scores"].detach().cpu().numpy().reshape(-1)
             label = out["labels"].detach().cpu().numpy().reshape(-1)
         except KeyError as exc:
-            raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, labels") from exc
+            raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, "
+                             "labels") from exc
         if not len(xyxy) == len(score) == len(label):
             raise ModelError(f"detection output {i}: {len(xyxy)} boxes, {len(score)} scores, {len(label)} labels")
         order = np.argsort(-score, kind="stable")[:n]
