@@ -9,6 +9,9 @@ those tiles at training time.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from odperf.zoo import registry
 from odperf.zoo.embedded.data import load_split
 from odperf.zoo.embedded_torch import MODEL_NAMES, SPECS, build, load_embedded, load_run, models_dir
 from odperf.backends.pytorch.convert import make_run, to_detections, to_tensor_batch
+from odperf.zoo.embedded_torch.architectures import full_kwargs
 from odperf.zoo.embedded_torch.evaluate import CI_TILES, coco_figures, detect_split
 from odperf.zoo.embedded_torch.export import METADATA_FILE, read_metadata
 from odperf.zoo.embedded_torch.train import to_targets, train
@@ -132,7 +136,9 @@ def test_metadata_describes_the_weights(name):
     assert METADATA_KEYS <= set(meta)
     assert meta["name"] == name and meta["backend"] == "torch"
     assert meta["architecture"] == SPECS[name].architecture
-    assert {k: v for k, v in meta["kwargs"].items() if k != "num_classes"} == json.loads(json.dumps(SPECS[name].kwargs))
+    spec = SPECS[name]
+    assert meta["kwargs"] == full_kwargs(spec.architecture, num_classes=spec.num_classes(tuple(CATEGORY_IDS)),
+                                         **spec.kwargs)
     assert meta["dataset"].startswith(f"synthetic-v{GENERATOR_VERSION}-"), (
         f"{name} was trained on another generator version; retrain it (odperf zoo train {name})"
     )
@@ -172,7 +178,8 @@ def test_scoring_is_the_tensorflow_embedded_models_path(val_root, val_split):
     ours = coco_figures(val_root, VAL_SPLIT, split.image_ids, detections)
     theirs = coco_accuracy(val_root, VAL_SPLIT, split, detections)
     assert ours["map"] > 0
-    assert (ours["map"], ours["ap50"], ours["ap75"]) == (round(theirs.map, 4), round(theirs.ap50, 4), round(theirs.ap75, 4))
+    theirs_rounded = tuple(round(v, 4) for v in (theirs.map, theirs.ap50, theirs.ap75))
+    assert (ours["map"], ours["ap50"], ours["ap75"]) == theirs_rounded
 
 
 def test_a_batch_gives_what_its_tiles_give_one_by_one(val_split):
@@ -200,6 +207,22 @@ def test_load_refuses_missing_or_mismatched_weights(tmp_path):
     (folder / METADATA_FILE).write_text(json.dumps(wider), encoding="utf-8")
     with pytest.raises(ModelError, match="does not fit"):
         load_embedded(folder)
+
+
+def test_models_load_and_run_after_tensorflow_in_one_process():
+    """TensorFlow first, then the torch models: without the Triton guard the process dies (SIGSEGV)."""
+    script = (
+        "import numpy as np, tensorflow\n"
+        "from odperf.zoo.embedded_torch import load_run, models_dir\n"
+        "det = load_run(models_dir() / 'faster_rcnn_fpn_torch')(np.zeros((1, 300, 300, 3), np.uint8))\n"
+        "print('ran', len(det))\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ran 1" in done.stdout
 
 
 # --- registry -------------------------------------------------------------------------------------------

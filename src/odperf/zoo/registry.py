@@ -277,12 +277,11 @@ def get(name: str | ModelSpec) -> ModelSpec:
 
 
 def _untrained_embedded() -> tuple[str, ...]:
-    """Names the embedded trainer knows, whether or not their export is on disk yet."""
-    try:
-        from odperf.zoo.embedded import MODEL_NAMES
-    except ImportError:
-        return ()
-    return tuple(MODEL_NAMES)
+    """Names the embedded trainers know (both runtimes'), whether or not their export is on disk yet."""
+    from odperf.zoo.embedded import MODEL_NAMES
+    from odperf.zoo.embedded_torch import MODEL_NAMES as TORCH_NAMES
+
+    return (*MODEL_NAMES, *TORCH_NAMES)
 
 
 def _close(name: str, models: list[ModelSpec], extra: Iterable[str] = ()) -> str:

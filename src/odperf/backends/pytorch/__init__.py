@@ -83,6 +83,9 @@ class TorchBackend:
 
     # --- the worker ---------------------------------------------------------------------------------
     def start(self, device: str, memory_limit_mb: int | None) -> RuntimeInfo:
+        from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+        keep_triton_out()
         import torch
 
         torch.set_grad_enabled(False)
@@ -118,6 +121,9 @@ class TorchBackend:
                            settings=settings)
 
     def load(self, fmt: str, artifact: Path, spec: Any | None) -> Loaded:
+        from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+        keep_triton_out()
         import torch
 
         self.check(fmt, artifact)

@@ -13,8 +13,12 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
-from torch import nn
+
+from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torch and torchvision load: see triton_guard
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from odperf.errors import ModelError
 from odperf.zoo.detector import Detections, RunFn
@@ -57,7 +61,8 @@ def to_detections(outputs: Sequence[Mapping[str, torch.Tensor]], height: int, wi
             score = out["scores"].detach().cpu().numpy().reshape(-1)
             label = out["labels"].detach().cpu().numpy().reshape(-1)
         except KeyError as exc:
-            raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, labels") from exc
+            raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, "
+                             "labels") from exc
         if not len(xyxy) == len(score) == len(label):
             raise ModelError(f"detection output {i}: {len(xyxy)} boxes, {len(score)} scores, {len(label)} labels")
         order = np.argsort(-score, kind="stable")[:n]

@@ -13,7 +13,13 @@ would otherwise upscale a 300x300 tile to 800 px, 7x the work. Both normalise pi
 
 from __future__ import annotations
 
+import inspect
+import json
 from typing import Any, Callable
+
+from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torchvision loads: see triton_guard
 
 from torch import nn
 from torchvision.models.detection import FCOS, FasterRCNN
@@ -30,8 +36,9 @@ MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
 
 
-def fcos_tiny(num_classes: int, widths: tuple[int, ...] = (16, 24, 48, 64, 96), depths: tuple[int, ...] = (0, 0, 1, 1, 1),
-              strides: tuple[int, ...] = (8, 16, 32), fpn_width: int = 32, head_convs: int = 2,
+def fcos_tiny(num_classes: int, widths: tuple[int, ...] = (16, 24, 48, 64, 96),
+              depths: tuple[int, ...] = (0, 0, 1, 1, 1), strides: tuple[int, ...] = (8, 16, 32),
+              fpn_width: int = 32, head_convs: int = 2,
               input_size: int = 300, score_thresh: float = 0.05, nms_thresh: float = 0.6,
               detections_per_img: int = 100, topk_candidates: int = 300) -> FCOS:
     """FCOS (anchor-free, one point per feature-map cell) on a ``TinyResNet`` + FPN.
@@ -51,7 +58,9 @@ def fcos_tiny(num_classes: int, widths: tuple[int, ...] = (16, 24, 48, 64, 96), 
 
 def faster_rcnn_fpn_tiny(num_classes: int, widths: tuple[int, ...] = (16, 32, 48, 64, 96),
                          depths: tuple[int, ...] = (0, 1, 1, 1, 1), strides: tuple[int, ...] = (8, 16, 32),
-                         fpn_width: int = 48, anchor_sizes: tuple[tuple[float, ...], ...] = ((16.0, 24.0), (40.0, 64.0), (96.0, 144.0), (192.0, 256.0)),
+                         fpn_width: int = 48,
+                         anchor_sizes: tuple[tuple[float, ...], ...] = ((16.0, 24.0), (40.0, 64.0), (96.0, 144.0),
+                                                                        (192.0, 256.0)),
                          aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0), representation_size: int = 256,
                          sampling_ratio: int = 2, input_size: int = 300, rpn_pre_nms_top_n_test: int = 200,
                          rpn_post_nms_top_n_test: int = 32, rpn_pre_nms_top_n_train: int = 400,
@@ -97,11 +106,31 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build(architecture: str, **kwargs: Any) -> nn.Module:
-    """A fresh (untrained) detector of ``architecture``; lists come back as tuples, as JSON stores them."""
+def _builder(architecture: str) -> Callable[..., nn.Module]:
     builder = BUILDERS.get(architecture)
     if builder is None:
         raise ModelError(f"no torch architecture named {architecture!r}; choose one of: {', '.join(BUILDERS)}")
+    return builder
+
+
+def full_kwargs(architecture: str, **kwargs: Any) -> dict[str, Any]:
+    """Every argument of the builder, the defaults filled in, as JSON stores them (lists for tuples).
+
+    The metadata records these, so a model still rebuilds as it was trained after a default changes.
+    """
+    builder = _builder(architecture)
+    try:
+        bound = inspect.signature(builder).bind(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"{architecture}: bad arguments {sorted(kwargs)} ({exc}); see "
+                         f"odperf.zoo.embedded_torch.architectures.{builder.__name__}") from exc
+    bound.apply_defaults()
+    return json.loads(json.dumps(dict(bound.arguments)))
+
+
+def build(architecture: str, **kwargs: Any) -> nn.Module:
+    """A fresh (untrained) detector of ``architecture``; lists come back as tuples, as JSON stores them."""
+    builder = _builder(architecture)
     args = {k: _tuples(v) for k, v in kwargs.items()}
     try:
         return builder(**args)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torchvision loads: see triton_guard
+
 import torch
 from torch import nn
 from torchvision.ops import FeaturePyramidNetwork

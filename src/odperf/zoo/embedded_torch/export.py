@@ -24,7 +24,7 @@ WEIGHTS_FILE = "weights.pt"
 
 
 def save(model: nn.Module, model_dir: Path, metadata: dict[str, Any]) -> Path:
-    """Write ``model_dir/weights.pt`` (contiguous tensors, standard layout) and the metadata; return the weights' path."""
+    """Write ``model_dir/weights.pt`` (contiguous tensors) and the metadata; return the weights' path."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / metadata.get("weights", WEIGHTS_FILE)
@@ -60,7 +60,8 @@ def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> 
                          "with odperf.zoo.loaders.load_detector")
     for key in ("architecture", "kwargs"):
         if key not in meta:
-            raise ModelError(f"{model_dir / METADATA_FILE}: no {key!r}; retrain with `odperf zoo train {model_dir.name}`")
+            raise ModelError(f"{model_dir / METADATA_FILE}: no {key!r}; retrain with "
+                             f"`odperf zoo train {model_dir.name}`")
     weights = model_dir / meta.get("weights", WEIGHTS_FILE)
     if not weights.is_file():
         raise ModelError(f"{weights}: weights file missing; retrain with `odperf zoo train {model_dir.name}`")

@@ -2,7 +2,8 @@
 
 A single-stage detector (FCOS) and a two-stage one (Faster R-CNN with an FPN), both torchvision's own
 classes on a small backbone trained from scratch, so that the PyTorch runtime has real models of both
-kinds to run offline. Budgets are sized for about 25 minutes of training on one CPU thread.
+kinds to run offline. Each budget is about 13 minutes of CPU time on one thread (2,000 and 1,400 steps of
+8 tiles); on a busy shared machine the wall time is a multiple of that.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+keep_triton_out()  # before torchvision loads: see triton_guard
+
 import numpy as np
 import torch
 import torchvision
@@ -29,8 +33,8 @@ from torch import nn
 
 from odperf.zoo.embedded.data import Split, batches, load_split
 from odperf.zoo.embedded_torch import export
-from odperf.zoo.embedded_torch.architectures import build
 from odperf.backends.pytorch.convert import MAX_DETECTIONS, to_tensor_batch
+from odperf.zoo.embedded_torch.architectures import build, full_kwargs
 from odperf.zoo.embedded_torch.evaluate import accuracy_figures, seconds_per_batch
 from odperf.zoo.embedded_torch.specs import TorchModelSpec, get_spec
 
@@ -128,7 +132,7 @@ def _train(name: str, out_dir: Path, root: Path, seed: int, steps: int | None, b
     data = load_split(root, train_split)
     log(f"{name}: {len(data)} training tiles from {root} ({time.perf_counter() - t0:.0f} s)")
     labels = spec.labels(data.category_ids)
-    kwargs = {"num_classes": spec.num_classes(data.category_ids), **spec.kwargs}
+    kwargs = full_kwargs(spec.architecture, num_classes=spec.num_classes(data.category_ids), **spec.kwargs)
     model = build(spec.architecture, **kwargs)
     flops = flops_per_tile(model, spec.input_size)
     model.train()
@@ -207,7 +211,8 @@ def measure(model_dir: str | Path, root: str | Path, val_split: str = "val2017",
         torch.set_num_threads(before)
 
 
-def _measure(model_dir: Path, root: Path, val_split: str, n_val: int | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _measure(model_dir: Path, root: Path, val_split: str, n_val: int | None,
+             log: Callable[[str], None]) -> dict[str, Any]:
     metadata = export.read_metadata(model_dir)
     run = export.load_run(model_dir)
     split: Split = load_split(root, val_split, limit=n_val)
