@@ -17,7 +17,8 @@ from odperf.datasets.synthetic import GENERATOR_VERSION, VAL_SPLIT, ensure_embed
 from odperf.zoo.embedded import MODEL_NAMES, models_dir
 from odperf.zoo.embedded.data import load_split
 from odperf.zoo.embedded.evaluate import coco_accuracy, detect_split
-from odperf.zoo.embedded.export import METADATA_FILE, SAVED_MODEL_DIR, read_metadata
+from odperf.zoo.embedded.export import SAVED_MODEL_DIR
+from odperf.zoo.metadata import MODEL_FILE as METADATA_FILE, read_metadata
 from odperf.zoo.embedded.record import CI_TILES
 
 MAP_TOLERANCE = 0.02

@@ -9,7 +9,8 @@ import tensorflow as tf
 from odperf.datasets.synthetic import generate
 from odperf.errors import ModelError
 from odperf.zoo.embedded import MODEL_NAMES, SPECS
-from odperf.zoo.embedded.export import SAVED_MODEL_DIR, read_metadata
+from odperf.zoo.embedded.export import SAVED_MODEL_DIR
+from odperf.zoo.metadata import read_metadata
 from odperf.zoo.embedded.train import train
 
 from test_embedded_models import check_contract

@@ -36,13 +36,13 @@ from typing import Any, Iterable
 
 from odperf.errors import ModelError
 from odperf.zoo import catalog, torchvision_catalog
+from odperf.zoo.metadata import MODEL_FILE, read_metadata
 
 FAMILIES = ("paper", "tf2", "embedded", "torchvision")
 META_ARCHS = ("ssd", "ssdlite", "faster_rcnn", "rfcn", "mask_rcnn", "retinanet", "fcos", "centernet")
 MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
 # lower bound (percent, inclusive) of each group, best first; below the last bound is "lowest"
 GROUP_BOUNDS: tuple[tuple[str, float], ...] = (("highest", 40.0), ("high", 35.0), ("medium", 29.0), ("low", 24.0))
-MODEL_FILE = "odperf_model.json"
 
 
 def map_group(map_percent: float | None) -> str | None:
@@ -210,14 +210,7 @@ def _torchvision_specs() -> list[ModelSpec]:
 
 
 def _embedded_spec(folder: Path) -> ModelSpec:
-    meta_file = folder / MODEL_FILE
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{meta_file}: not a readable model description ({exc}); retrain with "
-                         f"`odperf zoo train {folder.name}`") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{meta_file}: expected a JSON object describing the model")
+    meta = read_metadata(folder)
     size = meta.get("input_size")
     if isinstance(size, int):
         size = (size, size)

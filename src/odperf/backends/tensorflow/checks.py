@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from odperf.backends.tensorflow.loaders import FROZEN_OUTPUTS, INPUT_KEYS, SAVED_MODEL
+from odperf.backends.tensorflow.loaders import INPUT_KEYS, SAVED_MODEL, require_detector_nodes
 from odperf.backends.tensorflow.outputs import OutputMap
 from odperf.errors import ModelError
 
@@ -109,15 +109,7 @@ def _nonempty(path: Path, fmt: str) -> str:
 
 
 def _check_frozen_graph(pb: Path) -> None:
-    nodes = {n.name for n in _parse(pb, "GraphDef", "a TensorFlow GraphDef").node}
-    if not nodes:
-        raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?); fetch or export it again")
-    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
-    if missing:
-        raise ModelError(
-            f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
-            "image_tensor:0 (uint8 [B,H,W,3]) and gives detection_boxes/scores/classes and num_detections"
-        )
+    require_detector_nodes(pb, {n.name for n in _parse(pb, "GraphDef", "a TensorFlow GraphDef").node})
 
 
 def _check_saved_model(folder: Path) -> str:

@@ -44,6 +44,18 @@ def find_artifact(path: Path) -> tuple[str, Path] | None:
     return None
 
 
+def require_detector_nodes(pb: Path, nodes: set[str]) -> None:
+    """A frozen graph must hold the zoo's input and the four detection outputs; ModelError naming them if not."""
+    if not nodes:
+        raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?) - {_refetch_hint(pb)}")
+    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
+    if missing:
+        raise ModelError(
+            f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
+            "image_tensor:0 (uint8 [B,H,W,3]) and gives detection_boxes/scores/classes and num_detections"
+        )
+
+
 def _refetch_hint(path: Path) -> str:
     return f"fetch it again with `odperf zoo fetch NAME` (or re-export it into {path.parent})"
 
@@ -74,14 +86,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
         raise ModelError(f"{pb.name} is not a TensorFlow GraphDef (truncated download?) - "
                          f"{_refetch_hint(pb)}. File: {pb}") from exc
     nodes = {n.name for n in graph_def.node}
-    if not nodes:
-        raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?) - {_refetch_hint(pb)}")
-    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
-    if missing:
-        raise ModelError(
-            f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
-            "image_tensor:0 (uint8 [B,H,W,3]) and gives detection_boxes/scores/classes and num_detections"
-        )
+    require_detector_nodes(pb, nodes)
     fetch = list(FROZEN_OUTPUTS) + (["detection_masks"] if "detection_masks" in nodes else [])
 
     def _import() -> None:

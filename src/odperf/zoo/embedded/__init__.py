@@ -3,7 +3,7 @@
 They give the suite something real to run offline, with the TF model zoo's SavedModel contract and a
 speed/accuracy spread like the paper's: ``centernet_tiny`` (cheapest), ``ssd_fpn``, and the two-stage
 ``faster_rcnn_fpn`` (most accurate). ``train.train`` trains and exports one; ``specs.SPECS`` lists them;
-``export.read_metadata`` reads the ``odperf_model.json`` next to each SavedModel.
+``odperf.zoo.metadata.read_metadata`` reads the ``odperf_model.json`` next to each SavedModel.
 """
 
 from __future__ import annotations

@@ -9,14 +9,14 @@ normalised (ymin, xmin, ymax, xmax), ``detection_scores`` [B, 100], ``detection_
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-METADATA_FILE = "odperf_model.json"
+from odperf.zoo.metadata import write_metadata
+
 SAVED_MODEL_DIR = "saved_model"
 SCORE_THRESHOLD = 0.02
 
@@ -57,13 +57,6 @@ def save(serving: Serving, model_dir: Path, metadata: dict[str, Any]) -> Path:
     return path
 
 
-def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
-    text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
-    (Path(model_dir) / METADATA_FILE).write_text(text, encoding="utf-8")
-
-
-def read_metadata(model_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(model_dir) / METADATA_FILE).read_text(encoding="utf-8"))
 
 
 def flops_per_tile(serving: Serving, tile: int = 300) -> int:

@@ -17,6 +17,7 @@ import tensorflow as tf
 from odperf.zoo.embedded import export
 from odperf.zoo.embedded.data import Split, load_split
 from odperf.zoo.embedded.evaluate import Accuracy, coco_accuracy, detect_split
+from odperf.zoo.metadata import read_metadata, write_metadata
 
 CI_TILES = 200
 
@@ -67,6 +68,6 @@ def put_accuracy(metadata: dict[str, Any], figures: dict[str, Any]) -> dict[str,
 
 def record(model_dir: Path, root: Path, split_name: str = "val2017") -> dict[str, Any]:
     """Re-measure accuracy into ``odperf_model.json`` and return the metadata."""
-    metadata = put_accuracy(export.read_metadata(model_dir), accuracy_figures(model_dir, root, split_name))
-    export.write_metadata(model_dir, metadata)
+    metadata = put_accuracy(read_metadata(model_dir), accuracy_figures(model_dir, root, split_name))
+    write_metadata(model_dir, metadata)
     return metadata

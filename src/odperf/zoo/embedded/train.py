@@ -28,6 +28,7 @@ from odperf.zoo.embedded.data import batches, load_split
 from odperf.zoo.embedded.detectors import build
 from odperf.zoo.embedded.record import accuracy_figures, put_accuracy
 from odperf.zoo.embedded.specs import ModelSpec, get_spec
+from odperf.zoo.metadata import write_metadata
 
 EMBEDDED_DATASET_SEED = 0
 EMBEDDED_N_TRAIN = 4000
@@ -136,7 +137,7 @@ def train(
     }
     saved = export.save(serving, model_dir, metadata)
     put_accuracy(metadata, accuracy_figures(model_dir, root, val_split, limit=n_val))
-    export.write_metadata(model_dir, metadata)
+    write_metadata(model_dir, metadata)
     acc = metadata["accuracy"]
     log(f"{name}: mAP {acc['map']:.3f} AP50 {acc['ap50']:.3f} on {acc['tiles']} {val_split} tiles; saved {saved}")
     return metadata

@@ -8,7 +8,6 @@ labels are the category ids) gives the category id of each label the model outpu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from torch import nn
 from odperf.backends.pytorch.convert import MAX_DETECTIONS, make_run
 from odperf.errors import ModelError
 from odperf.zoo.detector import RunFn
+from odperf.zoo.metadata import MODEL_FILE, read_metadata, write_metadata
 
-METADATA_FILE = "odperf_model.json"
 WEIGHTS_FILE = "weights.pt"
 
 
@@ -34,23 +33,6 @@ def save(model: nn.Module, model_dir: Path, metadata: dict[str, Any]) -> Path:
     return path
 
 
-def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
-    text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
-    (Path(model_dir) / METADATA_FILE).write_text(text, encoding="utf-8")
-
-
-def read_metadata(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / METADATA_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable model description ({exc}); retrain the model with "
-                         f"`odperf zoo train {Path(model_dir).name}`") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: expected a JSON object describing the model")
-    return meta
-
-
 def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The detector in ``model_dir`` rebuilt from its metadata, weights loaded, in eval mode."""
     model_dir = Path(model_dir)
@@ -60,7 +42,7 @@ def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> 
                          "with odperf.zoo.loaders.load_detector")
     for key in ("architecture", "kwargs"):
         if key not in meta:
-            raise ModelError(f"{model_dir / METADATA_FILE}: no {key!r}; retrain with "
+            raise ModelError(f"{model_dir / MODEL_FILE}: no {key!r}; retrain with "
                              f"`odperf zoo train {model_dir.name}`")
     weights = model_dir / meta.get("weights", WEIGHTS_FILE)
     if not weights.is_file():

@@ -37,6 +37,7 @@ from odperf.backends.pytorch.convert import MAX_DETECTIONS, to_tensor_batch
 from odperf.zoo.embedded_torch.architectures import build, full_kwargs
 from odperf.zoo.embedded_torch.evaluate import accuracy_figures, seconds_per_batch
 from odperf.zoo.embedded_torch.specs import TorchModelSpec, get_spec
+from odperf.zoo.metadata import read_metadata, write_metadata
 
 EMBEDDED_DATASET_SEED = 0
 EMBEDDED_N_TRAIN = 4000
@@ -213,14 +214,14 @@ def measure(model_dir: str | Path, root: str | Path, val_split: str = "val2017",
 
 def _measure(model_dir: Path, root: Path, val_split: str, n_val: int | None,
              log: Callable[[str], None]) -> dict[str, Any]:
-    metadata = export.read_metadata(model_dir)
+    metadata = read_metadata(model_dir)
     run = export.load_run(model_dir)
     split: Split = load_split(root, val_split, limit=n_val)
     figures = accuracy_figures(run, root, split, val_split)
     metadata["map"], metadata["ap50"], metadata["accuracy"] = figures["map"], figures["ap50"], figures
     metadata["seconds_per_64_tiles"] = round(seconds_per_batch(run, split.images[:SPEED_TILES]), 3)
     metadata["speed_threads"] = torch.get_num_threads()
-    export.write_metadata(model_dir, metadata)
+    write_metadata(model_dir, metadata)
     log(f"{metadata['name']}: mAP {figures['map']:.4f} AP50 {figures['ap50']:.4f}; "
         f"{metadata['seconds_per_64_tiles']} s per {SPEED_TILES} tiles on {metadata['speed_threads']} threads")
     return metadata
