@@ -143,7 +143,7 @@ def test_record_maps_every_figure():
         deploy=Deployment(spawn_s=0.1, import_s=2.0, load_s=0.5, first_inference_s=0.9, warmup_s=0.9,
                           total_s=3.5, pid=1, batch_mode="tile_by_tile"),
         worker_times_s=[1.0, 2.0, 3.0], parent_times_s=[1.1, 2.1, 3.1], bare_times_s=[1.0, 2.0, 3.0],
-        memory=memory(800.0), allocator={"current_mb": 10.0, "peak_mb": 700.0},
+        memory=memory(800.0), allocator={"current_mb": 10.0, "peak_mb": 700.0, "reserved_peak_mb": 760.0},
         device_info={"profile": "cpu", "name": "Some CPU"}, accuracy={"AP": 0.25, "AP50": 0.5},
     )
     rec = m.to_record(meta_arch="ssd")
@@ -152,8 +152,8 @@ def test_record_maps_every_figure():
     assert rec.batch_mode == "tile_by_tile" and rec.meta_arch == "ssd" and rec.device_name == "Some CPU"
     assert rec.deploy_s == {"spawn": 0.1, "import": 2.0, "load": 0.5, "warmup": 0.9, "total": 3.5,
                             "first_inference": 0.9}
-    assert (rec.peak_memory_mb, rec.memory_probe, rec.host_rss_peak_mb, rec.allocator_peak_mb) == (
-        800.0, "host_rss", 800.0, 700.0)
+    assert (rec.peak_memory_mb, rec.memory_probe, rec.host_rss_peak_mb, rec.allocator_peak_mb,
+            rec.allocator_reserved_peak_mb) == (800.0, "host_rss", 800.0, 700.0, 760.0)
     assert rec.sample_period_ms == {"requested": 10.0, "mean": 10.2, "p99": 12.0}
     assert rec.map == 0.25 and rec.memory_timeline[-1] == [0.5, 800.0]
     assert m.protocol_overhead_s == pytest.approx(0.1) and rec.harness_efficiency == pytest.approx(2.0 / 2.1)

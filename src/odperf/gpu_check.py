@@ -141,7 +141,8 @@ def check_emulated_oom(device: str, dataset: str | None, cap_mb: int = 2000) -> 
         ("next case (batch 8): outcome", after.outcome),
         ("next case: s per image", rec.time_per_image_s.get("mean")),
         ("next case: peak MB (probe)", f"{_fmt(rec.peak_memory_mb)} ({rec.memory_probe})"),
-        ("next case: allocator peak MB", rec.allocator_peak_mb),
+        ("next case: allocator peak MB, allocated / reserved",
+         f"{_fmt(rec.allocator_peak_mb)} / {_fmt(rec.allocator_reserved_peak_mb)}"),
         ("next case: runtime settings", rec.runtime_settings),
     ]
     if capped.outcome != "oom":

@@ -68,7 +68,8 @@ class RunRecord:
     # memory, MB (10**6 bytes)
     peak_memory_mb: float | None = None
     memory_probe: str | None = None  # which probe gave peak_memory_mb
-    allocator_peak_mb: float | None = None
+    allocator_peak_mb: float | None = None  # the runtime allocator's peak in use (GPU runs)
+    allocator_reserved_peak_mb: float | None = None  # ... and what it held from the driver (PyTorch's cache)
     host_rss_peak_mb: float | None = None
     memory_mean_mb: float | None = None
     memory_samples: int | None = None

@@ -166,6 +166,7 @@ class Measurement:
             record.memory_timeline = mem.timeline
         if self.allocator:
             record.allocator_peak_mb = self.allocator.get("peak_mb")
+            record.allocator_reserved_peak_mb = self.allocator.get("reserved_peak_mb")
             if record.peak_memory_mb is None:
                 record.peak_memory_mb = record.allocator_peak_mb
                 record.memory_probe = f"{self.deploy.backend if self.deploy else 'runtime'}_allocator"
