@@ -42,7 +42,7 @@ case "$task" in
         setup
         # Functional tests spread over both cores; none of them is timed by pytest-benchmark.
         "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"
-        # The real suite on the embedded default, smoke-sized: one process, saved JSON, then gated on.
+        # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.
         "$PY" -m odperf.cli bench --smoke
         ;;
     report)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
-from odperf.results import load_run
+from odperf.results import OUTCOMES, load_run
 from odperf.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
 from odperf.zoo.registry import fixtures_dir
@@ -110,7 +110,7 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
     except OdperfError as exc:
         print(f"odperf bench: {run.name}: {exc}", file=sys.stderr)
         return code or 1, None, child.interrupted
-    counts = {o: sum(r.outcome == o for r in saved.records) for o in ("ok", "oom", "crash", "timeout")}
+    counts = {o: sum(r.outcome == o for r in saved.records) for o in OUTCOMES}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     print(f"odperf bench: {json_path}: {len(saved.records)} measurement(s) ({summary}), profile {saved.profile}")
     return code, json_path, child.interrupted

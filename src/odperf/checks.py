@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from odperf.expectations import Expectation
-from odperf.results import RunRecord
+from odperf.results import Outcome, RunRecord
 from odperf.workload import IMAGES_PER_CAR
 
 
@@ -34,12 +34,10 @@ def check_run(record: RunRecord, expect: Expectation, images_per_car: int = IMAG
                 f"unexpected out-of-memory: {_case(record)}; {_memory(record)}; {_reason(record)}"
             )
         return failures
-    if record.outcome in ("crash", "timeout"):
+    if record.outcome in (Outcome.CRASH, Outcome.TIMEOUT):
         how = f"signal {record.exit_signal}" if record.exit_signal else f"exit code {record.exit_code}"
-        detail = how if record.outcome == "crash" else "no answer within the time limit"
+        detail = how if record.outcome == Outcome.CRASH else "no answer within the time limit"
         failures.append(f"{record.outcome}: {_case(record)} ({detail}): {_reason(record)}")
-        return failures
-    if record.outcome == "skipped":
         return failures
     if record.error:  # measured, but something (the accuracy scoring) failed: the figures stand, the case not
         failures.append(f"{_case(record)}: {_reason(record)}")

@@ -51,9 +51,6 @@ class Expectation:
     map_floor: float | None = None
     notes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in FIELDS + ("notes",)}
-
     def accuracy_only(self) -> "Expectation":
         """What an untimed accuracy run is held to: its mAP floor and out-of-memory behaviour."""
         return replace(self, deadline_image_s=None, deadline_car_s=None)
@@ -126,12 +123,6 @@ class Expectations:
             if interval is not None:
                 merged["deadline_car_s"] = float(interval)
         return Expectation(notes=tuple(notes), **merged)
-
-    def profiles_named(self) -> set[str]:
-        named = set(self.profiles)
-        for rule in self.rules:
-            named.update(p for p in rule.profiles if p != "*")
-        return named
 
 
 def _as_tuple(value: Any, where: str, key: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from enum import Enum
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, Iterable, Literal
@@ -25,7 +26,23 @@ from typing import Any, Final, Iterable, Literal
 from odperf.errors import ResultsError
 
 SCHEMA_VERSION = 2  # 2: records carry their kind
-OUTCOMES = ("ok", "oom", "crash", "timeout", "skipped")
+class Outcome(str, Enum):
+    """How a measurement ended: the one list the engine, the records, the checks and the gate use.
+
+    A ``str`` enum: records keep (and JSON holds) the plain value, and ``outcome == "ok"`` holds either way.
+    """
+
+    OK = "ok"
+    OOM = "oom"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+
+    __str__ = str.__str__  # f-strings and messages show the value, not "Outcome.OK"
+    __format__ = str.__format__
+
+
+OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
+FAILED_OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome if o is not Outcome.OK)
 
 RecordKind = Literal["timing", "accuracy"]
 TIMING: Final = "timing"  # timed rounds of a batch size (benchmarks/test_inference.py)

@@ -9,7 +9,7 @@ Three timings of the same images are kept apart on purpose:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -178,6 +178,3 @@ class Measurement:
                 raise TypeError(f"RunRecord has no field {key!r}")
             setattr(record, key, value)
         return record
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -14,8 +14,6 @@ import signal
 from odperf.backends import BACKENDS, get_backend
 from odperf.backends.base import GENERIC_OOM
 
-OUTCOMES = ("ok", "oom", "crash", "timeout")
-
 
 def looks_like_oom(text: str | None, backend: str | None = None) -> bool:
     """Whether ``text`` says out of memory in generic words or in the runtime's (any runtime's if None)."""

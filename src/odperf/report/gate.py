@@ -9,7 +9,7 @@ It fails (one readable reason per failure) on:
 - map: a model's mAP fell more than ``map_tolerance`` (default 0.01, absolute COCO AP) below the baseline,
   or below its floor from a floors file, or disappeared;
 - outcome: a new oom, crash or timeout;
-- missing: a (model, batch) in the baseline is absent or skipped in the current run, or has lost its timing;
+- missing: a (model, batch) in the baseline is absent from the current run, or has lost its timing;
 - nothing: the gate compared none of the figures it was asked to (no time of a chosen metric, no peak
   memory, no mAP against a floors file), each with the reason: a gate that compared nothing never passes.
 mAP comes from the accuracy records (benchmarks/test_accuracy.py) and from timed runs scored with
@@ -27,13 +27,12 @@ from dataclasses import dataclass, field, replace
 from odperf.errors import OdperfError, ResultsError
 from odperf.expectations import Expectations, ModelTags
 from odperf.report.rows import Row, model_maps, rows_of
-from odperf.results import SavedRun
+from odperf.results import FAILED_OUTCOMES, SavedRun
 
 DEFAULT_TIME_THRESHOLD = 0.10
 DEFAULT_MEMORY_THRESHOLD = 0.10
 DEFAULT_MAP_TOLERANCE = 0.01
 DEFAULT_TIME_METRICS = ("median",)
-FAILED_OUTCOMES = ("oom", "crash", "timeout")
 
 
 @dataclass

@@ -59,7 +59,7 @@ class Row:
 
     @property
     def failed(self) -> bool:
-        """Timed and did not run ok (oom, crash, timeout, skipped)."""
+        """Timed and did not run ok (oom, crash, timeout)."""
         return self.outcome is not None and self.outcome != "ok"
 
 
