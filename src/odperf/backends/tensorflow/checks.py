@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from odperf.backends.tensorflow.loaders import INPUT_KEYS, SAVED_MODEL, require_detector_nodes
+from odperf.backends.tensorflow.loaders import INPUT_KEYS, SAVED_MODEL, read_nonempty, require_detector_nodes
 from odperf.backends.tensorflow.outputs import OutputMap
 from odperf.errors import ModelError
 
@@ -66,12 +66,7 @@ def _message(name: str) -> Any:
 def _parse(path: Path, message: str, what: str) -> Any:
     from google.protobuf.message import DecodeError
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read {what} ({exc.strerror})") from None
-    if not data:
-        raise ModelError(f"{path} is empty (interrupted download or copy?); fetch or export the model again")
+    data = read_nonempty(path, what)
     parsed = _message(message)()
     try:
         parsed.ParseFromString(data)

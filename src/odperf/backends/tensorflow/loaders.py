@@ -60,13 +60,14 @@ def _refetch_hint(path: Path) -> str:
     return f"fetch it again with `odperf zoo fetch NAME` (or re-export it into {path.parent})"
 
 
-def _read_nonempty(path: Path, what: str) -> bytes:
+def read_nonempty(path: Path, what: str) -> bytes:
+    """The file's bytes; ModelError naming it when it cannot be read or is empty (a cut download)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     if not data:
-        raise ModelError(f"{path} is empty (interrupted download?) - {_refetch_hint(path)}")
+        raise ModelError(f"{path} is empty (interrupted download or copy?) - {_refetch_hint(path)}")
     return data
 
 
@@ -78,7 +79,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
-    data = _read_nonempty(pb, "a frozen graph")
+    data = read_nonempty(pb, "a frozen graph")
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(data)
@@ -122,7 +123,7 @@ def saved_model_is_tf1(folder: Path) -> bool:
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb = folder / SAVED_MODEL
-    data = _read_nonempty(pb, "a SavedModel")
+    data = read_nonempty(pb, "a SavedModel")
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString(data)
