@@ -113,7 +113,7 @@ def test_check_run_map_floor_and_crash():
 def test_embedded_models_have_real_cpu_expectations(shipped):
     for name in ("centernet_tiny", "ssd_fpn", "faster_rcnn_fpn"):
         e = shipped.lookup("cpu", _tags(name), 64)
-        assert e.deadline_image_s and e.deadline_car_s == 120.0 and 0.4 < e.map_floor < 0.8
+        assert e.deadline_image_s and 120.0 <= e.deadline_car_s <= 300.0 and 0.4 < e.map_floor < 0.8
         assert shipped.lookup("cpu_400mb", _tags(name), 8).oom is False
         # centernet_tiny at batch 64 sits on the 400 MB cap: measured both ways, so not asserted
-        assert shipped.lookup("cpu_400mb", _tags(name), 64).oom is (None if name == "centernet_tiny" else True)
+        assert shipped.lookup("cpu_400mb", _tags(name), 64).oom == ("either" if name == "centernet_tiny" else True)

@@ -14,7 +14,8 @@ They live in a TOML file (default ``fixtures/expectations.toml``) as an ordered 
 
 Fields a rule may set: ``deadline_image_s`` (mean time per camera image), ``deadline_car_s`` (time per car:
 mean per image x images per car; defaults to the profile's ``car_interval_s``), ``oom`` (true: the run must
-end out of memory; false: it must not), ``map_floor`` (COCO mAP@[.5:.95], 0..1), ``note``. A case takes,
+end out of memory; false: it must not; "either": a measured boundary where both happen, each recorded),
+``map_floor`` (COCO mAP@[.5:.95], 0..1), ``note``. A case takes,
 field by field, the value of the last rule that matches it, so later rules refine earlier ones.
 """
 
@@ -47,7 +48,7 @@ class Expectation:
 
     deadline_image_s: float | None = None
     deadline_car_s: float | None = None
-    oom: bool | None = None
+    oom: bool | str | None = None  # True, False, "either", or None (unexpected oom fails)
     map_floor: float | None = None
     notes: tuple[str, ...] = ()
 
@@ -164,8 +165,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Expectations:
         for k in ("deadline_image_s", "deadline_car_s", "map_floor"):
             if k in values and (not isinstance(values[k], (int, float)) or values[k] < 0):
                 raise ExpectationsError(f"{where}: '{k}' must be a non-negative number, got {values[k]!r}")
-        if "oom" in values and not isinstance(values["oom"], bool):
-            raise ExpectationsError(f"{where}: 'oom' must be true or false, got {values['oom']!r}")
+        if "oom" in values and not (isinstance(values["oom"], bool) or values["oom"] == "either"):
+            raise ExpectationsError(f"{where}: 'oom' must be true, false or \"either\", got {values['oom']!r}")
         rules.append(
             Rule(
                 profiles=_as_tuple(raw.get("profiles"), where, "profiles"),
