@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from odperf.report import plots
-from odperf.report.rows import Row, capacities, merged_rows, superseded
+from odperf.report.rows import Row, capacities, memory_caps, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
 from odperf.report.tables import (
     Table,
@@ -31,6 +31,7 @@ class Report:
     bests: list[Best]
     front: list[Best]
     tables: list[Table]
+    deadlines_s: tuple[float, ...] = PAPER_DEADLINES_S
     plots: list[plots.Plot] = field(default_factory=list)
 
     def terminal(self) -> str:
@@ -44,28 +45,61 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
     rows = merged_rows(runs)
     bests = best_batches(rows, capacities(runs))
     front = pareto_front(bests)
+    deadlines = tuple(sorted({float(d) for d in (*PAPER_DEADLINES_S, *deadlines_s)}))
     tables = [
         measurements_table(rows),
         best_batch_table(bests),
         accuracy_table(rows),
-        deadline_table(deadline_choices(bests, [*PAPER_DEADLINES_S, *deadlines_s], {r.profile for r in rows})),
+        deadline_table(deadline_choices(bests, deadlines, {r.profile for r in rows})),
         pareto_table(front),
     ]
-    return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables)
+    return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 
 
 def draw(report: Report, out_dir: Path) -> list[plots.Plot]:
-    rows, bests, front = report.rows, report.bests, report.front
+    rows, bests, front, deadlines = report.rows, report.bests, report.front, report.deadlines_s
+    caps = memory_caps(report.sources)
     figs: list[plots.Plot] = []
     for profile in sorted({r.profile for r in rows}):
-        figs.append(plots.by_batch(rows, profile, out_dir, "time"))
-        figs.append(plots.by_batch(rows, profile, out_dir, "memory"))
+        figs.append(plots.by_batch(rows, profile, out_dir, "time", deadlines_s=deadlines))
+        figs.append(plots.by_batch(rows, profile, out_dir, "memory", caps=caps.get(profile, ())))
     if bests:
-        figs.append(plots.best_time_vs_memory(bests, out_dir))
-        figs.append(plots.time_by_map_group(bests, out_dir))
-        figs.append(plots.pareto(bests, front, out_dir))
+        figs.append(plots.best_time_vs_memory(bests, out_dir, caps, deadlines))
+        figs.append(plots.time_by_map_group(bests, out_dir, deadlines))
+        figs.append(plots.pareto(bests, front, out_dir, deadlines))
     report.plots = figs
     return figs
+
+
+# The paper's figures that a plot reproduces: per-device figures by the device profile that measured them.
+PAPER_FIGURES = {
+    (plots.TIME_VS_BATCH, "p100"): "Fig. 3",
+    (plots.TIME_VS_BATCH, "v100_pcie"): "Fig. 4a",
+    (plots.TIME_VS_BATCH, "v100_sxm2"): "Fig. 4b",
+    (plots.TIME_VS_BATCH, "cpu"): "Fig. 5",
+    (plots.TIME_VS_BATCH, "tx2"): "Fig. 6",
+    (plots.MEMORY_VS_BATCH, "p100"): "Fig. 7a",
+    (plots.MEMORY_VS_BATCH, "v100_pcie"): "Fig. 7b",
+    (plots.BEST_TIME_VS_MEMORY, None): "Fig. 8",
+    (plots.TIME_BY_MAP_GROUP, None): "Fig. 10",
+}
+# What the paper shows where a per-device plot is of a device it did not measure (or memory it left out).
+PAPER_KINDS = {plots.TIME_VS_BATCH: "Figs. 3-6", plots.MEMORY_VS_BATCH: "Fig. 7"}
+
+
+def paper_figure(plot: plots.Plot) -> str:
+    """The heading's reference to the paper: the figure the plot reproduces, else the kind it is drawn as."""
+    fig = PAPER_FIGURES.get((plot.kind, plot.profile))
+    if fig:
+        return f"{fig}: "
+    if plot.kind in PAPER_KINDS:
+        return f"as the paper's {PAPER_KINDS[plot.kind]}, on a device it did not show: "
+    return ""
+
+
+def _figure_section(plot: plots.Plot) -> str:
+    caption = f"\n\n{plot.caption}" if plot.caption else ""
+    return f"### {paper_figure(plot)}{plot.title}\n\n![{plot.title}]({plot.path.name}){caption}"
 
 
 def _rel(path: Path, out: Path) -> str:
@@ -89,14 +123,16 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
     if replaced:
         sources += (f"\n\n{replaced} measurement(s) of earlier runs are replaced by a later run's record of the "
                     f"same device, model, batch size and kind.")
-    figures = "\n\n".join(f"### {p.title}\n\n![{p.title}]({p.path.name})" for p in report.plots)
+    figures = "\n\n".join(_figure_section(p) for p in report.plots)
     index = (
         "# odperf report\n\n"
         f"Devices: {', '.join(sorted({r.profile for r in report.sources}))}. "
         "All tables also in [tables.md](tables.md).\n\n"
         f"Runs read:\n\n{sources}\n\n"
         + "\n".join(t.render() for t in report.tables)
-        + "\n## Figures\n\n" + figures + "\n"
+        + "\n## Figures\n\nFigures named Fig. N reproduce that figure of the paper on the devices measured here. "
+        "Only measurements are drawn as points and lines; limits are labelled dashed or dotted lines.\n\n"
+        + figures + "\n"
     )
     path = out / "index.md"
     path.write_text(index)

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from odperf.datasets.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from odperf.errors import OdperfError
 from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
 from odperf.results import ACCURACY, TIMING, RecordKey, RunRecord, SavedRun
@@ -48,6 +49,7 @@ class Row:
     repairs: dict[str, int] | None = None  # detections repaired before scoring (odperf.measure.accuracy)
     runtime: str | None = None  # "tensorflow 2.21.0", "torch 2.14.1+cu130"; None in files before runtimes
     untrained: bool = False  # random weights: timed for time and memory, no mAP
+    map_dataset: str | None = None  # the set the mAP was scored on (``scored_on``); None: not recorded
 
     @property
     def ok(self) -> bool:
@@ -108,7 +110,19 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         repairs=(by.accuracy or {}).get("repairs") if by else None,
         runtime=" ".join(p for p in (rec.backend, rec.runtime_version) if p) or None,
         untrained=bool(rec.untrained),
+        map_dataset=scored_on(by.accuracy) if by else None,
     )
+
+
+def scored_on(accuracy: dict[str, Any] | None) -> str | None:
+    """The dataset an mAP was scored on, told by the category names its scoring kept: the embedded
+    synthetic set's shapes, else the COCO-format set given with --odperf-dataset. None: not recorded."""
+    names = set((accuracy or {}).get("per_category") or ())
+    if not names:
+        return None
+    if names <= {c["name"] for c in SYNTHETIC_CATEGORIES}:
+        return "the synthetic set"
+    return f"a COCO-format set ({len(names)} categories)"
 
 
 def rows_from(measured: Iterable[Measured]) -> list[Row]:
@@ -196,6 +210,51 @@ def capacities(runs: Iterable[SavedRun]) -> dict[str, float | None]:
         for profile in sorted({r.device_profile for r in run.records}):
             if out.get(profile) is None:
                 out[profile] = device_memory_mb(run, profile)
+    return out
+
+
+@dataclass(frozen=True)
+class MemoryCap:
+    """A device's memory limit as a peak-memory axis can show it.
+
+    On a GPU (real or emulated) the limit is the card's memory. On a CPU emulating a smaller device the
+    cap is set on the worker's data segment ``size_mb`` above what its runtime held once started
+    (``runtime_mb``), so the line sits at their sum and the runtime's own footprint is drawn beside it.
+    """
+
+    limit_mb: float
+    size_mb: float
+    emulated: bool = False
+    runtime: str | None = None  # the runtime(s) whose own footprint the cap sits above
+    runtime_mb: float | None = None
+
+
+def memory_caps(runs: Iterable[SavedRun]) -> dict[str, list[MemoryCap]]:
+    """Per device profile, its memory limits: one per runtime where the cap sits above the runtime, else the
+    emulated or nominal device memory (``capacities``)."""
+    runs = list(runs)
+    above: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    emulated: dict[str, float] = {}
+    for run in runs:
+        for rec in run.records:
+            emu = rec.emulated or {}
+            size = _float(emu.get("memory_limit_mb"))
+            if size is None:
+                continue
+            emulated.setdefault(rec.device_profile, size)
+            base, limit = _float(emu.get("runtime_mb")), _float(emu.get("limit_mb"))
+            if base is not None and limit is not None:
+                above.setdefault(rec.device_profile, {}).setdefault(rec.backend or "", []).append(
+                    (base, limit, size))
+    out: dict[str, list[MemoryCap]] = {}
+    for profile, capacity in capacities(runs).items():
+        if profile in above:
+            out[profile] = [MemoryCap(float(np.median([x[1] for x in seen])), seen[0][2], True, runtime or None,
+                                      float(np.median([x[0] for x in seen])))
+                            for runtime, seen in sorted(above[profile].items())]
+        elif profile in emulated or capacity:
+            out[profile] = [MemoryCap(emulated.get(profile, capacity), emulated.get(profile, capacity),
+                                      profile in emulated)]
     return out
 
 
