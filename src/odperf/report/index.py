@@ -84,22 +84,23 @@ PAPER_FIGURES = {
     (plots.TIME_BY_MAP_GROUP, None): "Fig. 10",
 }
 # What the paper shows where a per-device plot is of a device it did not measure (or memory it left out).
-PAPER_KINDS = {plots.TIME_VS_BATCH: "Figs. 3-6", plots.MEMORY_VS_BATCH: "Fig. 7"}
+PAPER_KINDS = {plots.TIME_VS_BATCH: "Figs. 3-6", plots.MEMORY_VS_BATCH: "Figs. 7a-b"}
 
 
-def paper_figure(plot: plots.Plot) -> str:
-    """The heading's reference to the paper: the figure the plot reproduces, else the kind it is drawn as."""
+def heading(plot: plots.Plot) -> str:
+    """A figure's heading: led by the paper's figure it reproduces, else saying which of the paper's figures
+    it is drawn as where the paper shows no such device."""
     fig = PAPER_FIGURES.get((plot.kind, plot.profile))
     if fig:
-        return f"{fig}: "
+        return f"{fig}: {plot.title}"
     if plot.kind in PAPER_KINDS:
-        return f"as the paper's {PAPER_KINDS[plot.kind]}, on a device it did not show: "
-    return ""
+        return f"{plot.title} (drawn as the paper's {PAPER_KINDS[plot.kind]}, which show no such device)"
+    return plot.title
 
 
 def _figure_section(plot: plots.Plot) -> str:
     caption = f"\n\n{plot.caption}" if plot.caption else ""
-    return f"### {paper_figure(plot)}{plot.title}\n\n![{plot.title}]({plot.path.name}){caption}"
+    return f"### {heading(plot)}\n\n![{plot.title}]({plot.path.name}){caption}"
 
 
 def _rel(path: Path, out: Path) -> str:

@@ -22,6 +22,9 @@ from odperf.report.marks import FAR, NEAR, Labeller, Level, draw_levels, label_l
 from odperf.report.rows import MemoryCap, Row, group_rank
 from odperf.report.selection import Best
 
+# An outcome's name beside its x in the failure band: right of it, else left (points, alignment).
+_BESIDE = ((6, 0, "left", "center"), (-6, 0, "right", "center"))
+
 TIME_VS_BATCH, MEMORY_VS_BATCH = "time_vs_batch", "memory_vs_batch"
 BEST_TIME_VS_MEMORY, TIME_BY_MAP_GROUP, PARETO = "best_time_vs_memory", "time_by_map_group", "pareto"
 
@@ -92,7 +95,8 @@ def _memory_levels(caps: Sequence[MemoryCap], peaks: Sequence[float], horizontal
 
 
 def _failure_band(band: Axes, failed: dict[str, list[Row]], colours: dict[str, str]) -> None:
-    """Each failing model on its own row of the band, an x at each batch that failed, named by outcome."""
+    """Each failing model on its own row of the band, an x at each batch that failed (named by outcome once
+    the layout is final: ``_name_failures``)."""
     names = sorted(failed)
     for k, model in enumerate(names):
         band.scatter([r.batch_size for r in failed[model]], [k] * len(failed[model]), marker="x", s=40,
@@ -100,9 +104,17 @@ def _failure_band(band: Axes, failed: dict[str, list[Row]], colours: dict[str, s
     band.set_ylim(len(names) - 0.5, -0.5)
     band.set_yticks(range(len(names)), names, fontsize=7)
     band.tick_params(axis="x", labelbottom=False)
-    band.set_title("not measured: out of memory or failed at that batch", fontsize=8, loc="left")
+    band.set_title("no measurement: the batch ran out of memory or failed (outcome beside each x)", fontsize=8,
+                   loc="left")
     band.grid(True, axis="x", alpha=0.3)
     band.set_facecolor("0.96")
+
+
+def _name_failures(band: Axes, failed: dict[str, list[Row]]) -> None:
+    labeller = Labeller(band, [(r.batch_size, k) for k, m in enumerate(sorted(failed)) for r in failed[m]])
+    for k, model in enumerate(sorted(failed)):
+        for r in failed[model]:
+            labeller.place(str(r.outcome), (r.batch_size, k), around=_BESIDE, gid="outcome")
 
 
 def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str,
@@ -124,13 +136,15 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str,
     measured: list[float] = []
     for model, series in per_model.items():
         ok = [r for r in series if r.ok and value(r) is not None]
-        ax.plot([r.batch_size for r in ok], [value(r) for r in ok], marker="o", label=model,
-                color=colours[model])
+        if ok:
+            ax.plot([r.batch_size for r in ok], [value(r) for r in ok], marker="o", label=model,
+                    color=colours[model])
         measured += [value(r) for r in ok]
     _batch_axis(ax, mine)
     ax.set_xlabel("batch size (tiles per model call)")
     if not measured:
         ax.text(0.5, 0.5, "no successful measurement", transform=ax.transAxes, ha="center")
+        ax.set_yticks([])
     far: list[str] = []
     if what == "time":
         levels = _deadlines(deadlines_s, measured)
@@ -149,9 +163,11 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str,
         ax.set_ylim(0, max([*measured, *(lv.value for lv in levels), 1.0]) * 1.1)
     fig.suptitle(title + ("\n" + "; ".join(far) if far else ""), fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
-    if per_model:
+    if measured:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    label_levels(Labeller(ax, []), levels)
+    if failed:
+        _name_failures(band, failed)
+    label_levels(Labeller(ax), levels)
     name = f"{'time' if what == 'time' else 'memory'}_vs_batch_{safe_name(profile)}.png"
     caption = "Lines join the batch sizes that ran; "
     caption += ("an x in the band above marks a batch that ran out of memory or failed (no value was measured "
