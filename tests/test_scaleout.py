@@ -78,10 +78,10 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="
 class Driver:
     """``odperf bench --ray`` in a subprocess, its output read line by line as it comes."""
 
-    def __init__(self, address: str, tmp: Path, *extra: str) -> None:
+    def __init__(self, address: str, tmp: Path, *extra: str, batch_sizes: str = "1,8") -> None:
         (tmp / "rules.toml").write_text("# no deadlines: a loaded 2-core machine times two shards at once\n")
         cmd = [sys.executable, "-m", "odperf.cli", "bench", "--ray", address, "--models", "centernet_tiny",
-               "--batch-sizes", "1,8", "--images", "1", "--no-accuracy", "--name", "cluster",
+               "--batch-sizes", batch_sizes, "--images", "1", "--no-accuracy", "--name", "cluster",
                "--out-dir", str(tmp / "bench"), "--report-dir", str(tmp / "report"), *extra,
                "--", f"--odperf-expectations={tmp / 'rules.toml'}"]
         self.lines: list[str] = []
@@ -94,13 +94,13 @@ class Driver:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip())
 
-    def wait_for(self, pattern: str, timeout: float = 240) -> re.Match:
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 240) -> list[re.Match]:
+        """The first ``count`` lines matching ``pattern``, once they have come."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in list(self.lines):
-                found = re.search(pattern, line)
-                if found:
-                    return found
+            found = [m for m in (re.search(pattern, line) for line in list(self.lines)) if m]
+            if len(found) >= count:
+                return found[:count]
             assert self.proc.poll() is None, "\n".join(self.lines)
             time.sleep(0.2)
         raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
@@ -159,12 +159,14 @@ def test_two_nodes_of_two_profiles_give_a_run_each_and_a_comparison(tmp_path):
 
 @needs_ray
 def test_a_node_lost_mid_run_loses_no_case(tmp_path):
-    cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:cpu": 1}},
-                            {"num_cpus": 1, "resources": {"odperf:cpu": 1}})
+    small, big = ({"num_cpus": n, "resources": {"odperf:cpu": n}} for n in (1, 2))
+    cluster = start_cluster(small, big)
     try:
         driver = Driver(cluster.address, tmp_path, "--shard-by-case")
-        node = driver.wait_for(r"node [^/]+/(\w{8}), 0/1 cases, now ").group(1)
-        victim = next(n for n in cluster.worker_nodes if n.node_id.startswith(node))
+        running = {m.group(1) for m in driver.wait_for(r"node [^/]+/(\w{8}), 0/1 cases, now ", count=2)}
+        # Lose a node while the other has a free slot: the small one if it runs a shard, else the big one.
+        small_node, big_node = cluster.worker_nodes
+        victim = small_node if small_node.node_id[:8] in running else big_node
         cluster.remove_node(victim)
         lost_at = time.time()
         code = driver.finish()
@@ -182,3 +184,18 @@ def test_a_node_lost_mid_run_loses_no_case(tmp_path):
     assert code == (0 if all(r["outcome"] == "ok" for r in records.values()) else 1)
     for s in retried:
         print(f"node lost -> shard {s['label']} restarted on another node after {s['start'] - lost_at:.1f} s")
+
+
+@needs_ray
+def test_exclusive_runs_one_shard_per_node_at_a_time(tmp_path):
+    # One node with room for both profiles' shards at once.
+    cluster = start_cluster({"num_cpus": 2, "resources": {"odperf:cpu": 1, "odperf:cpu_400mb": 1}})
+    try:
+        code = Driver(cluster.address, tmp_path, "--exclusive", batch_sizes="8").finish()
+    finally:
+        cluster.shutdown()
+    assert code == 0
+    docs = [saved(tmp_path, p) for p in ("cpu", "cpu_400mb")]
+    (a,), (b,) = (d["odperf"]["ray_shards"] for d in docs)
+    assert a["node"] == b["node"] and (a["end"] <= b["start"] or b["end"] <= a["start"])
+    assert [r[SHARD_KEY]["other_shards_on_node"] for d in docs for r in d["odperf"]["records"]] == [0, 0]
