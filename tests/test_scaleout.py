@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -187,15 +188,20 @@ def test_a_node_lost_mid_run_loses_no_case(tmp_path):
 
 
 @needs_ray
-def test_exclusive_runs_one_shard_per_node_at_a_time(tmp_path):
-    # One node with room for both profiles' shards at once.
+def test_exclusive_runs_one_shard_per_node_and_ctrl_c_keeps_what_came_back(tmp_path):
+    # One node with room for both profiles' shards at once: --exclusive must run them one after the other.
     cluster = start_cluster({"num_cpus": 2, "resources": {"odperf:cpu": 1, "odperf:cpu_400mb": 1}})
     try:
-        code = Driver(cluster.address, tmp_path, "--exclusive", batch_sizes="8").finish()
+        driver = Driver(cluster.address, tmp_path, "--exclusive", batch_sizes="8")
+        driver.wait_for(r"#1 .*: back from node")
+        driver.proc.send_signal(signal.SIGINT)
+        code = driver.finish()
     finally:
         cluster.shutdown()
-    assert code == 0
-    docs = [saved(tmp_path, p) for p in ("cpu", "cpu_400mb")]
-    (a,), (b,) = (d["odperf"]["ray_shards"] for d in docs)
-    assert a["node"] == b["node"] and (a["end"] <= b["start"] or b["end"] <= a["start"])
-    assert [r[SHARD_KEY]["other_shards_on_node"] for d in docs for r in d["odperf"]["records"]] == [0, 0]
+    back = next(i for i, line in enumerate(driver.lines) if "#1 " in line and "back from node" in line)
+    assert not any("#2 " in line and " cases" in line for line in driver.lines[:back])  # not started meanwhile
+    assert code == 130
+    assert any("1 shard(s) cancelled" in line for line in driver.lines)
+    doc = saved(tmp_path, "cpu")  # the shard that came back before Ctrl-C is kept whole
+    assert [(r["outcome"], r[SHARD_KEY]["other_shards_on_node"]) for r in doc["odperf"]["records"]] == [("ok", 0)]
+    assert not (tmp_path / "bench" / "cpu_400mb").exists()

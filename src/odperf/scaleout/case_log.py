@@ -35,4 +35,7 @@ def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # A case ends at its call phase, or at setup when it was skipped or failed there.
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        _write({"event": "end", "id": case_id(report.nodeid), "outcome": report.outcome})
+        event = {"event": "end", "id": case_id(report.nodeid), "outcome": report.outcome}
+        if report.skipped and isinstance(report.longrepr, tuple):
+            event["reason"] = str(report.longrepr[2])  # (file, line, message): a missing model's fetch hint
+        _write(event)

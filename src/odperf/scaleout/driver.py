@@ -23,12 +23,11 @@ from odperf.errors import OdperfError
 from odperf.scaleout.gather import ProfileRun, write
 from odperf.scaleout.plan import (Profile, Shard, ShardOptions, declared_profiles, emulation_names, make_shards,
                                   ray_options, resolve_profile, select_models)
-from odperf.scaleout.progress import Board, Summary, shard_line
+from odperf.scaleout.progress import PREFIX, Board, Summary, shard_line
 from odperf.scaleout.task import ShardResult, run_shard
 
 POLL_S = 1.0
 LIVENESS_EVERY_S = 5.0  # how often the driver checks that every in-flight shard's profile still has a node
-PREFIX = "odperf bench --ray"
 
 
 def import_ray() -> Any:
@@ -130,6 +129,7 @@ class ClusterRun:
                 self._fail(shard, _reason(exc, self.args.retries))
                 continue
             self.results.append(result)
+            self.profile_wall[shard.profile.name] = time.monotonic() - self.start
             print(f"{PREFIX}: {shard.label}: back from node {result.host}/{result.node_id[:8]} after "
                   f"{result.seconds:.1f} s (pytest exit code {result.returncode})", flush=True)
             run = self.runs[shard.profile.name]
@@ -160,11 +160,19 @@ class ClusterRun:
         print(f"{PREFIX}: {shard.label}: FAILED: {reason}", file=sys.stderr, flush=True)
         run = self.runs[shard.profile.name]
         run.failed.append((shard, reason))
+        self.profile_wall[run.profile] = time.monotonic() - self.start
         self._save(run)
 
+    def save_all(self) -> None:
+        """Every profile with something back, written again (a stop may have come between a return and its write)."""
+        for run in self.runs.values():
+            if run.returned or run.failed:
+                self._save(run)
+
     def _save(self, run: ProfileRun) -> None:
-        write(run, self.results, self.out_dir, self.args.name, self.machine_id)
-        self.profile_wall[run.profile] = time.monotonic() - self.start
+        """The profile's file, once it has a record to hold (a shard whose every case was skipped has none)."""
+        if run.failed or any(r.json_text for _, r in run.returned):
+            write(run, self.results, self.out_dir, self.args.name, self.machine_id)
 
     # --- saying where it stands ---------------------------------------------------------------------
     def show(self) -> None:
@@ -213,6 +221,7 @@ def run_cluster(args: argparse.Namespace) -> int:
             cancelled = [s for s, _ in cluster.in_flight.values()] + cluster.waiting
             for ref in cluster.in_flight:
                 ray.cancel(ref, force=True)
+            cluster.save_all()
             print(f"{PREFIX}: interrupted: {len(cancelled)} shard(s) cancelled; every result that came back "
                   "is saved", file=sys.stderr, flush=True)
         summary = cluster.summary(cancelled)

@@ -16,6 +16,9 @@ from odperf.scaleout.gather import ProfileRun
 from odperf.scaleout.plan import Shard
 
 
+PREFIX = "odperf bench --ray"
+
+
 class Board:
     """Ray actor: each shard's latest state, and every attempt's start (node, time)."""
 
@@ -41,7 +44,7 @@ def shard_line(shard: Shard, state: dict[str, Any], attempts: int, all_durations
     eta = f"ETA {mean(times) * left:.0f} s" if times and left else ("done" if not left else "ETA unknown")
     now = f", now {state['current']}" if state.get("current") else ""
     retry = f" (attempt {attempts})" if attempts > 1 else ""
-    return f"odperf bench --ray: {shard.label}: node {state['node']}{retry}, {done}/{total} cases{now}, {eta}"
+    return f"{PREFIX}: {shard.label}: node {state['node']}{retry}, {done}/{total} cases{now}, {eta}"
 
 
 @dataclass
@@ -64,13 +67,16 @@ class Summary:
             counts["crash"] += sum(len(s.batch_sizes) for s, _ in run.failed)
             gpu_s = sum(r.seconds for s, r in run.returned if s.profile.gpu)
             text = " / ".join(f"{n} {o}" for o, n in counts.items())
-            out.append(f"odperf bench --ray: {run.profile}: {text}; wall {self.profile_wall_s.get(run.profile, self.wall_s):.1f} s, "
+            out.append(f"{PREFIX}: {run.profile}: {text}; wall {self.profile_wall_s.get(run.profile, self.wall_s):.1f} s, "
                        f"{gpu_s / 3600:.3f} GPU-hours" + (f"; file {run.path}" if run.path else ""))
         own = sum(r.seconds for run in self.runs for _, r in run.returned)
-        out.append(f"odperf bench --ray: the whole run took {self.wall_s:.1f} s of wall time; its shards' own "
+        out.append(f"{PREFIX}: the whole run took {self.wall_s:.1f} s of wall time; its shards' own "
                    f"times add up to {own:.1f} s")
+        for run in self.runs:
+            for shard, result in run.returned:
+                out.extend(f"{PREFIX}: {run.profile}: {case} skipped: {why}" for case, why in result.skip_reasons.items())
         if self.cancelled:
-            out.append(f"odperf bench --ray: {len(self.cancelled)} shard(s) cancelled, their cases not measured: "
+            out.append(f"{PREFIX}: {len(self.cancelled)} shard(s) cancelled, their cases not measured: "
                        + "; ".join(s.label for s in self.cancelled))
         return out
 

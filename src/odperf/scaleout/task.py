@@ -50,6 +50,7 @@ class ShardResult:
     returncode: int
     json_text: str | None
     outcomes: dict[str, str] = field(default_factory=dict)  # case id -> pytest outcome (passed, skipped...)
+    skip_reasons: dict[str, str] = field(default_factory=dict)  # case id -> why pytest skipped it
 
     @property
     def seconds(self) -> float:
@@ -79,13 +80,13 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
         report = _Reporter(board, shard, node_id, host, start)
         report.update(log_path)
         returncode, tail = _run(cmd, env, lambda: report.update(log_path))
-        outcomes = report.update(log_path)
+        outcomes, reasons = report.update(log_path), report.reasons
         text = json_path.read_text(encoding="utf-8") if json_path.is_file() else None
         if not text and not (outcomes and all(o == "skipped" for o in outcomes.values())):
             raise ShardFailed(f"pytest on {host} saved no results (exit code {returncode}); its last lines:\n"
                               + "\n".join(tail))
         return ShardResult(shard.index, node_id, host, get_machine_id(), start, time.time(), returncode,
-                           text or None, outcomes)
+                           text or None, outcomes, reasons)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -119,6 +120,7 @@ class _Reporter:
         self.board, self.shard = board, shard
         self.base = {"node": f"{host}/{node_id[:8]}", "started": start, "total": len(shard.case_ids())}
         self.last: dict[str, Any] | None = None
+        self.reasons: dict[str, str] = {}
 
     def update(self, log_path: Path) -> dict[str, str]:
         outcomes, durations, current, began = {}, [], None, {}
@@ -132,6 +134,8 @@ class _Reporter:
                 current, began[ev["id"]] = ev["id"], ev["t"]
             else:
                 outcomes[ev["id"]] = ev["outcome"]
+                if "reason" in ev:
+                    self.reasons[ev["id"]] = ev["reason"]
                 durations.append(ev["t"] - began.get(ev["id"], ev["t"]))
                 current = None if current == ev["id"] else current
         state = {**self.base, "done": len(outcomes), "current": current, "durations": durations}
