@@ -86,6 +86,7 @@ class Driver:
                "--out-dir", str(tmp / "bench"), "--report-dir", str(tmp / "report"), *extra,
                "--", f"--odperf-expectations={tmp / 'rules.toml'}"]
         self.lines: list[str] = []
+        self.seen_at: list[float] = []  # when each line came (time.time())
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -93,6 +94,7 @@ class Driver:
 
     def _read(self) -> None:
         for line in self.proc.stdout:
+            self.seen_at.append(time.time())
             self.lines.append(line.rstrip())
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = 240) -> list[re.Match]:
@@ -135,7 +137,7 @@ def test_two_nodes_of_two_profiles_give_a_run_each_and_a_comparison(tmp_path):
     cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:cpu": 1}},
                             {"num_cpus": 1, "resources": {"odperf:cpu_400mb": 1}})
     try:
-        driver = Driver(cluster.address, tmp_path)
+        driver = Driver(cluster.address, tmp_path, batch_sizes="8")
         code = driver.finish()
     finally:
         cluster.shutdown()
@@ -144,7 +146,7 @@ def test_two_nodes_of_two_profiles_give_a_run_each_and_a_comparison(tmp_path):
     for profile in ("cpu", "cpu_400mb"):
         run = load_run(next((tmp_path / "bench" / profile).glob("*/0001_cluster.json")))
         assert run.profile == profile
-        assert [(r.batch_size, r.outcome) for r in run.records] == [(1, "ok"), (8, "ok")]
+        assert [(r.batch_size, r.outcome) for r in run.records] == [(8, "ok")]
         doc = saved(tmp_path, profile)
         assert all(r[SHARD_KEY]["other_shards_on_node"] == 0 for r in doc["odperf"]["records"])
         (shards[profile],) = doc["odperf"]["ray_shards"]
@@ -183,8 +185,10 @@ def test_a_node_lost_mid_run_loses_no_case(tmp_path):
     retried = [s for s in returned if s["start"] > lost_at]
     assert retried or any(r["outcome"] == "crash" for r in records.values())
     assert code == (0 if all(r["outcome"] == "ok" for r in records.values()) else 1)
+    told = next((t for t, line in zip(driver.seen_at, driver.lines) if "will be retried" in line), None)
     for s in retried:
-        print(f"node lost -> shard {s['label']} restarted on another node after {s['start'] - lost_at:.1f} s")
+        print(f"node lost -> shard {s['label']} restarted on another node after {s['start'] - lost_at:.1f} s"
+              + (f" (Ray reported the loss to the driver after {told - lost_at:.1f} s)" if told else ""))
 
 
 @needs_ray

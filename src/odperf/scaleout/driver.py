@@ -120,7 +120,11 @@ class ClusterRun:
 
     # --- what comes back ----------------------------------------------------------------------------
     def collect(self) -> None:
-        done, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=POLL_S)
+        done = []
+        if self.in_flight:
+            done, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=POLL_S)
+        else:  # --exclusive, every waiting shard's node busy or gone
+            time.sleep(POLL_S)
         for ref in done:
             shard, _ = self.in_flight.pop(ref)
             try:
@@ -132,13 +136,13 @@ class ClusterRun:
             self.profile_wall[shard.profile.name] = time.monotonic() - self.start
             print(f"{PREFIX}: {shard.label}: back from node {result.host}/{result.node_id[:8]} after "
                   f"{result.seconds:.1f} s (pytest exit code {result.returncode})", flush=True)
+            measured_as = _profile_of(result)
+            if measured_as not in (None, shard.profile.name):
+                self._fail(shard, f"node {result.host} declares odperf:{shard.profile.name} but measures as "
+                                  f"{measured_as}; fix its ray start --resources")
+                continue
             run = self.runs[shard.profile.name]
             run.returned.append((shard, result))
-            if result.json_text and _profile_of(result) not in (None, shard.profile.name):
-                run.returned.remove((shard, result))
-                self._fail(shard, f"node {result.host} declares odperf:{shard.profile.name} but measures as "
-                                  f"{_profile_of(result)}; fix its ray start --resources")
-                continue
             self._save(run)
         if time.monotonic() - self.checked > LIVENESS_EVERY_S:
             self.checked = time.monotonic()
