@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from odperf.results import load_run
-from odperf.scaleout.gather import SHARD_KEY, others_on_node
+from odperf.scaleout.gather import SHARD_KEY, ProfileRun, others_on_node, write
 from odperf.scaleout.plan import (ModelEntry, Profile, declared_profiles, make_shards, ray_options,
                                   resolve_profile)
 from odperf.scaleout.task import ShardResult
@@ -61,6 +61,22 @@ def test_sharing_counts_only_overlapping_shards_of_the_same_node():
     a, b, c, d = result(1, "n1", 0, 10), result(2, "n1", 5, 20), result(3, "n1", 10, 30), result(4, "n2", 0, 30)
     every = [a, b, c, d]
     assert [others_on_node(r, every) for r in every] == [1, 2, 1, 0]
+
+
+def test_a_shard_that_failed_for_good_is_filed_as_crash_records_with_its_reason(tmp_path):
+    profile = resolve_profile("cpu", {})
+    failed, skipped = make_shards([profile], [ModelEntry("a", "a", "tensorflow"), ModelEntry("b", "b")], (1, 8))
+    run = ProfileRun("cpu", returned=[(skipped, ShardResult(2, "n1", "h", "node-id", 0, 1, 0, None,
+                                                         {"b-b1-cpu": "skipped"}))],
+                     failed=[(failed, "NodeDiedError after 2 retries: its node was lost")])
+    path = write(run, [], tmp_path, "main", "driver-id")
+    assert path == tmp_path / "cpu" / "node-id" / "0001_main.json"  # where that node's own run would save
+    saved_run = load_run(path)
+    assert [(r.model, r.batch_size, r.outcome, r.backend) for r in saved_run.records] == [
+        ("a", 1, "crash", "tensorflow"), ("a", 8, "crash", "tensorflow")]
+    assert all("its node was lost" in r.error for r in saved_run.records)
+    again = write(ProfileRun("cpu", returned=run.returned, failed=run.failed), [], tmp_path, "main", "driver-id")
+    assert again.name == "0002_main.json"  # numbered after the runs already saved, as pytest-benchmark numbers
 
 
 def test_without_ray_the_command_says_how_to_install_it():

@@ -9,6 +9,9 @@ main job times MAIN_IMAGES images per case (the mean per image over a car, estim
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Every pass writes a
 JSON file that is read back and checked, so a run that measured nothing never passes.
 
+``--ray ADDRESS`` runs the same suite over a Ray cluster instead, one profile per kind of node
+(odperf.scaleout).
+
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run
 (``odperf.supervise``); the exit code is 128 + the signal's number.
