@@ -9,6 +9,9 @@ main job times MAIN_IMAGES images per case (the mean per image over a car, estim
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Every pass writes a
 JSON file that is read back and checked, so a run that measured nothing never passes.
 
+``--ray ADDRESS`` runs the same suite over a Ray cluster instead, one profile per kind of node
+(odperf.scaleout).
+
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run
 (``odperf.supervise``); the exit code is 128 + the signal's number.
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from odperf.errors import OdperfError
 from odperf.results import OUTCOMES, load_run
+from odperf.scaleout import add_options
 from odperf.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
 from odperf.zoo.registry import fixtures_dir
@@ -64,7 +68,8 @@ def repo_root() -> Path:
     return fixtures_dir().parent
 
 
-def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path) -> list[str]:
+def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True) -> list[str]:
+    """The suite's pytest command; ``save``: also keep a copy in the storage folder (--benchmark-save)."""
     root = repo_root()
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
     cmd = [
@@ -80,7 +85,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path) -> list
         "--benchmark-disable-gc",  # the worker times with GC off too: neither clock counts a collection
         *run.options,
     ]
-    if not args.smoke:
+    if save and not args.smoke:
         cmd.append(f"--benchmark-save={run.name}")
     if args.accuracy and not args.smoke:
         cmd.append("--odperf-accuracy")
@@ -117,6 +122,10 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray:
+        from odperf.scaleout.driver import run_cluster  # noqa: PLC0415 (Ray only when asked for)
+
+        return run_cluster(args)
     out_dir = Path(args.out_dir) if args.out_dir else repo_root() / ".benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     print(summarise_car(), flush=True)
@@ -155,5 +164,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="main", help="name of the saved run (default main)")
     p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/)")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not render reports/NAME")
+    add_options(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (after --)")
     p.set_defaults(func=run)
