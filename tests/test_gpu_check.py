@@ -34,3 +34,11 @@ def test_findings_render_their_figures_and_problems():
     f = Finding("Memory", rows=[("peak MB", 2147.4836), ("probe", None)], problems=["too low"])
     text = f.markdown()
     assert "| peak MB | 2147 |" in text and "| probe | - |" in text and "- PROBLEM: too low" in text
+
+
+def test_emulated_card_is_half_of_what_batch_64_needs_unless_given():
+    from odperf.gpu_check import emulated_cap_mb
+
+    assert emulated_cap_mb(3000.0, None) == 1500  # cannot hold the measured need, whatever the model's input
+    assert emulated_cap_mb(3000.0, 2000) == 2000  # --cap-mb wins
+    assert emulated_cap_mb(None, None) is None and emulated_cap_mb(0.0, None) is None  # nothing to derive from

@@ -72,3 +72,17 @@ def test_check_file_wants_an_existing_writable_folder(tmp_path: Path):
     with pytest.raises(StorageError, match="is a folder; give a file name"):
         check_file(tmp_path, "--benchmark-json", fix="f")
     assert not list(tmp_path.glob(".odperf-write-check-*"))
+
+
+def test_benchmark_json_given_as_a_path_or_as_the_file_older_pytest_benchmark_opened(tmp_path):
+    """pytest-benchmark 5.3 parses --benchmark-json into a Path; 5.1 and 5.2 (argparse.FileType('wb')) into
+    an open file, which left an empty file and crashed the run on a GPU image with 5.2.3."""
+    import argparse
+
+    from odperf.benchmark_files import json_target
+
+    target = tmp_path / "run.json"
+    opened = argparse.FileType("wb")(str(target))
+    assert json_target(opened) == target and opened.closed
+    assert json_target(target) == target and json_target(str(target)) == target
+    assert json_target(None) is None

@@ -10,6 +10,7 @@ content: the files are the ones pytest-benchmark would have written, plus the re
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,22 @@ def storage_folder(option: str | None) -> Path | None:
     return Path(rest) if scheme == "file" else None
 
 
+def json_target(value: Any) -> Path | None:
+    """``--benchmark-json``'s value as a path: pytest-benchmark 5.3 parses it into one, 5.1 and 5.2 into a
+    file it has already opened for writing (closed here: odperf writes the file itself, atomically)."""
+    if not value:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    value.close()
+    return Path(value.name)
+
+
 def take_over(session: Any) -> Destinations:
     """Take the writes from pytest-benchmark's session (its ``finish`` then saves nothing itself)."""
     file_storage = type(session.storage).__name__ == "FileStorage"
     save = (session.save or session.autosave) if file_storage else None
-    dest = Destinations(json_path=session.json, save_name=save, storage=session.storage if save else None)
+    dest = Destinations(json_path=json_target(session.json), save_name=save, storage=session.storage if save else None)
     session.json = None
     if save:
         session.save = session.autosave = None

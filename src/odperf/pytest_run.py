@@ -14,7 +14,7 @@ from typing import Any, Generator
 
 import pytest
 
-from odperf.benchmark_files import Destinations, storage_folder, take_over, write
+from odperf.benchmark_files import Destinations, json_target, storage_folder, take_over, write
 from odperf.interrupts import GracefulStop
 from odperf.storage import check_file, check_folder
 
@@ -33,7 +33,7 @@ class MeasuringRun:
     # --- before anything is measured -----------------------------------------------------------------
     def check_outputs(self) -> None:
         """``--benchmark-json``: its folder must exist and take a file (found at the end, it costs the run)."""
-        json_path = self.config.getoption("benchmark_json", None)
+        json_path = json_target(self.config.getoption("benchmark_json", None))
         if json_path:
             check_file(json_path, "--benchmark-json", fix="give a file in a writable folder")
 
