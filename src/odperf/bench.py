@@ -151,6 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"skip the pass on the emulated small device ({EMULATED})")
     p.add_argument("--name", default="main", help="name of the saved run (default main)")
     p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/ of the current directory)")
-    p.add_argument("--no-report", dest="report", action="store_false", help="do not render reports/NAME (of the current directory)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not render reports/NAME (of the current directory)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (after --)")
     p.set_defaults(func=run)

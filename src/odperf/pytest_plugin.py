@@ -1,8 +1,10 @@
 """odperf's pytest plugin: glue between pytest / pytest-benchmark and the library.
 
 Installed, pytest loads it through its ``pytest11`` entry point (named ``odperf.pytest_plugin``, so a
-conftest.py or ``-p`` naming the module finds it registered). It reads the ``--odperf-*`` options and has the library check them, the dataset, the models and every
-output path once, before any worker starts (a fault is one usage-error line); parametrises the benchmarks
+conftest.py or ``-p`` naming the module finds it registered). It reads the ``--odperf-*`` options and has
+the library check them, the dataset, the models and every output path once, before any worker starts (a
+fault is one usage-error line), for any run whose paths hold benchmarks taking its case fixtures (the
+shipped suite or a team's own files: odperf.benchmark_discovery); parametrises the benchmarks
 with machine-independent ids and hardware markers (all registered here); puts the hardware into
 pytest-benchmark's machine_info; keeps saved runs apart per hardware profile; holds a lock per device to
 see other runs measuring on it; turns SIGTERM into Ctrl-C; and writes the saved JSON itself, atomically,
