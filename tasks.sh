@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # odperf's entry point for people and CI. Each task first makes sure the virtual environment in .venv
-# exists and matches pyproject.toml (idempotent: a second run installs nothing), then runs.
+# exists and matches pyproject.toml and setup.py (idempotent: a second run installs nothing), then runs.
 #
 #   bash tasks.sh bench [pytest args...]   the main job: every embedded model x batch size on this machine
 #   bash tasks.sh test  [pytest args...]   the library's tests, then the CI smoke run of the real suite
@@ -20,10 +20,11 @@ setup() {
         "$python" -m venv "$VENV" || { echo "odperf: could not create $VENV with $python -m venv (install python3-venv?)" >&2; exit 2; }
     fi
     local want
-    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    want=$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
     if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
         "$PY" -m pip install --quiet --upgrade pip
-        "$PY" -m pip install --quiet -e ".[torch]"   # both runtimes: TensorFlow and PyTorch
+        # both runtimes (TensorFlow by default, PyTorch), and every extra the tests use
+        "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test]"
         echo "$want" >"$STAMP"
     fi
 }

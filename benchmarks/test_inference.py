@@ -27,7 +27,7 @@ def test_inference(odperf_case, odperf_suite, benchmark):
     request = suite.request(case)
     expect = suite.expectation(case)
     failed = None
-    with WorkerSession(request) as worker:
+    with WorkerSession(request, on_image=suite.progress.image_done) as worker:
         try:
             worker.start()
             images = iter(range(request.images))

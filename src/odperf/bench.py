@@ -9,9 +9,6 @@ main job times MAIN_IMAGES images per case (the mean per image over a car, estim
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Every pass writes a
 JSON file that is read back and checked, so a run that measured nothing never passes.
 
-``--ray ADDRESS`` runs the same suite over a Ray cluster instead, one profile per kind of node
-(odperf.scaleout).
-
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run
 (``odperf.supervise``); the exit code is 128 + the signal's number.
@@ -26,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
+from odperf.package_data import suite_dir
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
 from odperf.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
-from odperf.zoo.registry import fixtures_dir
 
 MAIN_IMAGES = 10
 SMOKE_IMAGES = 2
@@ -64,17 +61,14 @@ def summarise_car(images: int = IMAGES_PER_CAR) -> str:
     return "\n".join(lines)
 
 
-def repo_root() -> Path:
-    return fixtures_dir().parent
-
-
 def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True) -> list[str]:
-    """The suite's pytest command; ``save``: also keep a copy in the storage folder (--benchmark-save)."""
-    root = repo_root()
+    """The suite shipped with odperf (the files ``pytest --pyargs odperf.benchmarks`` runs), from the
+    current directory; the plugin is named so that a source tree on PYTHONPATH runs the same way.
+    ``save``: also keep a copy in the storage folder (--benchmark-save)."""
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
     cmd = [
-        sys.executable, "-m", "pytest", str(root / "benchmarks" / "test_inference.py"),
-        "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--rootdir", str(root),
+        sys.executable, "-m", "pytest", str(suite_dir() / "test_inference.py"),
+        "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",
         f"--odperf-models={args.models}",
         f"--odperf-devices={args.devices}",
         f"--odperf-images={images}",
@@ -99,7 +93,7 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
         json_path.unlink()  # never read back a file left by an earlier run
     cmd = pytest_command(args, run, json_path)
     print("odperf bench: " + " ".join(cmd), flush=True)
-    child = run_child(cmd, cwd=repo_root(), name="pytest")
+    child = run_child(cmd, name="pytest")
     for line in child.leftovers:
         print(f"odperf bench: killed a process the run left behind: {line}", file=sys.stderr)
     if child.interrupted:
@@ -126,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         from odperf.scaleout.driver import run_cluster  # noqa: PLC0415 (Ray only when asked for)
 
         return run_cluster(args)
-    out_dir = Path(args.out_dir) if args.out_dir else repo_root() / ".benchmarks"
+    out_dir = Path(args.out_dir or ".benchmarks")
     out_dir.mkdir(parents=True, exist_ok=True)
     print(summarise_car(), flush=True)
     worst, written = 0, []
@@ -140,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if written and args.report and not args.smoke:
         from odperf.cli import main as odperf_main  # noqa: PLC0415
 
-        report_code = odperf_main(["report", *written, "--out", str(repo_root() / "reports" / args.name)])
+        report_code = odperf_main(["report", *written, "--out", str(Path("reports") / args.name)])
         worst = worst or report_code
     return worst
 
@@ -162,8 +156,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-emulate", dest="emulate", action="store_false",
                    help=f"skip the pass on the emulated small device ({EMULATED})")
     p.add_argument("--name", default="main", help="name of the saved run (default main)")
-    p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/)")
-    p.add_argument("--no-report", dest="report", action="store_false", help="do not render reports/NAME")
+    p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/ of the current directory)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not render reports/NAME (of the current directory)")
     add_options(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (after --)")
     p.set_defaults(func=run)

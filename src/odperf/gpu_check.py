@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from odperf.package_data import suite_dir
+
 GIB = 1 << 30
 TOLERANCE = 0.05
 TRAINED_MODEL = "faster_rcnn_fpn_torch"
@@ -175,12 +177,12 @@ def sweep(device: str, out: Path, images: int) -> Finding:
     """The real suite over batch sizes 1..64 on the GPU, then odperf's report of its JSON."""
     found = Finding("Batch sweep 1..64 through the suite and the report")
     json_path = out / "gpu.json"
-    cmd = [sys.executable, "-m", "pytest", "benchmarks/test_inference.py", "-p", "no:xdist", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", str(suite_dir() / "test_inference.py"), "-p", "odperf.pytest_plugin",
+           "-p", "no:xdist", "-p", "no:cacheprovider",
            "-q", f"--odperf-models={TRAINED_MODEL},{FULL_SIZE_MODEL}", f"--odperf-devices={device}",
            f"--odperf-images={images}", "--odperf-accuracy", f"--benchmark-json={json_path}"]
-    root = Path(__file__).resolve().parents[2]
     t0 = time.monotonic()
-    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
     found.rows += [("suite command", " ".join(["python", *cmd[1:]])), ("suite exit", done.returncode),
                    ("suite wall s", time.monotonic() - t0)]
     if done.returncode not in (0, 1) or not json_path.is_file() or json_path.stat().st_size == 0:
@@ -189,7 +191,7 @@ def sweep(device: str, out: Path, images: int) -> Finding:
                               f"its output ends:\n```\n{(done.stdout + done.stderr)[-2500:]}\n```")
         return found
     report = subprocess.run([sys.executable, "-m", "odperf.cli", "report", str(json_path), "--out", str(out / "report")],
-                            cwd=root, capture_output=True, text=True)
+                            capture_output=True, text=True)
     found.rows.append(("report", f"{out / 'report' / 'index.md'} (exit {report.returncode})"))
     if report.returncode != 0:
         found.problems.append(f"odperf report failed: {report.stderr[-500:]}")

@@ -1,12 +1,16 @@
 """odperf's pytest plugin: glue between pytest / pytest-benchmark and the library.
 
-It reads the ``--odperf-*`` options and has the library check them, the dataset, the models and every
-output path once, before any worker starts (a fault is one usage-error line); parametrises the benchmarks
+Installed, pytest loads it through its ``pytest11`` entry point (named ``odperf.pytest_plugin``, so a
+conftest.py or ``-p`` naming the module finds it registered). It reads the ``--odperf-*`` options and has
+the library check them, the dataset, the models and every output path once, before any worker starts (a
+fault is one usage-error line), for any run whose paths hold benchmarks taking its case fixtures (the
+shipped suite or a team's own files: odperf.benchmark_discovery); parametrises the benchmarks
 with machine-independent ids and hardware markers (all registered here); puts the hardware into
 pytest-benchmark's machine_info; keeps saved runs apart per hardware profile; holds a lock per device to
 see other runs measuring on it; turns SIGTERM into Ctrl-C; and writes the saved JSON itself, atomically,
-with odperf's records (including runs that never reached timing, and those of xdist workers). It
-computes nothing.
+with odperf's records (including runs that never reached timing, and those of xdist workers); hands
+pytest-benchmark each case's plain parameters; shows each case's progress. Its state lives in
+``config.stash``. It computes nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Any
 
 import pytest
 
+from odperf.benchmark_discovery import arg_paths, reaches_benchmarks
 from odperf.errors import OdperfError
 
 _DEFAULT_STORAGE = "file://./.benchmarks"
+_STATE = pytest.StashKey[Any]()  # the run's odperf.suite_state.SuiteState, once built
+_CASE_FIXTURES = ("odperf_case", "odperf_accuracy_case")
 _XDIST_MESSAGE = (
     "odperf: timing benchmarks refuse pytest-xdist (-n {n}): pytest-benchmark disables itself under xdist "
     "and silently saves no JSON. Run timing with one process per device (-p no:xdist, or -n 0); use -n only "
@@ -79,7 +86,7 @@ def _options(config: pytest.Config) -> dict[str, Any]:
 def _state(config: pytest.Config, check: bool = True):
     """The run's SuiteState, built once (checks included) where the run is set up: `pytest tests` never pays
     for it, and an xdist worker rebuilds it without the checks its controller already made."""
-    state = getattr(config, "_odperf_state", None)
+    state = config.stash.get(_STATE, None)
     if state is None:
         from odperf.suite_state import SuiteState
 
@@ -87,7 +94,7 @@ def _state(config: pytest.Config, check: bool = True):
             state = SuiteState.from_options(**_options(config), check=check)
         except OdperfError as exc:
             raise pytest.UsageError(f"odperf: {exc}") from None
-        config._odperf_state = state
+        config.stash[_STATE] = state
         _register_markers(config, state.markers())
     return state
 
@@ -111,15 +118,11 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 
 def _collects_benchmarks(config: pytest.Config) -> bool:
-    """Whether the run's paths reach the benchmark suite (benchmarks/ of the rootdir, in, or above it)."""
-    suite = (config.rootpath / "benchmarks").resolve()
-    if not suite.is_dir():
-        return False
-    for arg in config.args or [str(config.invocation_params.dir)]:
-        path = (config.invocation_params.dir / str(arg).split("::", 1)[0]).resolve()
-        if path == suite or suite in path.parents or path in suite.parents:
-            return True
-    return False
+    """Whether the run's paths reach benchmarks taking odperf's case fixtures: the shipped suite (by path or
+    --pyargs) or a team's own (odperf.benchmark_discovery)."""
+    paths = arg_paths(config.args or [str(config.invocation_params.dir)], config.invocation_params.dir,
+                      bool(config.option.pyargs))
+    return reaches_benchmarks(paths, config.getini("python_files"), config.getini("norecursedirs"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -156,11 +159,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "odperf_case" in metafunc.fixturenames:
-        name = "odperf_case"
-    elif "odperf_accuracy_case" in metafunc.fixturenames:
-        name = "odperf_accuracy_case"
-    else:
+    name = next((n for n in _CASE_FIXTURES if n in metafunc.fixturenames), None)
+    if name is None:
         return
     state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
     cases = state.cases() if name == "odperf_case" else state.accuracy_cases()
@@ -172,11 +172,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(name, params)
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
     # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
     workers = _xdist_workers(item.config)
     if workers and item.get_closest_marker("timing"):
         pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
+    result = yield
+    case = _case_of(item)
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    if case is not None and benchmark is not None:
+        # pytest-benchmark saves the parameters it was given: the case as plain values instead of an object
+        # it cannot serialise, so that --benchmark-group-by=param:model and its compare work on odperf's files
+        benchmark.params = case.params
+    return result
+
+
+def _case_of(item: pytest.Item) -> Any:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return next((params[n] for n in _CASE_FIXTURES if n in params), None)
 
 
 def _refuse_xdist_timing(config: pytest.Config) -> None:
@@ -194,12 +208,12 @@ def _refuse_xdist_timing(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    state = getattr(config, "_odperf_state", None)
+    state = config.stash.get(_STATE, None)
     return state.header_lines() if state else None
 
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]):
-    state = getattr(config, "_odperf_state", None)
+    state = config.stash.get(_STATE, None)
     if state is None or items:
         return None
     how = " ".join(
@@ -215,13 +229,37 @@ def odperf_suite(pytestconfig: pytest.Config):
     return _state(pytestconfig, check=not _is_xdist_worker(pytestconfig))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any, machine_info: dict[str, Any],
+                                          compared_benchmark: dict[str, Any]) -> Any:
+    """Comparing against another machine is what odperf's saved runs are for: one short line names both
+    machines instead of pytest-benchmark's warning, which dumps both machine_info blocks (kB of text per
+    compared file). Its check is shown the current machine for the saved one while it runs."""
+    saved = compared_benchmark.get("machine_info") or {}
+    compared_benchmark["machine_info"] = machine_info
+    try:
+        result = yield
+    finally:
+        compared_benchmark["machine_info"] = saved
+    if saved != machine_info:
+        benchmarksession.logger.warning(
+            f"odperf: comparing {_machine(machine_info)} (this run) with {_machine(saved)} (saved)")
+    return result
+
+
+def _machine(info: dict[str, Any]) -> str:
+    block = info.get("odperf") or {}
+    devices = ", ".join(str(d.get("display_name") or d.get("name")) for d in block.get("devices", []))
+    return f"{block.get('profile', 'unknown profile')} [{devices}] on {info.get('node') or 'unknown host'}"
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    state = getattr(config, "_odperf_state", None)
+    state = config.stash.get(_STATE, None)
     if state is not None:
         machine_info["odperf"] = state.machine_info()
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict[str, Any]) -> None:
-    state = getattr(config, "_odperf_state", None)
+    state = config.stash.get(_STATE, None)
     if state is not None:
         output_json["odperf"] = state.json_block()

@@ -3,8 +3,9 @@
 Registered by odperf's pytest plugin for a run that measures (not for ``--collect-only``, not inside an
 xdist worker, whose controller does this). It checks that the results can be saved before anything is
 measured, holds a lock per device to see other runs measuring on it, turns SIGTERM and SIGHUP into
-Ctrl-C, carries the records of xdist workers to the controller, and at the end writes the saved JSON
-itself (odperf.benchmark_files) whatever ended the session.
+Ctrl-C, shows each timed case's progress (one live line per case on a terminal, the status letter after
+it; nothing under -q; off a terminal only the final line), carries the records of xdist workers to the
+controller, and at the end writes the saved JSON itself (odperf.benchmark_files) whatever ended the session.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class MeasuringRun:
         self.files: Destinations | None = None
         self.summary: list[str] = []
         self.failed_to_save = False
+        self._progress_width = 0  # of the progress line on screen now (0: none yet for this case)
 
     # --- before anything is measured -----------------------------------------------------------------
     def check_outputs(self) -> None:
@@ -53,6 +55,9 @@ class MeasuringRun:
         bench = getattr(self.config, "_benchmarksession", None)
         if bench is not None:
             self.files = take_over(bench)
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and self.config.get_verbosity() >= 0 and bool(tr.isatty):
+            self.state.progress.show = self._show_progress
         self._say(self.state.hold_devices())
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -60,6 +65,12 @@ class MeasuringRun:
         case = params.get("odperf_case") or params.get("odperf_accuracy_case")
         if case is not None:
             self._say(self.state.begin(case))
+        if "odperf_case" in params:
+            self._progress_width = 0
+            self.state.progress.begin(case.id, self.state.images)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        self.state.progress.end()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Under xdist, a worker's records come with its test reports: the controller keeps them."""
@@ -81,7 +92,8 @@ class MeasuringRun:
         return (yield)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        lines = list(self.summary)
+        done = self.state.progress.summary() if self.config.get_verbosity() >= 0 else None
+        lines = [done, *self.summary] if done else list(self.summary)
         sharing = self.state.sharing_summary()
         if sharing:
             lines.append(sharing)
@@ -104,6 +116,15 @@ class MeasuringRun:
         lines = write(self.config, bench, self.files)
         self.failed_to_save = any("ERROR" in line for line in lines)
         self.summary.extend(f"{line}{how}" if "ERROR" not in line else line for line in lines)
+
+    def _show_progress(self, line: str) -> None:
+        """The case's one line, rewritten in place; pytest's status letter follows it when the case ends."""
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            start = "\n" if self._progress_width == 0 else "\r"
+            tr.write(start + line.ljust(self._progress_width), flush=True)
+        self._progress_width = max(self._progress_width, len(line))
 
     def _say(self, lines: list[str]) -> None:
         """Lines straight to the terminal, also from inside a test phase (where output is captured)."""

@@ -79,6 +79,12 @@ class Case:
         return f"{self.model.name}-b{self.batch_size}-{self.target.label}"
 
     @property
+    def params(self) -> dict[str, str | int]:
+        """The case as plain values, pytest-benchmark's ``params`` (its group-by, compare and histogram)."""
+        return {"model": self.model.name, "batch": self.batch_size, "device": self.target.label,
+                "backend": self.model.backend}
+
+    @property
     def accuracy_id(self) -> str:
         """Accuracy does not depend on the batch size: one case per model and target."""
         return f"{self.model.name}-{self.target.label}"

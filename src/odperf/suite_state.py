@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from odperf import __version__
 from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
+from odperf.progress import Progress
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
 from odperf.suite import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
@@ -39,6 +40,7 @@ class SuiteState:
     sample_period_ms: float = 10.0
     seed: int = 0
     records: list[RunRecord] = field(default_factory=list, repr=False)
+    progress: Progress = field(default_factory=Progress, repr=False)  # images timed, per case
     # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
     locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
     shared: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # device -> {pid: Holder} seen

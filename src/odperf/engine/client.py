@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from odperf.engine.detections import DetectionsFile
 from odperf.engine.measurement import Deployment, Measurement
@@ -61,7 +61,8 @@ class WorkerSession:
     ``run_image(i)`` times image ``i`` in the worker; ``finish()`` runs the bare loop and collects figures.
     """
 
-    def __init__(self, request: MeasureRequest, python: str = sys.executable) -> None:
+    def __init__(self, request: MeasureRequest, python: str = sys.executable,
+                 on_image: Callable[[], None] | None = None) -> None:
         if request.emulate_profile and request.memory_limit_mb is None:
             from dataclasses import replace
 
@@ -71,6 +72,7 @@ class WorkerSession:
             request = replace(request, memory_limit_mb=emu.memory_limit_mb if emu else None)
         self.request = request
         self.python = python
+        self.on_image = on_image  # called after each timed camera image (progress)
         self.proc: subprocess.Popen[bytes] | None = None
         self.channel: Channel | None = None
         self.sampler: MemorySampler | None = None
@@ -161,6 +163,8 @@ class WorkerSession:
         reply = self._call({"cmd": "run", "index": index}, "ran")
         self.measurement.parent_times_s.append(time.perf_counter() - t0)
         self.measurement.worker_times_s.append(float(reply["seconds"]))
+        if self.on_image is not None:
+            self.on_image()
         return float(reply["seconds"])
 
     def finish(self) -> Measurement:

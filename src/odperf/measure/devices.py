@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import psutil
 
 from odperf.errors import OdperfError
+from odperf.package_data import fixtures_dir
 from odperf.measure.probes import MB, import_nvml
 
 if sys.version_info >= (3, 11):
@@ -32,10 +33,8 @@ DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
 
 def default_table_path() -> Path:
-    """``fixtures/devices.toml`` of the repository (``ODPERF_FIXTURES`` names another fixtures folder)."""
-    env = os.environ.get("ODPERF_FIXTURES")
-    folder = Path(env) if env else Path(__file__).resolve().parents[3] / "fixtures"
-    return folder / "devices.toml"
+    """The shipped ``devices.toml`` (``ODPERF_FIXTURES`` names another fixtures folder)."""
+    return fixtures_dir() / "devices.toml"
 
 
 class DeviceError(OdperfError):

@@ -72,11 +72,9 @@ class ClusterRun:
         from pytest_benchmark.utils import get_machine_id
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from odperf.bench import repo_root
-
         self.ray, self.args, self.options = ray, args, options
         self.affinity = NodeAffinitySchedulingStrategy
-        self.out_dir = Path(args.out_dir) if args.out_dir else repo_root() / ".benchmarks"
+        self.out_dir = Path(args.out_dir or ".benchmarks")
         self.machine_id = get_machine_id()
         self.waiting = list(shards)
         self.in_flight: dict[Any, tuple[Shard, str | None]] = {}  # ref -> (shard, node it was handed to)
@@ -248,10 +246,9 @@ def _render(args: argparse.Namespace, paths: list[Path]) -> int:
     """``odperf report`` over every profile's file and ``odperf compare`` of each against the first."""
     if not args.report or not paths:
         return 0
-    from odperf.bench import repo_root
     from odperf.cli import main as odperf_main
 
-    out = Path(args.report_dir) if args.report_dir else repo_root() / "reports" / args.name
+    out = Path(args.report_dir) if args.report_dir else Path("reports") / args.name
     code = odperf_main(["report", *map(str, paths), "--out", str(out)])
     if len(paths) > 1:
         code = max(code, odperf_main(["compare", *map(str, paths), "--markdown", str(out / "compare.md")]))

@@ -79,7 +79,7 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
         env[CASE_LOG_ENV] = str(log_path)
         report = _Reporter(board, shard, node_id, host, start)
         report.update(log_path)
-        returncode, tail = _run(cmd, env, lambda: report.update(log_path))
+        returncode, tail = _run(cmd, env, lambda: report.update(log_path), folder)
         outcomes, reasons = report.update(log_path), report.reasons
         text = json_path.read_text(encoding="utf-8") if json_path.is_file() else None
         if not text and not (outcomes and all(o == "skipped" for o in outcomes.values())):
@@ -91,13 +91,12 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(cmd: list[str], env: dict[str, str], tick: Any) -> tuple[int, list[str]]:
-    """Run pytest to its end, calling ``tick`` every POLL_S; its exit code and its last lines of output."""
-    from odperf.bench import repo_root
+def _run(cmd: list[str], env: dict[str, str], tick: Any, cwd: Path) -> tuple[int, list[str]]:
+    """Run pytest to its end in ``cwd``, calling ``tick`` every POLL_S; its exit code and its last lines."""
     from odperf.supervise import _PR_SET_PDEATHSIG, _prctl
 
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, preexec_fn=lambda: _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL)))  # noqa: PLW1509
     reader = threading.Thread(target=lambda: tail.extend(line.rstrip() for line in proc.stdout), daemon=True)
     reader.start()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from odperf.errors import ModelError
+from odperf.package_data import fixtures_dir
 from odperf.zoo import catalog, torchvision_catalog
 from odperf.zoo.metadata import MODEL_FILE, read_metadata
 
@@ -149,14 +150,6 @@ def require_local(spec: ModelSpec, model_dir: str | Path | None = None) -> Path:
 
 
 # --- locations ----------------------------------------------------------------------------------
-def fixtures_dir() -> Path:
-    """The repository's fixtures folder (``ODPERF_FIXTURES`` overrides it)."""
-    env = os.environ.get("ODPERF_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "fixtures"
-
-
 def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
     """Folder of extracted zoo tarballs: the argument, else ``ODPERF_MODEL_DIR``, else the user cache."""
     if model_dir is not None:

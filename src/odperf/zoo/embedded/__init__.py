@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from odperf.package_data import fixtures_dir
 from odperf.zoo.embedded.specs import SPECS, ModelSpec, get_spec
 
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)
 
 
 def models_dir() -> Path:
-    """``fixtures/models`` of the source tree, where the trained embedded detectors are committed."""
-    return Path(__file__).resolve().parents[4] / "fixtures" / "models"
+    """The shipped ``fixtures/models``, where the trained embedded detectors are committed."""
+    return fixtures_dir() / "models"
 
 
 __all__ = ["MODEL_NAMES", "SPECS", "ModelSpec", "get_spec", "models_dir"]

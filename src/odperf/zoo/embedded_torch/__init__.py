@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from odperf.package_data import fixtures_dir
 from odperf.zoo.embedded_torch.specs import MODEL_NAMES, SPECS, TorchModelSpec, get_spec
 
 
 def models_dir() -> Path:
-    """``fixtures/models`` of the source tree, where the trained embedded detectors are committed."""
-    return Path(__file__).resolve().parents[4] / "fixtures" / "models"
+    """The shipped ``fixtures/models``, where the trained embedded detectors are committed."""
+    return fixtures_dir() / "models"
 
 
 

@@ -1,0 +1,1 @@
+"""odperf's benchmark suite, shipped as ``odperf.benchmarks``: ``pytest --pyargs odperf.benchmarks``."""

@@ -1,0 +1,38 @@
+"""Where the folders odperf ships live: ``fixtures`` (device table, expectations, embedded models) and
+``benchmarks`` (the suite).
+
+The repository keeps both at its top level; the wheel maps them into the package (``odperf/fixtures``,
+``odperf/benchmarks``; see setup.py). They are looked up beside the imported ``odperf`` package through
+importlib.resources, and found at the top of the source tree when odperf runs from a checkout (an editable
+install, or ``PYTHONPATH=src``), so the data always comes from the same place as the code.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+SHIPPED = ("fixtures", "benchmarks")
+
+
+def shipped(name: str) -> Path:
+    """The shipped folder ``name`` (one of SHIPPED); ``ODPERF_FIXTURES`` names another fixtures folder."""
+    if name not in SHIPPED:
+        raise ValueError(f"odperf ships no folder {name!r} (only {', '.join(SHIPPED)})")
+    if name == "fixtures" and os.environ.get("ODPERF_FIXTURES"):
+        return Path(os.environ["ODPERF_FIXTURES"])
+    installed = files("odperf") / name
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / name  # a source tree: src/odperf/ -> the repository
+
+
+def fixtures_dir() -> Path:
+    """The fixtures folder: ``devices.toml``, ``expectations.toml`` and ``models/``."""
+    return shipped("fixtures")
+
+
+def suite_dir() -> Path:
+    """The benchmark suite (``pytest --pyargs odperf.benchmarks`` runs the same files)."""
+    return shipped("benchmarks")
