@@ -36,3 +36,21 @@ def test_an_accuracy_error_keeps_the_times_and_memory_and_fails_the_case(engine_
     assert info["error"].startswith("accuracy: AccuracyError: ") and "returns class ids [42]" in info["error"]
     (record,) = saved["odperf"]["records"]
     assert record["error"] == info["error"] and record["peak_memory_mb"] == info["peak_memory_mb"]
+
+
+def test_the_scorer_option_reaches_the_record(engine_models, engine_dataset, tmp_path):
+    out = tmp_path / "accuracy.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_accuracy.py"), "-p", "no:cacheprovider",
+         "-q", "-n", "0", "--rootdir", str(ROOT), f"--odperf-models={engine_models['tiny']}", "--odperf-devices=cpu",
+         "--odperf-images=2", f"--odperf-dataset={engine_dataset}", "--odperf-split=val2017",
+         "--odperf-scorer=pycocotools", f"--benchmark-json={out}"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (record,) = json.loads(out.read_text())["odperf"]["records"]
+    assert record["accuracy"]["scorer"] == "pycocotools" and record["accuracy"]["AP"] == record["map"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_accuracy.py"), "-p", "no:cacheprovider",
+         "--rootdir", str(ROOT), "--odperf-scorer=cocoapi"], cwd=tmp_path, env=child_env(), capture_output=True, text=True)
+    assert refused.returncode == 4 and "invalid choice: 'cocoapi'" in refused.stderr
