@@ -3,12 +3,14 @@ case on the scorer's own words."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import odperf
+from odperf import bench
 from child_env import child_env
 
 ROOT = Path(odperf.__file__).resolve().parents[2]
@@ -54,3 +56,15 @@ def test_the_scorer_option_reaches_the_record(engine_models, engine_dataset, tmp
         [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_accuracy.py"), "-p", "no:cacheprovider",
          "--rootdir", str(ROOT), "--odperf-scorer=cocoapi"], cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert refused.returncode == 4 and "invalid choice: 'cocoapi'" in refused.stderr
+
+
+def test_bench_passes_its_scorer_to_pytest():
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    for argv, scorer in ((["bench"], "faster-coco-eval"), (["bench", "--scorer", "pycocotools"], "pycocotools")):
+        args = parser.parse_args(argv)
+        cmd = bench.pytest_command(args, bench.passes(args)[0], Path("main.json"))
+        assert cmd[cmd.index("--odperf-accuracy") + 1] == f"--odperf-scorer={scorer}"
+    smoke = parser.parse_args(["bench", "--smoke"])
+    assert not any(c.startswith("--odperf-scorer") for c in bench.pytest_command(smoke, bench.passes(smoke)[0],
+                                                                                 Path("smoke.json")))
