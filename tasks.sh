@@ -24,6 +24,9 @@ setup() {
     if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
         "$PY" -m pip install --quiet --upgrade pip
         "$PY" -m pip install --quiet -e ".[torch]"   # both runtimes: TensorFlow and PyTorch
+        # The deprecated `pynvml` package (odperf's NVML dependency before nvidia-ml-py) stays in older venvs
+        # and warns on every NVML import: nothing needs it any more.
+        "$PY" -m pip uninstall --quiet --yes pynvml 2>/dev/null || true
         echo "$want" >"$STAMP"
     fi
 }
