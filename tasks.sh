@@ -25,8 +25,10 @@ setup() {
         "$PY" -m pip install --quiet --upgrade pip
         "$PY" -m pip install --quiet -e ".[torch]"   # both runtimes: TensorFlow and PyTorch
         # The deprecated `pynvml` package (odperf's NVML dependency before nvidia-ml-py) stays in older venvs
-        # and warns on every NVML import: nothing needs it any more.
+        # and warns on every NVML import: remove it, then put back nvidia-ml-py's pynvml.py, which old
+        # releases of it shared.
         "$PY" -m pip uninstall --quiet --yes pynvml 2>/dev/null || true
+        "$PY" -m pip install --quiet --force-reinstall --no-deps "nvidia-ml-py>=12.535"
         echo "$want" >"$STAMP"
     fi
 }
