@@ -28,7 +28,7 @@ setup() {
         # and warns on every NVML import: remove it, then put back nvidia-ml-py's pynvml.py, which old
         # releases of it shared.
         "$PY" -m pip uninstall --quiet --yes pynvml 2>/dev/null || true
-        "$PY" -m pip install --quiet --force-reinstall --no-deps "nvidia-ml-py>=12.535"
+        "$PY" -m pip install --quiet --force-reinstall --no-deps nvidia-ml-py
         echo "$want" >"$STAMP"
     fi
 }
