@@ -2,8 +2,9 @@
 
 Probes that look at another process (the worker) by its PID run in the parent, so that sampling costs the
 timed worker nothing: host RSS (psutil), NVML per-process and per-device used memory, and Jetson shared
-memory (through jetson-stats where it is installed and its service answers, else /proc/meminfo). A runtime's allocator can only be asked from inside the process that owns it, so the worker asks
-its backend (``Backend.allocator_stats``); the allocator keeps its own peak, which needs no sampling.
+memory (through jetson-stats where it is installed and its service answers, else /proc/meminfo). A
+runtime's allocator can only be asked from inside the process that owns it, so the worker asks its
+backend (``Backend.allocator_stats``); the allocator keeps its own peak, which needs no sampling.
 
 Scopes: a ``process`` probe counts only the worker; ``device`` and ``system`` probes count everything on
 the device (or board) and the sampler reports them relative to their value before the worker started.
@@ -206,9 +207,8 @@ def jetson_probe() -> Probe:
 HEADLINE_ORDER = ("nvml_process", "jetson_jtop", "jetson_shared", "nvml_device", "host_rss")
 """Which probe gives a run's headline memory figure, best first: the worker's own GPU memory as the paper
 measured it, then the board's shared memory on Jetson (jtop's figure, else meminfo's), then the whole
-GPU, then host RSS (CPU runs). A
-process probe that never saw its worker while the device's memory rose gives way to the device probe
-(``MemorySampler`` says so in the headline's name)."""
+GPU, then host RSS (CPU runs). A process probe that never saw its worker while the device's memory rose
+gives way to the device probe (``MemorySampler`` says so in the headline's name)."""
 
 
 def parse_device(device: str) -> tuple[str, int]:
