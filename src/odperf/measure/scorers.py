@@ -6,7 +6,9 @@ Both take the same ground truth and detections and give the same 12 summary figu
 accumulation in C++, several times faster on a car of detections; pycocotools stays selectable
 (``--odperf-scorer=pycocotools``) for those who want the paper's exact tool. Both treat ``iscrowd`` objects
 as ignored regions and score an empty set of detections as 0, and both mark the ground truth they read
-("ignore"): callers pass copies. The scorer's package is imported only when scoring.
+("ignore"): callers pass copies. Annotation ids start at 1 (``CameraSet.tile_gt``, the detections built
+for scoring): faster-coco-eval reads an id of 0 as "unmatched". The scorer's package is imported only when
+scoring.
 """
 
 from __future__ import annotations
