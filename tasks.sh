@@ -25,6 +25,11 @@ setup() {
         "$PY" -m pip install --quiet --upgrade pip
         # both runtimes (TensorFlow by default, PyTorch), and every extra the tests use
         "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test]"
+        # The deprecated `pynvml` package (odperf's NVML dependency before nvidia-ml-py) stays in older venvs
+        # and warns on every NVML import: remove it, then put back nvidia-ml-py's pynvml.py, which old
+        # releases of it shared.
+        "$PY" -m pip uninstall --quiet --yes pynvml 2>/dev/null || true
+        "$PY" -m pip install --quiet --force-reinstall --no-deps nvidia-ml-py
         echo "$want" >"$STAMP"
     fi
 }

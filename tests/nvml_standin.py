@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import re
-import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # the `pynvml` shim warns about its own packaging on import
-    import pynvml
+import pynvml
 
 FULL_UUID = re.compile(r"^(GPU|MIG)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

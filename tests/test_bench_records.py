@@ -1,14 +1,16 @@
 """A real run of the timing benchmark keeps what it measured when accuracy cannot be scored, and fails the
-case on the scorer's own words."""
+case on the scorer's own words; the scorer chosen (--odperf-scorer, odperf bench --scorer) reaches the record."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import odperf
+from odperf import bench
 from child_env import child_env
 
 ROOT = Path(odperf.__file__).resolve().parents[2]
@@ -36,3 +38,33 @@ def test_an_accuracy_error_keeps_the_times_and_memory_and_fails_the_case(engine_
     assert info["error"].startswith("accuracy: AccuracyError: ") and "returns class ids [42]" in info["error"]
     (record,) = saved["odperf"]["records"]
     assert record["error"] == info["error"] and record["peak_memory_mb"] == info["peak_memory_mb"]
+
+
+def test_the_scorer_option_reaches_the_record(engine_models, engine_dataset, tmp_path):
+    out = tmp_path / "accuracy.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_accuracy.py"), "-p", "no:cacheprovider",
+         "-q", "-n", "0", "--rootdir", str(ROOT), f"--odperf-models={engine_models['tiny']}", "--odperf-devices=cpu",
+         "--odperf-images=2", f"--odperf-dataset={engine_dataset}", "--odperf-split=val2017",
+         "--odperf-scorer=pycocotools", f"--benchmark-json={out}"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (record,) = json.loads(out.read_text())["odperf"]["records"]
+    assert record["accuracy"]["scorer"] == "pycocotools" and record["accuracy"]["AP"] == record["map"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_accuracy.py"), "-p", "no:cacheprovider",
+         "--rootdir", str(ROOT), "--odperf-scorer=cocoapi"], cwd=tmp_path, env=child_env(), capture_output=True, text=True)
+    assert refused.returncode == 4 and "invalid choice: 'cocoapi'" in refused.stderr
+
+
+def test_bench_passes_its_scorer_to_pytest():
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    for argv, scorer in ((["bench"], "faster-coco-eval"), (["bench", "--scorer", "pycocotools"], "pycocotools")):
+        args = parser.parse_args(argv)
+        cmd = bench.pytest_command(args, bench.passes(args)[0], Path("main.json"))
+        assert cmd[cmd.index("--odperf-accuracy") + 1] == f"--odperf-scorer={scorer}"
+    smoke = parser.parse_args(["bench", "--smoke"])
+    assert not any(c.startswith("--odperf-scorer") for c in bench.pytest_command(smoke, bench.passes(smoke)[0],
+                                                                                 Path("smoke.json")))

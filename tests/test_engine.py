@@ -57,6 +57,7 @@ def test_measure_end_to_end_gives_plausible_figures(engine_models, engine_datase
     assert mem.samples > 10 and len(mem.timeline) <= 200
     # One detection per image tile, none for the blank tile: 3 images x 63 tiles.
     assert m.accuracy["n_detections"] == 3 * 63 and 0 <= m.accuracy["AP"] <= 1
+    assert m.accuracy["scorer"] == "faster-coco-eval"  # the default; the record names it
     # ... kept as COCO results in camera-image coordinates, and scored after the worker left.
     coco = json.loads(results.read_text())
     assert len(coco) == 3 * 63 and {r["image_id"] for r in coco} == {1, 2, 3}

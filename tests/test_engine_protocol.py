@@ -122,6 +122,7 @@ def test_request_is_checked_and_round_trips():
         (dict(sample_period_ms=-10), "sample_period_ms"), (dict(model=""), "model"),
         (dict(dataset_split=""), "dataset_split"), (dict(batch_policy="fast"), "batch_policy"),
         (dict(grid=(9, 0, 300)), "grid"), (dict(grid="abc"), "grid"),
+        (dict(scorer="cocoapi"), "scorer must be one of faster-coco-eval, pycocotools, got 'cocoapi'"),
     ):
         with pytest.raises(WorkloadError, match=re.escape(says)):
             MeasureRequest(**{"model": "m", "batch_size": 8, "images": 2, **bad})

@@ -1,19 +1,28 @@
-"""Memory probes: NVML (through a stand-in for pynvml), Jetson meminfo, host RSS, and probe selection."""
+"""Memory probes: NVML (through a stand-in for pynvml), Jetson memory (jtop through a stand-in, meminfo for real),
+host RSS, and probe selection."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import os
+import sys
+from pathlib import Path
 
+import psutil
 import pytest
 
+import jtop_standin
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import probes
 from odperf.measure.probes import (
     JetsonSharedProbe,
+    JtopProbe,
     NvmlDeviceProbe,
     NvmlProcessProbe,
     RssProbe,
     external_probes,
+    jetson_probe,
     parse_device,
 )
 
@@ -54,6 +63,46 @@ def test_jetson_probe_reads_used_shared_memory(tmp_path):
     assert JetsonSharedProbe(meminfo).read() == 2_000_000 * 1024
     meminfo.write_text("garbage\n")
     assert JetsonSharedProbe(meminfo).read() is None
+
+
+RAM_KB = {"tot": 7_859_256, "used": 2_500_000, "free": 1_000_000, "buffers": 50_000, "cached": 4_000_000,
+          "shared": 700_000}
+
+
+def test_jetson_memory_comes_from_jtop_where_its_service_answers(monkeypatch):
+    ram = dict(RAM_KB)
+    stand_in = jtop_standin.module(ram)
+    monkeypatch.setitem(sys.modules, "jtop", stand_in)
+    probe = jetson_probe()
+    assert isinstance(probe, JtopProbe) and probe.name == "jetson_jtop" and probe.scope == "system"
+    assert probe.read() == 2_500_000 * 1024  # jtop's kB
+    ram["used"] = 3_000_000
+    assert probe.read() == 3_000_000 * 1024
+    (session,) = stand_in.opened
+    probe.close()
+    assert session.closed and probe.read() is None
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_jtop", "host_rss"]
+
+
+def test_jetson_memory_falls_back_to_meminfo_without_jtop_or_its_service(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jtop", jtop_standin.module(RAM_KB, service=False))
+    stopped = jetson_probe()  # installed, service not running
+    monkeypatch.setitem(sys.modules, "jtop", None)  # not installed: `import jtop` raises ImportError
+    absent = jetson_probe()
+    for probe in (stopped, absent):
+        assert isinstance(probe, JetsonSharedProbe) and probe.name == "jetson_shared"
+        used = probe.read()  # this machine's own /proc/meminfo
+        assert used is not None and 0 < used < psutil.virtual_memory().total
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_shared", "host_rss"]
+
+
+def test_nvml_is_nvidia_ml_py():
+    """odperf imports NVIDIA's maintained bindings (nvidia-ml-py's ``pynvml`` module); without a driver
+    (as here) NVML is simply absent."""
+    dist = importlib.metadata.distribution("nvidia-ml-py")
+    assert Path(dist.locate_file("pynvml.py")) == Path(importlib.import_module("pynvml").__file__)
+    nvml = probes.import_nvml()
+    assert nvml is None or nvml.__file__ == str(dist.locate_file("pynvml.py"))
 
 
 def test_rss_probe_reads_a_live_process_and_none_once_it_is_gone():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
+from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.package_data import suite_dir
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
@@ -82,7 +83,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: b
     if save and not args.smoke:
         cmd.append(f"--benchmark-save={run.name}")
     if args.accuracy and not args.smoke:
-        cmd.append("--odperf-accuracy")
+        cmd += ["--odperf-accuracy", f"--odperf-scorer={args.scorer}"]
     return cmd + [a for a in args.pytest_args if a != "--"]
 
 
@@ -153,6 +154,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=None, help=f"images timed per case (default {MAIN_IMAGES})")
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false",
                    help="skip COCO mAP of the timed images (on by default; the smoke run never scores)")
+    p.add_argument("--scorer", default=DEFAULT_SCORER, choices=SCORERS,
+                   help=f"COCO scorer for mAP (default {DEFAULT_SCORER}; pycocotools is the paper's reference)")
     p.add_argument("--no-emulate", dest="emulate", action="store_false",
                    help=f"skip the pass on the emulated small device ({EMULATED})")
     p.add_argument("--name", default="main", help="name of the saved run (default main)")

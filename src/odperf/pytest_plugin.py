@@ -35,6 +35,8 @@ _XDIST_MESSAGE = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
+
     g = parser.getgroup("odperf", "odperf: object-detection benchmarks")
     g.addoption("--odperf-models", default="embedded", metavar="SEL[,SEL...]",
                 help="models: registry names, meta-architectures (ssd, faster_rcnn...), mAP groups "
@@ -57,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dataset split (default: val for the embedded dataset, val2017 for a COCO root)")
     g.addoption("--odperf-accuracy", action="store_true", default=False,
                 help="also compute COCO mAP from the timed images (one JSON holds both)")
+    g.addoption("--odperf-scorer", default=DEFAULT_SCORER, choices=SCORERS,
+                help="COCO scorer for mAP: faster-coco-eval (default, the same figures several times faster) or "
+                     "pycocotools (the paper's reference); the record names the one used")
     g.addoption("--odperf-results-dir", default=None, metavar="DIR",
                 help="with accuracy on: write each case's detections as COCO results (camera-image "
                      "coordinates) to DIR/<case id>.json")
@@ -76,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _options(config: pytest.Config) -> dict[str, Any]:
     names = ("models", "batch_sizes", "devices", "images", "warmup_images", "model_dir", "dataset", "split",
-             "accuracy", "emulate", "results_dir", "expectations")
+             "accuracy", "emulate", "results_dir", "expectations", "scorer")
     out = {n: config.getoption(f"odperf_{n}") for n in names}
     out.update(timeout_s=config.getoption("odperf_timeout"), sample_period_ms=config.getoption("odperf_sample_ms"),
                seed=config.getoption("odperf_seed"))

@@ -95,7 +95,7 @@ class RunRecord:
     sampler_cpu_fraction: float | None = None  # the sampling thread's own CPU time / wall time
     # accuracy
     map: float | None = None  # COCO AP@[.5:.95], 0..1
-    accuracy: dict[str, Any] | None = None  # AP, AP50, ..., per_category, repairs (odperf.measure.accuracy)
+    accuracy: dict[str, Any] | None = None  # AP, AP50, ... ARl, per_category, scorer, repairs (measure.accuracy)
     # failures
     error: str | None = None  # message, tail of stderr, exit signal
     exit_signal: int | None = None

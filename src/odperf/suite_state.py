@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from odperf import __version__
 from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
+from odperf.measure.scorers import DEFAULT_SCORER
 from odperf.progress import Progress
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
 from odperf.suite import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
@@ -36,6 +37,7 @@ class SuiteState:
     split: str | None = None
     accuracy: bool = False
     results_dir: str | None = None
+    scorer: str = DEFAULT_SCORER
     timeout_s: float = 1800.0
     sample_period_ms: float = 10.0
     seed: int = 0
@@ -66,6 +68,7 @@ class SuiteState:
         timeout_s: float,
         sample_period_ms: float,
         seed: int,
+        scorer: str = DEFAULT_SCORER,
         check: bool = True,
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
@@ -103,6 +106,7 @@ class SuiteState:
             split=split,
             accuracy=accuracy,
             results_dir=results_dir,
+            scorer=scorer,
             timeout_s=timeout_s,
             sample_period_ms=sample_period_ms,
             seed=seed,
@@ -163,6 +167,7 @@ class SuiteState:
             sample_period_ms=self.sample_period_ms,
             keep_detections=(self.accuracy or not timed) and not case.model.untrained,
             results_path=self._results_path(case, timed),
+            scorer=self.scorer,
             bare_loop=timed,  # the harness-overhead loop only means something for timed runs
             start_timeout_s=self.timeout_s,
         )
@@ -324,7 +329,8 @@ class SuiteState:
             f"odperf: {len(self.models)} model(s), batch sizes {','.join(map(str, self.batch_sizes))}, "
             f"{self.images} image(s) timed per case, targets {', '.join(t.label for t in self.targets)}"
             + (f", emulating {', '.join(t.profile for t in self.targets if t.emulated_from)}"
-               if any(t.emulated_from for t in self.targets) else ""),
+               if any(t.emulated_from for t in self.targets) else "")
+            + (f", mAP by {self.scorer}" if self.accuracy else ""),
         ]
 
     def nothing_selected_line(self, how: str) -> str:

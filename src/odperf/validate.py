@@ -1,10 +1,10 @@
 """``odperf validate MODEL``: measured mAP on the tiled workload against the model's reported mAP.
 
 As the paper validated its test bed on models with published mAP, this runs a model over camera images
-built from a COCO-format dataset (the embedded synthetic one by default), scores it with pycocotools and
-puts the figure beside what was reported: the zoo table's mAP for zoo models (COCO, full images), the
-paper's Table I "tested" mAP where legible, and for embedded models the mAP measured when they were
-trained. The tolerance is absolute COCO AP. Zoo models see 300x300 tiles here, not whole images resized
+built from a COCO-format dataset (the embedded synthetic one by default), scores it (faster-coco-eval, or
+pycocotools with ``--scorer``) and puts the figure beside what was reported: the zoo table's mAP for zoo
+models (COCO, full images), the paper's Table I "tested" mAP where legible, and for embedded models the
+mAP measured when they were trained. The tolerance is absolute COCO AP. Zoo models see 300x300 tiles here, not whole images resized
 to their input size, so expect their tiled mAP below the table's: the comparison is the point, and
 ``--tolerance`` says how far is acceptable. TF1 zoo models were trained on COCO train2014+val2014 minus
 minival, so part of val2017 is in their training set: their val2017 figure is optimistic.
@@ -19,6 +19,7 @@ from typing import Any
 from tabulate import tabulate
 
 from odperf.errors import OdperfError
+from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.zoo.registry import ModelSpec, get
 
 DEFAULT_TOLERANCE = 0.02
@@ -91,7 +92,7 @@ def render(v: Validation) -> str:
         lines += ["", tabulate([[name, pct(ap)] for name, ap in per_cat], ["category", "AP %"])]
     lines.append(
         f"\n{acc.get('n_images', 0)} tiles scored, {acc.get('n_ground_truth', 0)} ground-truth boxes, "
-        f"{acc.get('n_detections', 0)} detections, COCOeval {acc.get('eval_seconds', 0):.1f} s"
+        f"{acc.get('n_detections', 0)} detections, {acc.get('scorer', 'COCOeval')} {acc.get('eval_seconds', 0):.1f} s"
     )
     return "\n".join(lines)
 
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         warmup_images=0,
         keep_detections=True,
+        scorer=args.scorer,
     )
     m = measure(request)
     if m.outcome != "ok":
@@ -140,6 +142,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scorer", default=DEFAULT_SCORER, choices=SCORERS,
+                   help=f"COCO scorer (default {DEFAULT_SCORER}; pycocotools is the paper's reference)")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"largest allowed |measured - reference| in absolute AP (default {DEFAULT_TOLERANCE})")
     p.set_defaults(func=run)

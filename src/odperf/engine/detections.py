@@ -52,4 +52,4 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
     detections = TiledDetections.load(path, grid)
     if request.results_path:
         detections.write_results(request.results_path)
-    return detections.evaluate(open_camera_set(request, grid), camera_indices=timed).to_record()
+    return detections.evaluate(open_camera_set(request, grid), camera_indices=timed, scorer=request.scorer).to_record()

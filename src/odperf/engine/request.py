@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from odperf.errors import WorkloadError
+from odperf.measure.scorers import DEFAULT_SCORER, check_scorer
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
 
@@ -39,6 +40,7 @@ class MeasureRequest:
     sample_period_ms: float = 10.0
     keep_detections: bool = False  # accuracy: the worker keeps detections of every timed image
     results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
+    scorer: str = DEFAULT_SCORER  # with keep_detections: the COCOeval that scores them (odperf.measure.scorers)
     batch_policy: str = "tile_by_tile"
     bare_loop: bool = True  # finish() re-runs the images in a bare in-process loop (harness overhead)
     # Set by WorkerSession, never by a caller: the file (the parent's, nameless) the worker saves detections to.
@@ -80,6 +82,7 @@ class MeasureRequest:
             raise WorkloadError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not isinstance(self.dataset_split, str) or not self.dataset_split or "/" in self.dataset_split:
             raise WorkloadError(f"dataset_split must be a split name such as 'val2017', got {self.dataset_split!r}")
+        check_scorer(self.scorer)
         if self.batch_policy not in BATCH_POLICIES:
             raise WorkloadError(f"batch_policy must be one of {', '.join(BATCH_POLICIES)}, got {self.batch_policy!r}")
 

@@ -1,4 +1,5 @@
-"""COCO mAP of a detector run on the tiled camera workload, with pycocotools' COCOeval (bbox).
+"""COCO mAP of a detector run on the tiled camera workload, with COCOeval (bbox) from the chosen scorer
+(``measure.scorers``: faster-coco-eval by default, pycocotools as the paper's reference).
 
 Two views of the same detections:
 - what the line's user receives: COCO results in camera-image coordinates (image_id = camera image id,
@@ -19,8 +20,6 @@ Bad model output is never a silent mAP of 0. Checked here, after the timed round
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,8 +27,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from odperf.datasets.camera import CameraSet
 from odperf.errors import WorkloadError
@@ -43,12 +40,13 @@ from odperf.measure.detection_checks import (  # noqa: F401 (AccuracyError, Repa
     repair_normalized,
     show,
 )
+from odperf.measure.scorers import COCO_FIGURES, DEFAULT_SCORER, score_bbox
 from odperf.workload import PAPER_GRID, CameraGrid, camera_to_tile, normalized_to_xywh, tile_to_camera
 
 
 @dataclass(frozen=True)
 class AccuracyReport:
-    """COCOeval's bbox summary (0..1; None where the dataset has no object of that kind)."""
+    """COCOeval's 12 bbox summary figures (0..1; None where the dataset has no object of that kind)."""
 
     ap: float | None  # AP @ IoU .50:.95, the paper's mAP
     ap50: float | None
@@ -56,26 +54,40 @@ class AccuracyReport:
     ap_small: float | None
     ap_medium: float | None
     ap_large: float | None
+    ar1: float | None
+    ar10: float | None
     ar100: float | None
+    ar_small: float | None
+    ar_medium: float | None
+    ar_large: float | None
     per_category: dict[str, float | None]  # AP @ .50:.95 by category name
     n_images: int  # tiles scored
     n_detections: int
     n_ground_truth: int
     eval_seconds: float
+    scorer: str = DEFAULT_SCORER  # which COCOeval produced the figures (odperf.measure.scorers)
     repairs: dict[str, int] = field(default_factory=dict)  # detections fixed before scoring, by kind
 
+    def figures(self) -> dict[str, float | None]:
+        """The 12 figures by COCO's names (``scorers.COCO_FIGURES``)."""
+        return {name: getattr(self, attr) for name, attr in zip(COCO_FIGURES, _FIGURE_FIELDS)}
+
     def to_record(self) -> dict[str, Any]:
-        """The ``RunRecord.accuracy`` dict: COCO's names for the summary figures, plus counts."""
+        """The ``RunRecord.accuracy`` dict: COCO's names for the summary figures, plus counts and the scorer."""
         return {
-            "AP": self.ap, "AP50": self.ap50, "AP75": self.ap75, "APs": self.ap_small,
-            "APm": self.ap_medium, "APl": self.ap_large, "AR100": self.ar100,
+            **self.figures(),
             "per_category": dict(self.per_category), "n_images": self.n_images,
             "n_detections": self.n_detections, "n_ground_truth": self.n_ground_truth,
-            "eval_seconds": self.eval_seconds, "repairs": dict(self.repairs),
+            "eval_seconds": self.eval_seconds, "scorer": self.scorer, "repairs": dict(self.repairs),
         }
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# AccuracyReport's field for each of COCO_FIGURES, in the same order.
+_FIGURE_FIELDS = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
+                  "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
 
 class TiledDetections:
@@ -201,9 +213,10 @@ class TiledDetections:
         camera_set: CameraSet,
         model_category_ids: Iterable[int] | None = None,
         camera_indices: Iterable[int] | None = None,
+        scorer: str = DEFAULT_SCORER,
     ) -> AccuracyReport:
-        """Score against ``camera_set``: by default only the tiles the detector ran on (so a run that
-        timed a few camera images is scored on those), else every tile of ``camera_indices``."""
+        """Score against ``camera_set`` with ``scorer``: by default only the tiles the detector ran on (so a
+        run that timed a few camera images is scored on those), else every tile of ``camera_indices``."""
         if camera_set.grid != self.grid:
             raise WorkloadError(f"detections were made on {self.grid.describe()}, the camera set is "
                                 f"{camera_set.grid.describe()}")
@@ -224,7 +237,7 @@ class TiledDetections:
         else:
             scored = _tile_ids(camera_set, camera_indices)
         return _evaluate(camera_set, cams, boxes, scores, classes, tiles, model_category_ids, scored,
-                         self.repairs, self.who)
+                         self.repairs, self.who, scorer)
 
 
 def evaluate_camera_results(
@@ -233,6 +246,7 @@ def evaluate_camera_results(
     model_category_ids: Iterable[int] | None = None,
     camera_indices: Iterable[int] | None = None,
     model: str | None = None,
+    scorer: str = DEFAULT_SCORER,
 ) -> AccuracyReport:
     """Score COCO results in camera-image coordinates (a list, or a JSON file as written by
     ``TiledDetections.write_results``) against the camera set, tile by tile: every tile of
@@ -257,7 +271,7 @@ def evaluate_camera_results(
     keep = repair_camera_results(boxes, scores, classes, repairs, who)
     indices = range(camera_set.n_images) if camera_indices is None else camera_indices
     return _evaluate(camera_set, cams[keep], boxes[keep], scores[keep], np.rint(classes[keep]).astype(np.int64),
-                     None, model_category_ids, _tile_ids(camera_set, indices), repairs, who)
+                     None, model_category_ids, _tile_ids(camera_set, indices), repairs, who, scorer)
 
 
 def _tile_ids(camera_set: CameraSet, camera_indices: Iterable[int]) -> list[int]:
@@ -280,6 +294,7 @@ def _evaluate(
     scored_ids: list[int],
     repairs: Repairs,
     who: str,
+    scorer: str,
 ) -> AccuracyReport:
     start = time.perf_counter()
     g = camera_set.grid
@@ -312,38 +327,20 @@ def _evaluate(
     image_ids, classes, local, scores = image_ids[keep], classes[keep], local[keep], scores[keep]
 
     # COCOeval marks the ground truth it reads ("ignore"): give it copies, the camera set stays as built.
-    gt = _quiet_coco({**camera_set.tile_gt, "annotations": [dict(a) for a in camera_set.tile_gt["annotations"]]})
+    gt = {**camera_set.tile_gt, "annotations": [dict(a) for a in camera_set.tile_gt["annotations"]]}
+    # What COCO.loadRes builds for bbox results, minus the polygon it adds for segm evaluation.
     dt_anns = [
         {"id": n + 1, "image_id": i, "category_id": k, "bbox": b, "score": s, "area": b[2] * b[3], "iscrowd": 0}
         for n, (i, k, b, s) in enumerate(zip(image_ids.tolist(), classes.tolist(), local.tolist(), scores.tolist()))
     ]
-    # What COCO.loadRes builds for bbox results, minus the polygon it adds for segm evaluation.
-    dt = _quiet_coco({"images": camera_set.tile_gt["images"], "categories": camera_set.tile_gt["categories"],
-                      "annotations": dt_anns})
-    ev = COCOeval(gt, dt, "bbox")
-    ev.params.imgIds = sorted(scored)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [None if s < 0 else float(s) for s in ev.stats]
-    precision = ev.eval["precision"]  # [IoU, recall, category, area, maxDets]
+    score = score_bbox(gt, dt_anns, sorted(scored), scorer)
     per_category: dict[str, float | None] = {}
-    for k, cat_id in enumerate(ev.params.catIds):
-        p = precision[:, :, k, 0, -1]
+    for k, cat_id in enumerate(score.cat_ids):
+        p = score.precision[:, :, k, 0, -1]  # [IoU, recall, category, area, maxDets]: all areas, 100 per image
         p = p[p > -1]
         per_category[names[cat_id]] = float(p.mean()) if p.size else None
     return AccuracyReport(
-        ap=stats[0], ap50=stats[1], ap75=stats[2], ap_small=stats[3], ap_medium=stats[4], ap_large=stats[5],
-        ar100=stats[8], per_category=per_category, n_images=len(scored),
-        n_detections=len(dt_anns), n_ground_truth=n_gt,
-        eval_seconds=time.perf_counter() - start, repairs=dict(repairs.counts),
+        **{attr: score.figures[name] for name, attr in zip(COCO_FIGURES, _FIGURE_FIELDS)},
+        per_category=per_category, n_images=len(scored), n_detections=len(dt_anns), n_ground_truth=n_gt,
+        eval_seconds=time.perf_counter() - start, scorer=scorer, repairs=dict(repairs.counts),
     )
-
-
-def _quiet_coco(dataset: dict[str, Any]) -> COCO:
-    coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco

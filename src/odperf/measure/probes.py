@@ -2,8 +2,9 @@
 
 Probes that look at another process (the worker) by its PID run in the parent, so that sampling costs the
 timed worker nothing: host RSS (psutil), NVML per-process and per-device used memory, and Jetson shared
-memory. A runtime's allocator can only be asked from inside the process that owns it, so the worker asks
-its backend (``Backend.allocator_stats``); the allocator keeps its own peak, which needs no sampling.
+memory (through jetson-stats where it is installed and its service answers, else /proc/meminfo). A
+runtime's allocator can only be asked from inside the process that owns it, so the worker asks its
+backend (``Backend.allocator_stats``); the allocator keeps its own peak, which needs no sampling.
 
 Scopes: a ``process`` probe counts only the worker; ``device`` and ``system`` probes count everything on
 the device (or board) and the sampler reports them relative to their value before the worker started.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
@@ -32,11 +32,10 @@ class Probe(Protocol):
 
 
 def import_nvml() -> Any | None:
-    """The pynvml module initialised, or None where there is no NVIDIA driver (this is not an error)."""
+    """NVML initialised, or None where there is no NVIDIA driver (this is not an error). The module is
+    ``pynvml`` from nvidia-ml-py, NVIDIA's maintained bindings (not the deprecated ``pynvml`` package)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the `pynvml` shim warns about its own packaging on import
-            nvml = importlib.import_module("pynvml")
+        nvml = importlib.import_module("pynvml")
         nvml.nvmlInit()
     except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError...
         return None
@@ -145,8 +144,34 @@ class NvmlDeviceProbe:
 
 
 @dataclass
+class JtopProbe:
+    """Memory in use on a Jetson board as jetson-stats reports it (jtop's RAM "used": total less free,
+    buffers and cache), the figure Jetson users watch. jtop's service refreshes it every ``interval`` s,
+    so samples between refreshes repeat the last figure. ``jetson`` is a started ``jtop.jtop``."""
+
+    jetson: Any = field(repr=False)
+    name: str = "jetson_jtop"
+    scope: str = "system"
+
+    def read(self) -> float | None:
+        try:
+            return float(self.jetson.memory["RAM"]["used"]) * 1024  # jtop reports kB
+        except Exception:  # the service went away, or has not sent its first figures yet
+            return None
+
+    def close(self) -> None:
+        jetson, self.jetson = self.jetson, None
+        if jetson is not None:
+            jetson.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclass
 class JetsonSharedProbe:
-    """Memory in use on a Jetson board (MemTotal - MemAvailable): its GPU allocates from host memory."""
+    """Memory in use on a Jetson board (MemTotal - MemAvailable): its GPU allocates from host memory. The
+    fallback where jetson-stats is not installed or its service does not answer."""
 
     meminfo: Path = Path("/proc/meminfo")
     name: str = "jetson_shared"
@@ -164,11 +189,26 @@ class JetsonSharedProbe:
         return float((total - available) * 1024)
 
 
-HEADLINE_ORDER = ("nvml_process", "jetson_shared", "nvml_device", "host_rss")
+def jetson_probe() -> Probe:
+    """The board's memory through jetson-stats (jtop) where it is installed and its service answers, else
+    through /proc/meminfo."""
+    try:
+        from jtop import JtopException, jtop
+    except ImportError:
+        return JetsonSharedProbe()
+    jetson = jtop()
+    try:
+        jetson.start()  # connects to the jtop service; JtopException when it is not running
+    except (JtopException, OSError):
+        return JetsonSharedProbe()
+    return JtopProbe(jetson)
+
+
+HEADLINE_ORDER = ("nvml_process", "jetson_jtop", "jetson_shared", "nvml_device", "host_rss")
 """Which probe gives a run's headline memory figure, best first: the worker's own GPU memory as the paper
-measured it, then the board's shared memory on Jetson, then the whole GPU, then host RSS (CPU runs). A
-process probe that never saw its worker while the device's memory rose gives way to the device probe
-(``MemorySampler`` says so in the headline's name)."""
+measured it, then the board's shared memory on Jetson (jtop's figure, else meminfo's), then the whole
+GPU, then host RSS (CPU runs). A process probe that never saw its worker while the device's memory rose
+gives way to the device probe (``MemorySampler`` says so in the headline's name)."""
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -196,7 +236,7 @@ def external_probes(
 
         jetson = jetson_model() is not None
     if jetson:
-        return [JetsonSharedProbe(), *probes]
+        return [jetson_probe(), *probes]
     nvml = import_nvml()
     if nvml is not None:
         from odperf.measure.visible_gpus import select_gpu

@@ -1,27 +1,23 @@
 """Download a zoo tarball and unpack it into the model folder: a complete model folder or nothing.
 
-The download and the extraction happen in a hidden temporary folder inside the model folder (same file
-system), and only a verified, fully extracted model is renamed into place, in one atomic step. A short
-body (fewer bytes than Content-Length or the registry's size), a wrong sha256, a damaged archive or an
-archive member that would land outside the model folder (absolute path, ``..``, a link pointing out, a
-device file) leaves nothing behind and says which check failed.
+pooch downloads (progress through tqdm, retries, the registry's sha256) and tarfile's ``data`` filter
+unpacks. Both happen in a hidden temporary folder inside the model folder (same file system), and only a
+verified, fully extracted model is renamed into place, in one atomic step. A short body (fewer bytes than
+Content-Length or the registry's size) or a wrong sha256 after every retry, a damaged archive, or an
+archive member that would land outside the model folder (``..``, a link pointing out, a device file)
+leaves nothing behind and says which check failed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import zlib
-from pathlib import Path, PurePosixPath
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from odperf import __version__
 from odperf.errors import FetchError
@@ -29,6 +25,7 @@ from odperf.zoo import catalog
 from odperf.zoo.registry import ModelSpec, get, resolve_model_dir
 
 CHUNK = 1 << 20
+RETRIES = 2  # tries after the first, on a lost connection, a short body or a hash mismatch
 
 
 def url_for(spec: ModelSpec, url_base: str | None = None) -> str:
@@ -45,7 +42,8 @@ def url_for(spec: ModelSpec, url_base: str | None = None) -> str:
 
 
 def fetch(ref: str | ModelSpec, model_dir: str | Path | None = None, url_base: str | None = None,
-          force: bool = False, progress: TextIO | bool | None = True, timeout: float = 60.0) -> Path:
+          force: bool = False, progress: TextIO | bool | None = True, timeout: float = 60.0,
+          retries: int = RETRIES) -> Path:
     """Fetch a registry model into ``model_dir`` and return its folder (``<model_dir>/<tarball>``).
 
     An already present model is left as it is unless ``force``. ``progress``: a stream, True for the
@@ -72,7 +70,8 @@ def fetch(ref: str | ModelSpec, model_dir: str | Path | None = None, url_base: s
     work = Path(tempfile.mkdtemp(prefix=f".{spec.tarball}.part-", dir=root))
     try:
         archive = work / f"{spec.tarball}.tar.gz"
-        download(url, archive, size=spec.size, sha256=spec.sha256, progress=progress, label=spec.name, timeout=timeout)
+        download(url, archive, size=spec.size, sha256=spec.sha256, progress=progress, label=spec.name,
+                 timeout=timeout, retries=retries)
         unpacked = work / "unpacked"
         safe_extract(archive, unpacked, label=url)
         model = _model_root(unpacked, spec.tarball, url)
@@ -92,85 +91,59 @@ def fetch(ref: str | ModelSpec, model_dir: str | Path | None = None, url_base: s
 
 
 def download(url: str, dest: Path, size: int | None = None, sha256: str | None = None,
-             progress: TextIO | None = None, label: str = "", timeout: float = 60.0) -> Path:
-    """Stream ``url`` to ``dest``, checking Content-Length, ``size`` and ``sha256``; FetchError if not."""
-    request = urllib.request.Request(url, headers={"User-Agent": f"odperf/{__version__}"})
+             progress: TextIO | None = None, label: str = "", timeout: float = 60.0, retries: int = RETRIES) -> Path:
+    """Download ``url`` to ``dest`` with pooch: a short body (urllib3 checks Content-Length), a lost
+    connection or a ``sha256`` mismatch is tried again ``retries`` times (pooch waits 1 s, 2 s, ...);
+    then the registry's ``size`` is checked. FetchError names what failed; nothing is left behind."""
+    import pooch
+    import requests
+
+    tries = f"{retries + 1} tr{'y' if retries == 0 else 'ies'}"
+    store = pooch.create(path=dest.parent, base_url="", registry={dest.name: f"sha256:{sha256}" if sha256 else None},
+                         urls={dest.name: url}, retry_if_failed=retries)
+    downloader = pooch.HTTPDownloader(progressbar=_progress_bar(progress, label or url), chunk_size=CHUNK,
+                                      timeout=timeout, headers={"User-Agent": f"odperf/{__version__}"})
+    if progress is not None and downloader.progressbar is False:
+        _say(progress, f"{label or url}: downloading {url}")
+    log = pooch.get_logger()
+    level = log.level
+    log.setLevel("WARNING")  # its INFO lines name the temporary folder; odperf says what happens itself
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"{url}: cannot connect ({reason}); offline machines can use a mirror with "
+        store.fetch(dest.name, downloader=downloader)
+    except requests.exceptions.HTTPError as exc:
+        response = exc.response
+        raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}") from exc
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+        raise FetchError(f"{url}: download truncated ({_why(exc)}) in each of {tries}; nothing was kept - "
+                         "try again") from exc
+    except requests.exceptions.RequestException as exc:
+        raise FetchError(f"{url}: cannot connect ({_why(exc)}; {tries}); offline machines can use a mirror with "
                          "--url-base or copy the extracted tarball into the model folder") from exc
-    header = response.headers.get("Content-Length")
-    expected = int(header) if header and header.isdigit() else None
-    digest = hashlib.sha256()
-    got = 0
-    meter = _Meter(progress, label or url, expected or size)
-    with response, open(dest, "wb") as out:
-        while True:
-            try:
-                chunk = response.read(CHUNK)
-            except http.client.IncompleteRead as exc:
-                chunk = exc.partial
-                digest.update(chunk)
-                out.write(chunk)
-                got += len(chunk)
-                break
-            except OSError as exc:
-                raise FetchError(f"{url}: connection lost after {got} bytes ({exc}); nothing was kept - try again") from exc
-            if not chunk:
-                break
-            digest.update(chunk)
-            out.write(chunk)
-            got += len(chunk)
-            meter.update(got)
-    meter.done(got)
-    if expected is not None and got != expected:
-        raise FetchError(f"{url}: download truncated: got {got} of {expected} bytes (Content-Length); "
-                         "nothing was kept - try again")
+    except ValueError as exc:  # pooch: the hash of what arrived is not the registry's
+        raise FetchError(f"{url}: sha256 does not match the registry's {sha256} in each of {tries} (a changed "
+                         "file or a damaged mirror); nothing was kept") from exc
+    except OSError as exc:
+        raise FetchError(f"cannot write the download into {dest.parent} ({exc.strerror or exc}); free disk "
+                         "space or pass --model-dir") from exc
+    finally:
+        log.setLevel(level)
+    got = dest.stat().st_size
+    if progress is not None and downloader.progressbar is False:
+        _say(progress, f"{label or url}: {got / 1e6:.1f} MB downloaded")
     if size is not None and got != size:
         raise FetchError(f"{url}: got {got} bytes, the registry expects {size}; nothing was kept")
-    if sha256 is not None and digest.hexdigest() != sha256.lower():
-        raise FetchError(f"{url}: sha256 {digest.hexdigest()} does not match the registry's {sha256}; "
-                         "nothing was kept")
     return dest
 
 
-def unsafe_reason(member: tarfile.TarInfo) -> str | None:
-    """Why extracting ``member`` could write outside the target folder, or None if it is safe."""
-    name = member.name
-    path = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        return "absolute path"
-    if ".." in path.parts:
-        return "path with '..'"
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        return "device or fifo file"
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if link.startswith("/"):
-            return f"link to absolute path {link!r}"
-        base = path.parent if member.issym() else PurePosixPath()
-        depth = 0
-        for part in (base / link).parts:
-            depth += -1 if part == ".." else (0 if part == "." else 1)
-            if depth < 0:
-                return f"link pointing outside the archive ({link!r})"
-    return None
-
-
 def safe_extract(archive: Path, dest: Path, label: str = "") -> None:
-    """Extract a (gzipped) tar into ``dest`` after checking every member; FetchError names what failed."""
+    """Extract a (gzipped) tar into ``dest`` with tarfile's ``data`` filter, which refuses members that would
+    land outside ``dest`` (``..``, links pointing out or to absolute paths), device files and fifos, and
+    strips leading slashes. (pooch's Untar applies that filter only from Python 3.12 on.) FetchError names
+    what failed."""
     where = label or str(archive)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()  # reads to the end: a truncated archive fails here
-            for member in members:
-                reason = unsafe_reason(member)
-                if reason:
-                    raise FetchError(f"{where}: refused to extract {member.name!r}: {reason}; nothing was kept")
             dest.mkdir(parents=True, exist_ok=True)
             tar.extractall(dest, members=members, filter="data")
     except tarfile.FilterError as exc:
@@ -200,37 +173,21 @@ def _say(stream: TextIO | None, text: str) -> None:
         print(text, file=stream, flush=True)
 
 
-class _Meter:
-    """Download progress on a stream: one rewritten line on a terminal, a line per quarter otherwise."""
+def _progress_bar(stream: TextIO | None, label: str) -> Any:
+    """A tqdm bar on ``stream`` for pooch to fill, or False: no stream, or tqdm not installed (a --no-deps
+    install), where a line before and after the download stands in for it."""
+    if stream is None:
+        return False
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return False
+    # pooch tests the bar's truth (a tqdm is true while its total is > 0), then sets the total from Content-Length
+    return tqdm(desc=label, total=1, file=stream, unit="B", unit_scale=True, unit_divisor=1000, leave=True)
 
-    def __init__(self, stream: TextIO | None, label: str, total: int | None) -> None:
-        self.stream, self.label, self.total = stream, label, total
-        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.last = 0.0
-        self.quarter = 0
 
-    def _line(self, got: int) -> str:
-        mb = got / 1e6
-        if self.total:
-            return f"{self.label}: {mb:.1f} / {self.total / 1e6:.1f} MB ({100 * got / self.total:.0f}%)"
-        return f"{self.label}: {mb:.1f} MB"
-
-    def update(self, got: int) -> None:
-        if self.stream is None:
-            return
-        if self.tty:
-            now = time.monotonic()
-            if now - self.last >= 0.25:
-                self.last = now
-                print("\r" + self._line(got), end="", file=self.stream, flush=True)
-        elif self.total and got * 4 // self.total > self.quarter:
-            self.quarter = got * 4 // self.total
-            _say(self.stream, self._line(got))
-
-    def done(self, got: int) -> None:
-        if self.stream is None:
-            return
-        if self.tty:
-            print("\r" + self._line(got), file=self.stream, flush=True)
-        elif not self.total or self.quarter < 4:
-            _say(self.stream, self._line(got))
+def _why(exc: BaseException) -> str:
+    """The innermost reason requests and urllib3 give (their outer messages repeat the URL)."""
+    while exc.__context__ is not None and str(exc.__context__):
+        exc = exc.__context__
+    return str(exc) or type(exc).__name__
