@@ -143,7 +143,7 @@ def sample_gpu_run(monkeypatch, listed: bool | None, rise: int, own: int | None)
     a foreign PID (another container's process, as NVML sees host PIDs), or (None) the worker's PID
     without a memory figure."""
     from nvml_standin import FakeGpu, NvmlStandIn, gpu_uuid
-    from odperf.measure import probes
+    from odperf.measure import kinds, probes
 
     foreign = {4242: 6 * GIB}
     gpu = FakeGpu("NVIDIA H100 80GB HBM3", 80 * GIB, used_bytes=6 * GIB, processes=dict(foreign))
@@ -151,7 +151,8 @@ def sample_gpu_run(monkeypatch, listed: bool | None, rise: int, own: int | None)
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        chosen = probes.external_probes("gpu:0", worker.pid, jetson=False, env={"CUDA_VISIBLE_DEVICES": gpu_uuid(1)})
+        chosen = kinds.external_probes("gpu:0", worker.pid, env={"CUDA_VISIBLE_DEVICES": gpu_uuid(1)},
+                                       kind=kinds.kind_named("gpu"))
         with MemorySampler(chosen, period_ms=5) as sampler:
             wait_for_samples(sampler)
             # The worker creates its context: the device's used memory rises. Each change is one assignment,

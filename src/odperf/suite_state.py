@@ -69,7 +69,7 @@ class SuiteState:
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
         from odperf import preflight
-        from odperf.measure.devices import detect_profiles
+        from odperf.measure.kinds import detected
         from odperf.targets import build_targets
         from odperf.zoo.registry import select
 
@@ -77,7 +77,7 @@ class SuiteState:
             preflight.check_options(images=images, warmup_images=warmup_images, timeout_s=timeout_s,
                                     sample_period_ms=sample_period_ms, seed=seed)
         sizes = parse_batch_sizes(batch_sizes)
-        profiles = detect_profiles()
+        profiles = detected()
         targets = build_targets(devices, profiles, emulate)
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]

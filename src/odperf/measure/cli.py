@@ -7,7 +7,8 @@ import json
 
 from tabulate import tabulate
 
-from odperf.measure.devices import detect_profiles, load_table
+from odperf.measure.devices import load_table
+from odperf.measure.kinds import detect_profiles
 
 
 def run(args: argparse.Namespace) -> int:

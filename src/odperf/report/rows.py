@@ -179,10 +179,8 @@ def device_memory_mb(run: SavedRun, profile: str | None = None) -> float | None:
     for rec in run.records:
         if rec.device_profile == profile and rec.emulated and rec.emulated.get("memory_limit_mb"):
             return float(rec.emulated["memory_limit_mb"])
-    try:
-        from odperf.measure.devices import get_profile
-    except ImportError:
-        return None
+    from odperf.measure.kinds import get_profile
+
     try:
         return float(get_profile(profile).memory_mb) or None
     except (OdperfError, KeyError, AttributeError, TypeError, ValueError):
