@@ -91,7 +91,7 @@ class Rocm(DeviceKind):
     """A stand-in for AMD GPUs (none can exist here): found in the table's [[rocm]] section, narrowed by
     HIP_VISIBLE_DEVICES, sampled through a probe of its own."""
 
-    name, slot = "rocm", "gpu"
+    name, slot, title = "rocm", "gpu", "AMD GPU"
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
@@ -142,5 +142,6 @@ def test_a_new_kind_of_device_is_one_entry_and_its_profiles(monkeypatch, tmp_pat
         child.wait()
     nominal = get_profile("mi250x", table)
     assert nominal.detected and nominal.kind == "rocm"
+    assert kinds.none_found() == "no NVIDIA GPU, Jetson or AMD GPU found"
     monkeypatch.setattr(rocm, "names", [])
     assert not get_profile("mi250x", table).detected  # the table's nominal profile where none is present

@@ -308,12 +308,14 @@ class SuiteState:
         return block
 
     def _hardware(self) -> str:
+        from odperf.measure.kinds import none_found
+
         parts = [
             f"{p.name} ({p.display_name}" + (f", {p.cores} cores" if p.cores else "") + f", {p.memory_mb:.0f} MB)"
             for p in self.profiles
         ]
         if not any(p.kind != "cpu" for p in self.profiles):
-            parts.append("no NVIDIA GPU or Jetson found")
+            parts.append(none_found())
         return "; ".join(parts)
 
     def header_lines(self) -> list[str]:

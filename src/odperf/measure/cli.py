@@ -8,7 +8,7 @@ import json
 from tabulate import tabulate
 
 from odperf.measure.devices import load_table
-from odperf.measure.kinds import detect_profiles
+from odperf.measure.kinds import detect_profiles, none_found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     headers = ["profile", "kind", "device", "name", "memory GB", "markers", "cores", "driver", "cuda", "cc"]
     print(tabulate(rows, headers=headers))
     if not any(p.kind != "cpu" for p in profiles):
-        print("\nno NVIDIA GPU (NVML) or Jetson board found: runs measure the CPU")
+        print(f"\n{none_found()}: runs measure the CPU")
     return 0
 
 

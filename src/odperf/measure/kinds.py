@@ -43,6 +43,7 @@ class DeviceKind:
 
     name: str
     slot: str
+    title: str  # what a user calls it, in "no NVIDIA GPU or Jetson found"
 
     def present(self) -> bool:
         """Whether this machine has this kind (cheap: no driver is initialised for the answer)."""
@@ -61,7 +62,7 @@ class DeviceKind:
 
 
 class Cpu(DeviceKind):
-    name, slot = "cpu", "cpu"
+    name, slot, title = "cpu", "cpu", "CPU"
 
     def detect(self, table: DeviceTable, env: Mapping[str, str] | None) -> list[DeviceProfile]:
         return [cpu_profile(table)]
@@ -73,7 +74,7 @@ class Cpu(DeviceKind):
 class NvidiaGpu(DeviceKind):
     """Discrete NVIDIA GPUs (and MIG instances), through NVML and ``CUDA_VISIBLE_DEVICES``."""
 
-    name, slot = "gpu", "gpu"
+    name, slot, title = "gpu", "gpu", "NVIDIA GPU"
 
     def detect(self, table: DeviceTable, env: Mapping[str, str] | None) -> list[DeviceProfile]:
         nvml = probes.import_nvml()
@@ -103,7 +104,7 @@ class NvidiaGpu(DeviceKind):
 class Jetson(NvidiaGpu):
     """An NVIDIA Jetson board: a CUDA GPU without NVML that allocates from the host's memory."""
 
-    name = "jetson"
+    name, title = "jetson", "Jetson"
 
     def present(self) -> bool:
         return jetson_model() is not None
@@ -118,6 +119,12 @@ class Jetson(NvidiaGpu):
 
 KINDS: tuple[DeviceKind, ...] = (Cpu(), Jetson(), NvidiaGpu())
 """Every kind of device, in the order they are asked: the first present kind of a slot owns it."""
+
+
+def none_found() -> str:
+    """What a machine with only its CPU lacks, discrete GPUs first: ``"no NVIDIA GPU or Jetson found"``."""
+    titles = [k.title for k in reversed(KINDS) if k.slot != "cpu"]
+    return f"no {' or '.join(filter(None, [', '.join(titles[:-1]), titles[-1]]))} found"
 
 
 def kind_named(name: str) -> DeviceKind:
