@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
+from odperf.report.cli import report_runs
 from odperf.results import OUTCOMES, load_run
 from odperf.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
@@ -116,7 +117,7 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
     return code, json_path, child.interrupted
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else repo_root() / ".benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     print(summarise_car(), flush=True)
@@ -129,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
         if stopped:
             return code  # stopped: what was saved stays saved, nothing more is measured or rendered
     if written and args.report and not args.smoke:
-        from odperf.cli import main as odperf_main  # noqa: PLC0415
-
-        report_code = odperf_main(["report", *written, "--out", str(repo_root() / "reports" / args.name)])
+        try:
+            report_code = report_runs(written, repo_root() / "reports" / args.name)
+        except OdperfError as exc:
+            print(f"odperf report: error: {exc}", file=sys.stderr)
+            report_code = 2
         worst = worst or report_code
     return worst
 
@@ -156,4 +159,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/)")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not render reports/NAME")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (after --)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_bench)

@@ -185,18 +185,15 @@ class SuiteState:
 
     def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None,
                    kind: str = TIMING) -> RunRecord:
-        """The record of a measurement, named after the case (not the worker's view of it); ``kind`` says
-        what it measured (odperf.results.KINDS)."""
+        """The record of a measurement (its figures are the measurement's own), named after the case, not
+        the worker's view of it; ``kind`` says what it measured (odperf.results.KINDS)."""
         return measurement.to_record(
             kind=kind,
             model=case.model.name,
             device_profile=case.target.profile,
             harness_mean_s=harness_mean_s,
-            images_per_car=IMAGES_PER_CAR,
             meta_arch=case.model.meta_arch,
             map_group=case.model.map_group,
-            protocol_overhead_s=measurement.protocol_overhead_s,
-            sampler_cpu_fraction=measurement.memory.sampler_cpu_fraction if measurement.memory else None,
         )
 
     def failure_record(self, case: Case, failure: Any) -> RunRecord:

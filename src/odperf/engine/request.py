@@ -8,6 +8,7 @@ from typing import Any
 
 from odperf.errors import WorkloadError
 from odperf.measure.devices import DeviceError, parse_device
+from odperf.workload import CameraGrid
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
 
@@ -89,9 +90,15 @@ class MeasureRequest:
             raise WorkloadError(f"batch_policy must be one of {', '.join(BATCH_POLICIES)}, got {self.batch_policy!r}")
 
     @property
+    def camera_grid(self) -> CameraGrid:
+        """The camera image's geometry: ``grid`` is its (rows, cols, tile)."""
+        rows, cols, tile = self.grid
+        return CameraGrid(rows=rows, cols=cols, tile=tile)
+
+    @property
     def tiles_per_image(self) -> int:
-        """Tiles per camera image sent to the model: the grid's tiles plus one blank tile."""
-        return self.grid[0] * self.grid[1] + 1
+        """Tiles per camera image sent to the model, blanks included."""
+        return self.camera_grid.tiles_per_image
 
     @property
     def is_gpu(self) -> bool:

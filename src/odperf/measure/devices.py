@@ -138,11 +138,6 @@ def _load_table(path: str) -> DeviceTable:
     return DeviceTable(cpu_markers=tuple(cpu.get("markers", ["cpu"])), rules=tuple(rules))
 
 
-def slug(name: str) -> str:
-    """``"NVIDIA GeForce RTX 4090"`` -> ``"nvidia_geforce_rtx_4090"``: a profile name for unknown GPUs."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unknown"
-
-
 # --- device strings -------------------------------------------------------------------------------
 DEVICE_FORMS = "cpu, gpu (= gpu:0) or gpu:N"
 

@@ -29,9 +29,9 @@ from odperf.measure.devices import (
     default_table_path,
     load_table,
     parse_device,
-    slug,
 )
 from odperf.measure.probes import MB, JetsonSharedProbe, NvmlDeviceProbe, NvmlProcessProbe, Probe, RssProbe
+from odperf.names import slug
 from odperf.measure.visible_gpus import parent_handle, select_gpu, visible_gpus, worker_entry
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")

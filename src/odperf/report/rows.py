@@ -16,10 +16,7 @@ import numpy as np
 
 from odperf.errors import OdperfError
 from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
-from odperf.results import ACCURACY, TIMING, RecordKey, RunRecord, SavedRun
-
-# The paper's five mAP groups, most accurate first (Table I); matched without regard to case.
-MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
+from odperf.results import ACCURACY, MAP_GROUPS, TIMING, RecordKey, RunRecord, SavedRun
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from odperf.backends.tensorflow.outputs import OutputMap, named_outputs
+from odperf.backends.tensorflow.outputs import MASKS, STANDARD, OutputMap, named_outputs
 from odperf.errors import ModelError
 from odperf.zoo.detector import Detections
 
@@ -48,7 +48,7 @@ def require_detector_nodes(pb: Path, nodes: set[str]) -> None:
     """A frozen graph must hold the zoo's input and the four detection outputs; ModelError naming them if not."""
     if not nodes:
         raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?) - {_refetch_hint(pb)}")
-    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
+    missing = [f"{n}:0" for n in ("image_tensor", *STANDARD) if n not in nodes]
     if missing:
         raise ModelError(
             f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
@@ -72,9 +72,6 @@ def read_nonempty(path: Path, what: str) -> bytes:
 
 
 # --- TF1 frozen graph ---------------------------------------------------------------------------
-FROZEN_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-
-
 def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int | None]:
     import tensorflow as tf
     from google.protobuf.message import DecodeError
@@ -88,7 +85,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
                          f"{_refetch_hint(pb)}. File: {pb}") from exc
     nodes = {n.name for n in graph_def.node}
     require_detector_nodes(pb, nodes)
-    fetch = list(FROZEN_OUTPUTS) + (["detection_masks"] if "detection_masks" in nodes else [])
+    fetch = list(STANDARD) + ([MASKS] if MASKS in nodes else [])
 
     def _import() -> None:
         tf.compat.v1.import_graph_def(graph_def, name="")
@@ -108,7 +105,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
         values = [t.numpy() for t in fn(tf.constant(batch))]
         out = dict(zip(fetch, values))
         return Detections(out["detection_boxes"], out["detection_scores"], out["detection_classes"],
-                          out["num_detections"], out.get("detection_masks"))
+                          out["num_detections"], out.get(MASKS))
 
     return run, declared
 

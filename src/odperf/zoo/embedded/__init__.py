@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from odperf.zoo.embedded.specs import SPECS, ModelSpec, get_spec
+from odperf.zoo.embedded.specs import SPECS, TfModelSpec, get_spec
 
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)
 
@@ -20,4 +20,4 @@ def models_dir() -> Path:
     return Path(__file__).resolve().parents[4] / "fixtures" / "models"
 
 
-__all__ = ["MODEL_NAMES", "SPECS", "ModelSpec", "get_spec", "models_dir"]
+__all__ = ["MODEL_NAMES", "SPECS", "TfModelSpec", "get_spec", "models_dir"]
