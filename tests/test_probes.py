@@ -8,7 +8,7 @@ import pytest
 
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import probes
-from odperf.measure.kinds import external_probes, kind_named
+from odperf.measure.kinds import Jetson, NvidiaGpu, external_probes
 from odperf.measure.probes import JetsonSharedProbe, NvmlDeviceProbe, NvmlProcessProbe, RssProbe
 
 GIB = 1024**3
@@ -70,7 +70,7 @@ def test_probe_selection_by_device(monkeypatch):
     nvml = NvmlStandIn([FakeGpu("Tesla T4", 16 * GIB), gpu])
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
     assert [p.name for p in external_probes("cpu", os.getpid())] == ["host_rss"]
-    nvidia, jetson = kind_named("gpu"), kind_named("jetson")
+    nvidia, jetson = NvidiaGpu(), Jetson()
     chosen = external_probes("gpu:1", me, env={}, kind=nvidia)  # nothing inherited: every GPU
     assert [p.name for p in chosen] == ["nvml_process", "nvml_device", "host_rss"]
     assert chosen[0].read() == GIB  # the second GPU, by NVML index
@@ -92,7 +92,7 @@ def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
 
     def readings(device, visible):
         process, device_probe, _ = external_probes(device, me, env={"CUDA_VISIBLE_DEVICES": visible},
-                                                   kind=kind_named("gpu"))
+                                                   kind=NvidiaGpu())
         return process.index, process.read(), device_probe.read()
 
     assert readings("gpu:0", "2,1") == (2, 200 * MB, 2 * GIB)  # not NVML's index 0
@@ -100,7 +100,7 @@ def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
     assert readings("gpu:1", f"{gpu_uuid(0)},{gpu_uuid(2)}") == (2, 200 * MB, 2 * GIB)
     assert readings("gpu:0", MIG) == (3, 2 * GIB, 3 * GIB)  # the MIG slice, not the whole A100
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # by default the list odperf itself was given
-    assert [p.read() for p in external_probes("gpu:0", me, kind=kind_named("gpu"))[:2]] == [100 * MB, 1 * GIB]
+    assert [p.read() for p in external_probes("gpu:0", me, kind=NvidiaGpu())[:2]] == [100 * MB, 1 * GIB]
 
 
 def test_nvml_process_probe_says_when_it_never_saw_the_worker():

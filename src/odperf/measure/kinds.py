@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import psutil
 
-from odperf.measure import probes
+from odperf.measure import probes as probe_lib  # looked up per call: tests stand in for its NVML
 from odperf.measure.devices import (
     GIB,
     DeviceError,
@@ -31,8 +31,8 @@ from odperf.measure.devices import (
     parse_device,
 )
 from odperf.measure.probes import MB, JetsonSharedProbe, NvmlDeviceProbe, NvmlProcessProbe, Probe, RssProbe
-from odperf.names import slug
 from odperf.measure.visible_gpus import parent_handle, select_gpu, visible_gpus, worker_entry
+from odperf.names import slug
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
@@ -77,7 +77,7 @@ class NvidiaGpu(DeviceKind):
     name, slot, title = "gpu", "gpu", "NVIDIA GPU"
 
     def detect(self, table: DeviceTable, env: Mapping[str, str] | None) -> list[DeviceProfile]:
-        nvml = probes.import_nvml()
+        nvml = probe_lib.import_nvml()
         if nvml is None:
             return []
         try:
@@ -86,7 +86,7 @@ class NvidiaGpu(DeviceKind):
             _try(nvml.nvmlShutdown)
 
     def probes(self, device: DeviceRef, pid: int, env: Mapping[str, str] | None) -> list[Probe]:
-        nvml = probes.import_nvml()
+        nvml = probe_lib.import_nvml()
         if nvml is None:
             return []
         gpu = select_gpu(nvml, str(device), env)
@@ -125,14 +125,6 @@ def none_found() -> str:
     """What a machine with only its CPU lacks, discrete GPUs first: ``"no NVIDIA GPU or Jetson found"``."""
     titles = [k.title for k in reversed(KINDS) if k.slot != "cpu"]
     return f"no {' or '.join(filter(None, [', '.join(titles[:-1]), titles[-1]]))} found"
-
-
-def kind_named(name: str) -> DeviceKind:
-    """The entry whose profiles carry ``kind == name``."""
-    found = next((k for k in KINDS if k.name == name), None)
-    if found is None:
-        raise DeviceError(f"no kind of device {name!r}; odperf knows {', '.join(k.name for k in KINDS)}")
-    return found
 
 
 def kind_of(device: str | DeviceRef) -> DeviceKind:

@@ -11,7 +11,7 @@ returned so that the generic loader (``odperf.zoo.loaders``) can run such a mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -132,6 +132,25 @@ def saved_model_is_tf1(folder: Path) -> bool:
     return len(proto.meta_graphs[0].object_graph_def.nodes) == 0
 
 
+def serving_default(folder: Path, signatures: Mapping[str, Any]) -> Any:
+    """The ``serving_default`` signature among a SavedModel's, or ModelError naming those it has."""
+    if "serving_default" not in signatures:
+        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
+                         "export the detector with a serving signature")
+    return signatures["serving_default"]
+
+
+def image_input(folder: Path, inputs: Mapping[str, Any]) -> str:
+    """The name of the serving signature's image input: the zoo's, else its only input."""
+    key = next((k for k in INPUT_KEYS if k in inputs), None)
+    if key is None and len(inputs) == 1:
+        key = next(iter(inputs))
+    if key is None:
+        raise ModelError(f"{folder}: serving_default takes {sorted(inputs)}; expected one image input "
+                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
+    return key
+
+
 def load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections], int | None, str]:
     import tensorflow as tf
 
@@ -141,18 +160,9 @@ def load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections], 
     except Exception as exc:  # TF raises many types for a broken folder (variables/, assets/, protos)
         raise ModelError(f"{folder}: the SavedModel does not load ({type(exc).__name__}: {exc}); "
                          f"{_refetch_hint(folder / SAVED_MODEL)}") from exc
-    signatures = getattr(loaded, "signatures", {})
-    if "serving_default" not in signatures:
-        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
-                         "export the detector with a serving signature")
-    sig = signatures["serving_default"]
+    sig = serving_default(folder, getattr(loaded, "signatures", {}))
     _, kwargs = sig.structured_input_signature
-    key = next((k for k in INPUT_KEYS if k in kwargs), None)
-    if key is None and len(kwargs) == 1:
-        key = next(iter(kwargs))
-    if key is None:
-        raise ModelError(f"{folder}: serving_default takes {sorted(kwargs)}; expected one image input "
-                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
+    key = image_input(folder, kwargs)
     spec = kwargs[key]
     if spec.dtype != tf.uint8:
         raise ModelError(f"{folder}: serving_default input {key!r} is {spec.dtype.name}; expected uint8 images")
