@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from odperf.measure.kinds import kind_of, parse_device
+from odperf.measure.devices import parse_device
+from odperf.measure.kinds import kind_of
 
 
 def worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str]:
