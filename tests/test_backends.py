@@ -157,3 +157,18 @@ def test_torch_worker_asked_for_a_gpu_where_none_is_says_so():
             print(json.dumps({"error": str(exc)}))
     """))
     assert got["error"].startswith("device gpu:0: PyTorch sees no GPU here (CUDA_VISIBLE_DEVICES=''")
+
+
+def test_an_emulated_cap_is_named_by_the_runtime_that_applies_it():
+    """Named before the worker runs (a cap that fails the warm-up never reports back): on an H200 a PyTorch
+    case's record once said TensorFlow's method."""
+    from odperf.backends import BACKENDS, get_backend
+    from odperf.engine.client import _emulated
+    from odperf.engine.request import MeasureRequest
+
+    hows = {name: get_backend(name).gpu_cap_how for name in BACKENDS}
+    assert hows == {"tensorflow": "tf_logical_device_memory_limit", "torch": "torch_cuda_memory_fraction"}
+    for name, how in hows.items():
+        gpu = MeasureRequest(model="m", backend=name, device="gpu:0", batch_size=8, images=1, memory_limit_mb=1000)
+        cpu = MeasureRequest(model="m", backend=name, device="cpu", batch_size=8, images=1, memory_limit_mb=400)
+        assert _emulated(gpu)["how"] == how and _emulated(cpu)["how"] == "rlimit_data_above_runtime"

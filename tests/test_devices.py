@@ -1,21 +1,14 @@
-"""Device profiles: matching NVML names and Jetson device-tree strings, detection, emulation, the CLI."""
+"""Device profiles: matching NVML names and Jetson device-tree strings, detection, the CLI."""
 
 from __future__ import annotations
 
 import pytest
 
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
-from odperf.measure import devices
-from odperf.measure.devices import (
-    DeviceError,
-    detect_profiles,
-    emulation,
-    get_profile,
-    gpu_profile,
-    jetson_profile,
-    load_table,
-    slug,
-)
+from odperf.measure import kinds, probes
+from odperf.measure.devices import DeviceError, load_table
+from odperf.names import slug
+from odperf.measure.kinds import detect_profiles, get_profile, gpu_profile, jetson_profile
 
 GIB = 1024**3
 
@@ -88,8 +81,8 @@ def test_detect_profiles_cpu_first_then_each_nvml_gpu(monkeypatch):
         [FakeGpu("Tesla V100-SXM2-16GB", 16 * GIB, compute_capability=(7, 0)), FakeGpu("Tesla T4", 15 * GIB)],
         driver="535.104.05", cuda=12020,
     )
-    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     found = detect_profiles()
     assert [p.name for p in found] == ["cpu", "v100_sxm2", "t4"]
@@ -116,8 +109,8 @@ MIG = "MIG-5a5a5a5a-0000-5000-8000-000000000005"
 
 def test_detect_profiles_lists_only_the_gpus_a_scheduler_gave_in_its_order(monkeypatch):
     nvml = scheduled_host()
-    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{gpu_uuid(3)},{MIG},1")
     cpu, h100, mig, t4 = detect_profiles()
     assert [(p.device, p.name, p.nvml_index, p.uuid, p.visible_entry) for p in (h100, mig, t4)] == [
@@ -137,8 +130,8 @@ def test_detect_profiles_lists_only_the_gpus_a_scheduler_gave_in_its_order(monke
 
 def test_detect_profiles_names_an_entry_that_matches_no_gpu(monkeypatch):
     nvml = scheduled_host()
-    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,9")
     with pytest.raises(DeviceError, match=r"CUDA_VISIBLE_DEVICES entry '9' matches no GPU: NVML sees 4"):
         detect_profiles()
@@ -148,7 +141,7 @@ def test_detect_profiles_names_an_entry_that_matches_no_gpu(monkeypatch):
 def test_detect_profiles_on_a_jetson(monkeypatch, tmp_path):
     tree = tmp_path / "model"
     tree.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
-    monkeypatch.setattr(devices, "DEVICE_TREE_MODEL", tree)
+    monkeypatch.setattr(kinds, "DEVICE_TREE_MODEL", tree)
     found = detect_profiles()
     assert [p.kind for p in found] == ["cpu", "jetson"] and found[1].name == "orin"
 
@@ -156,30 +149,18 @@ def test_detect_profiles_on_a_jetson(monkeypatch, tmp_path):
 def test_jetson_model_ignores_other_boards(tmp_path):
     tree = tmp_path / "model"
     tree.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
-    assert devices.jetson_model(tree) is None
-    assert devices.jetson_model(tmp_path / "absent") is None
+    assert kinds.jetson_model(tree) is None
+    assert kinds.jetson_model(tmp_path / "absent") is None
 
 
 def test_get_profile_falls_back_to_the_table_and_refuses_unknown_names(monkeypatch):
-    monkeypatch.setattr(devices, "import_nvml", lambda: None)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(probes, "import_nvml", lambda: None)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     p100 = get_profile("p100")
     assert not p100.detected and p100.memory_mb == pytest.approx(12 * GIB / 1e6)
     assert get_profile("cpu").detected
     with pytest.raises(DeviceError, match="known profiles: cpu, p100"):
         get_profile("tpu_v5")
-
-
-def test_emulation_records_how_the_cap_is_applied(monkeypatch):
-    monkeypatch.setattr(devices, "import_nvml", lambda: None)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
-    assert emulation("cpu") is None
-    on_gpu = emulation("gpu:0", "v100_sxm2")
-    assert on_gpu.memory_limit_mb == int(16 * GIB / 1e6) and on_gpu.how == "tf_logical_device_memory_limit"
-    on_cpu = emulation("cpu", memory_limit_mb=2000)
-    assert on_cpu.to_dict() == {"profile": None, "memory_limit_mb": 2000, "how": "rlimit_data_above_runtime"}
-    with pytest.raises(DeviceError):
-        emulation("cpu", memory_limit_mb=0)
 
 
 def test_slug():
@@ -189,8 +170,8 @@ def test_slug():
 def test_odperf_device_prints_the_cpu_profile(capsys, monkeypatch):
     from odperf.cli import main
 
-    monkeypatch.setattr(devices, "import_nvml", lambda: None)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(probes, "import_nvml", lambda: None)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     assert main(["device"]) == 0
     out = capsys.readouterr().out
     assert "profile" in out.splitlines()[0] and "\ncpu " in out

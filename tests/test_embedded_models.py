@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from odperf.datasets.synthetic import GENERATOR_VERSION, VAL_SPLIT, ensure_embedded
+from odperf.datasets.synthetic import GENERATOR_VERSION, VAL_SPLIT
 from odperf.zoo.embedded import MODEL_NAMES, models_dir
-from odperf.zoo.embedded.data import load_split
 from odperf.zoo.embedded.evaluate import coco_accuracy, detect_split
 from odperf.zoo.embedded.export import SAVED_MODEL_DIR
 from odperf.zoo.metadata import MODEL_FILE as METADATA_FILE, read_metadata
@@ -55,16 +54,6 @@ def check_contract(fn, tiles: np.ndarray, categories: list[int], max_detections:
         for box, score, cls in zip(boxes[:k], scores[:k], classes[:k]):  # same set, ties in any order
             same = (np.abs(single["detection_scores"][:k] - score) < 1e-4) & (single["detection_classes"][:k] == cls)
             assert (np.abs(single["detection_boxes"][:k][same] - box).max(axis=1) < 1e-3).any()
-
-
-@pytest.fixture(scope="module")
-def val_root(tmp_path_factory) -> Path:
-    return ensure_embedded(tmp_path_factory.mktemp("synthetic"), seed=0, n_val=CI_TILES, n_train=0)
-
-
-@pytest.fixture(scope="module")
-def val_split(val_root):
-    return load_split(val_root, VAL_SPLIT)
 
 
 def model_dir(name: str) -> Path:

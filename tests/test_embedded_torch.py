@@ -120,16 +120,6 @@ def test_build_names_the_choices_and_the_bad_argument():
 
 
 # --- the committed models -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def val_root(tmp_path_factory) -> Path:
-    return ensure_embedded(tmp_path_factory.mktemp("synthetic"), seed=0, n_val=CI_TILES, n_train=0)
-
-
-@pytest.fixture(scope="module")
-def val_split(val_root):
-    return load_split(val_root, VAL_SPLIT)
-
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_metadata_describes_the_weights(name):
     meta = read_metadata(models_dir() / name)

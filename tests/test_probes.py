@@ -15,16 +15,8 @@ import pytest
 import jtop_standin
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import probes
-from odperf.measure.probes import (
-    JetsonSharedProbe,
-    JtopProbe,
-    NvmlDeviceProbe,
-    NvmlProcessProbe,
-    RssProbe,
-    external_probes,
-    jetson_probe,
-    parse_device,
-)
+from odperf.measure.kinds import Jetson, NvidiaGpu, external_probes
+from odperf.measure.probes import JetsonSharedProbe, JtopProbe, NvmlDeviceProbe, NvmlProcessProbe, RssProbe, jetson_probe
 
 GIB = 1024**3
 MB = 1_000_000
@@ -81,7 +73,7 @@ def test_jetson_memory_comes_from_jtop_where_its_service_answers(monkeypatch):
     (session,) = stand_in.opened
     probe.close()
     assert session.closed and probe.read() is None
-    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_jtop", "host_rss"]
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), kind=Jetson())] == ["jetson_jtop", "host_rss"]
 
 
 def test_jetson_memory_falls_back_to_meminfo_without_jtop_or_its_service(monkeypatch):
@@ -93,7 +85,7 @@ def test_jetson_memory_falls_back_to_meminfo_without_jtop_or_its_service(monkeyp
         assert isinstance(probe, JetsonSharedProbe) and probe.name == "jetson_shared"
         used = probe.read()  # this machine's own /proc/meminfo
         assert used is not None and 0 < used < psutil.virtual_memory().total
-    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_shared", "host_rss"]
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), kind=Jetson())] == ["jetson_shared", "host_rss"]
 
 
 def test_nvml_is_nvidia_ml_py():
@@ -125,13 +117,13 @@ def test_probe_selection_by_device(monkeypatch):
     nvml = NvmlStandIn([FakeGpu("Tesla T4", 16 * GIB), gpu])
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
     assert [p.name for p in external_probes("cpu", os.getpid())] == ["host_rss"]
-    chosen = external_probes("gpu:1", me, jetson=False, env={})  # nothing inherited: every GPU
+    nvidia, jetson = NvidiaGpu(), Jetson()
+    chosen = external_probes("gpu:1", me, env={}, kind=nvidia)  # nothing inherited: every GPU
     assert [p.name for p in chosen] == ["nvml_process", "nvml_device", "host_rss"]
     assert chosen[0].read() == GIB  # the second GPU, by NVML index
-    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=True)] == ["jetson_shared", "host_rss"]
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), kind=jetson)] == ["jetson_shared", "host_rss"]
     monkeypatch.setattr(probes, "import_nvml", lambda: None)  # a GPU request where NVML is absent
-    assert [p.name for p in external_probes("gpu:0", os.getpid(), jetson=False)] == ["host_rss"]
-    assert parse_device("gpu:3") == ("gpu", 3) and parse_device("cpu") == ("cpu", 0)
+    assert [p.name for p in external_probes("gpu:0", os.getpid(), kind=nvidia)] == ["host_rss"]
 
 
 def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
@@ -146,7 +138,8 @@ def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
 
     def readings(device, visible):
-        process, device_probe, _ = external_probes(device, me, jetson=False, env={"CUDA_VISIBLE_DEVICES": visible})
+        process, device_probe, _ = external_probes(device, me, env={"CUDA_VISIBLE_DEVICES": visible},
+                                                   kind=NvidiaGpu())
         return process.index, process.read(), device_probe.read()
 
     assert readings("gpu:0", "2,1") == (2, 200 * MB, 2 * GIB)  # not NVML's index 0
@@ -154,7 +147,7 @@ def test_probes_read_the_card_the_scheduler_gave_not_nvml_index_n(monkeypatch):
     assert readings("gpu:1", f"{gpu_uuid(0)},{gpu_uuid(2)}") == (2, 200 * MB, 2 * GIB)
     assert readings("gpu:0", MIG) == (3, 2 * GIB, 3 * GIB)  # the MIG slice, not the whole A100
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # by default the list odperf itself was given
-    assert [p.read() for p in external_probes("gpu:0", me, jetson=False)[:2]] == [100 * MB, 1 * GIB]
+    assert [p.read() for p in external_probes("gpu:0", me, kind=NvidiaGpu())[:2]] == [100 * MB, 1 * GIB]
 
 
 def test_nvml_process_probe_says_when_it_never_saw_the_worker():

@@ -55,6 +55,20 @@ def test_xdist_is_refused_for_timing():
     assert "refuse pytest-xdist" in text and "-p no:xdist" in text
 
 
+@pytest.mark.parametrize(
+    ("markexpr", "refused"),
+    [("accuracy or cpu", True), ("not accuracy", True), ("not  timing", False), ("accuracy and not gpu", False)],
+)
+def test_xdist_refusal_reads_m_as_pytest_does(markexpr, refused):
+    """-m is evaluated as pytest evaluates it, against the markers of the run's timing cases: "accuracy or
+    cpu" still selects timing cases on the cpu, "not  timing" (any spacing) selects none."""
+    out = run_pytest("benchmarks", "-n", "2", "--collect-only", "-q", "-m", markexpr, "--odperf-batch-sizes=1",
+                     "--odperf-devices=cpu")
+    text = out.stdout + out.stderr
+    assert ("refuse pytest-xdist" in text) == refused, text
+    assert (out.returncode == 4) == refused, text  # pytest's exit code for a usage error
+
+
 def test_missing_zoo_model_is_skipped_with_the_fetch_hint(tmp_path: Path):
     out = run_pytest(
         "benchmarks/test_inference.py", "-p", "no:xdist", "-rs",

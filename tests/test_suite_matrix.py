@@ -9,7 +9,7 @@ import pytest
 from nvml_standin import FakeGpu, NvmlStandIn
 from odperf.errors import OdperfError
 from odperf.expectations import load
-from odperf.measure.devices import cpu_profile, nvml_gpus
+from odperf.measure.kinds import cpu_profile, nvml_gpus
 from odperf.suite import ModelRef, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.suite_state import SuiteState
 from odperf.targets import build_targets

@@ -11,7 +11,7 @@ from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.engine import MeasureRequest, WorkerSession, client
 from odperf.engine.runtime import worker_env
 from odperf.errors import OdperfError
-from odperf.measure import devices, probes
+from odperf.measure import kinds, probes
 from odperf.measure.devices import DeviceError
 from odperf.measure.visible_gpus import (
     inherited_entries,
@@ -156,14 +156,13 @@ def test_a_real_worker_sees_only_its_entry_and_the_parent_reads_that_card(monkey
     """
     nvml = host()
     nvml.gpus[1].used_bytes = 3 * GIB
-    monkeypatch.setattr(devices, "import_nvml", lambda: nvml)
     monkeypatch.setattr(probes, "import_nvml", lambda: nvml)
-    monkeypatch.setattr(devices, "jetson_model", lambda: None)
+    monkeypatch.setattr(kinds, "jetson_model", lambda: None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{gpu_uuid(3)},{gpu_uuid(1)}")
     sampled = []  # the probes the parent samples the worker with
 
     def spy(*args, **kwargs):
-        sampled.extend(probes.external_probes(*args, **kwargs))
+        sampled.extend(kinds.external_probes(*args, **kwargs))
         return list(sampled)
 
     monkeypatch.setattr(client, "external_probes", spy)

@@ -25,6 +25,7 @@ from pathlib import Path
 from odperf.errors import OdperfError
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.package_data import suite_dir
+from odperf.report.cli import report_runs
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
 from odperf.supervise import run_child
@@ -116,7 +117,7 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
     return code, json_path, child.interrupted
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     if args.ray:
         from odperf.scaleout.driver import run_cluster  # noqa: PLC0415 (Ray only when asked for)
 
@@ -133,9 +134,11 @@ def run(args: argparse.Namespace) -> int:
         if stopped:
             return code  # stopped: what was saved stays saved, nothing more is measured or rendered
     if written and args.report and not args.smoke:
-        from odperf.cli import main as odperf_main  # noqa: PLC0415
-
-        report_code = odperf_main(["report", *written, "--out", str(Path("reports") / args.name)])
+        try:
+            report_code = report_runs(written, Path("reports") / args.name)
+        except OdperfError as exc:
+            print(f"odperf report: error: {exc}", file=sys.stderr)
+            report_code = 2
         worst = worst or report_code
     return worst
 
@@ -164,4 +167,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not render reports/NAME (of the current directory)")
     add_options(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (after --)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_bench)

@@ -1,23 +1,24 @@
-"""The ``odperf`` command. Each area of the library adds its own sub-commands through ``register``."""
+"""The ``odperf`` command. Each area of the library adds its own sub-commands through ``register``.
+
+One convention for every sub-command: its module's ``register(subparsers)`` adds the parser and sets
+``func=cmd_<name>``; ``cmd_<name>(args) -> int`` returns the exit code and raises OdperfError for what
+a user can fix, which ``main`` prints as one line (exit 2). No command module imports this one.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Sequence
 
+from odperf import bench, validate
+from odperf.datasets import cli as datasets_cli
 from odperf.errors import OdperfError
+from odperf.measure import cli as measure_cli
+from odperf.report import cli as report_cli
+from odperf.zoo import cli as zoo_cli
 
-# Modules that define ``register(subparsers)``; each sub-command sets ``func(args) -> int``.
-COMMAND_MODULES = (
-    "odperf.bench",
-    "odperf.zoo.cli",
-    "odperf.datasets.cli",
-    "odperf.measure.cli",
-    "odperf.report.cli",
-    "odperf.validate",
-)
+COMMAND_MODULES = (bench, zoo_cli, datasets_cli, measure_cli, report_cli, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark object detectors on a stream of tiled high-definition camera images.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

@@ -22,17 +22,12 @@ field by field, the value of the last rule that matches it, so later rules refin
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from odperf._toml import tomllib
 from odperf.errors import OdperfError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 FIELDS = ("deadline_image_s", "deadline_car_s", "oom", "map_floor")
 _BATCH_RULE = re.compile(r"^(>=|<=|>|<)\s*(\d+)$")

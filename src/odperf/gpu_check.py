@@ -83,7 +83,7 @@ def check_memory(device: str, alloc_bytes: int = 2 * GIB) -> Finding:
     """A known allocation in a child, sampled by the engine's probes in this process."""
     from odperf.engine.runtime import worker_env
     from odperf.measure.memory import MemorySampler
-    from odperf.measure.probes import external_probes
+    from odperf.measure.kinds import external_probes
 
     found = Finding(f"Memory: a {alloc_bytes / GIB:g} GiB block through torch, sampled every 10 ms")
     child = subprocess.Popen([sys.executable, "-c", _ALLOCATE, str(alloc_bytes)], env=worker_env(device),
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu check: no GPU to check here: {reason}. Nothing was checked; run it on a machine with an "
               "NVIDIA GPU and PyTorch.", file=sys.stderr)
         return 2
-    from odperf.measure.devices import detect_profiles
+    from odperf.measure.kinds import detect_profiles
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

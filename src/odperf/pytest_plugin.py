@@ -27,6 +27,7 @@ from odperf.errors import OdperfError
 _DEFAULT_STORAGE = "file://./.benchmarks"
 _STATE = pytest.StashKey[Any]()  # the run's odperf.suite_state.SuiteState, once built
 _CASE_FIXTURES = ("odperf_case", "odperf_accuracy_case")
+TIMING_MARKER = "timing"  # what the timing benchmarks carry: pytest-benchmark saves nothing under xdist
 _XDIST_MESSAGE = (
     "odperf: timing benchmarks refuse pytest-xdist (-n {n}): pytest-benchmark disables itself under xdist "
     "and silently saves no JSON. Run timing with one process per device (-p no:xdist, or -n 0); use -n only "
@@ -138,10 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
     table = load_table()
     device_markers = [*table.cpu_markers, *(m for rule in table.rules for m in rule.markers)]
     _register_markers(config, marker_catalogue(all_models(), device_markers))
-    _refuse_xdist_timing(config)
     if _is_xdist_worker(config) or not _collects_benchmarks(config):
         return
     state = _state(config)  # every input checked here, once, before any worker (or xdist process) starts
+    _refuse_xdist_timing(config, state)
     if config.option.collectonly:
         return
     from odperf.pytest_run import MeasuringRun
@@ -181,7 +182,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
     workers = _xdist_workers(item.config)
-    if workers and item.get_closest_marker("timing"):
+    if workers and item.get_closest_marker(TIMING_MARKER):
         pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
     result = yield
     case = _case_of(item)
@@ -198,18 +199,32 @@ def _case_of(item: pytest.Item) -> Any:
     return next((params[n] for n in _CASE_FIXTURES if n in params), None)
 
 
-def _refuse_xdist_timing(config: pytest.Config) -> None:
-    """Refuse up front (before workers start) a run under -n whose paths hold timing benchmarks."""
+def _refuse_xdist_timing(config: pytest.Config, state: Any) -> None:
+    """Refuse up front (before xdist starts its workers, which alone collect) a run under -n that reaches
+    the suite and whose -m can select a timing benchmark; ``pytest_runtest_setup`` fails any that the
+    workers still meet, by the same marker."""
     if os.environ.get("PYTEST_XDIST_WORKER") or not _xdist_workers(config):
         return
-    markexpr = config.option.markexpr or ""
-    if ("accuracy" in markexpr and "not accuracy" not in markexpr) or "not timing" in markexpr:
-        return
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0]).resolve()
-        holds_timing = (path.is_dir() and (path / "test_inference.py").is_file()) or path.name == "test_inference.py"
-        if holds_timing:
-            raise pytest.UsageError(_XDIST_MESSAGE.format(n=_xdist_workers(config)))
+    if _selects_timing(config.option.markexpr, state.cases()):
+        raise pytest.UsageError(_XDIST_MESSAGE.format(n=_xdist_workers(config)))
+
+
+def _selects_timing(markexpr: str | None, cases: list[Any]) -> bool:
+    """Whether ``-m markexpr`` selects any timing case, by pytest's own evaluation of the expression
+    against the markers such a case carries: ``timing`` and the case's own (hardware, model)."""
+    if not markexpr:
+        return bool(cases)
+    from _pytest.mark import MarkMatcher
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError:
+        return False  # pytest itself reports the malformed expression
+    return any(
+        expression.evaluate(MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in (TIMING_MARKER, *c.markers)))
+        for c in cases
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -44,6 +44,9 @@ class Outcome(str, Enum):
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 FAILED_OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome if o is not Outcome.OK)
 
+MAP_GROUPS: tuple[str, ...] = ("highest", "high", "medium", "low", "lowest")
+"""The paper's groups of models by COCO mAP, most accurate first: a record's ``map_group``."""
+
 RecordKind = Literal["timing", "accuracy"]
 TIMING: Final = "timing"  # timed rounds of a batch size (benchmarks/test_inference.py)
 ACCURACY: Final = "accuracy"  # an untimed pass that only scores mAP (benchmarks/test_accuracy.py)

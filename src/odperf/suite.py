@@ -8,12 +8,12 @@ benchmark. The hardware is carried by markers (``gpu``, ``v100``, ``v100_sxm2``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from odperf.errors import OdperfError
+from odperf.names import slug
 from odperf.expectations import ModelTags
 from odperf.workload import PAPER_BATCH_SIZES, PAPER_GRID
 from odperf.zoo.registry import FAMILIES, MAP_GROUPS, META_ARCHS, ExportedModel, path_model_name
@@ -94,10 +94,6 @@ class Case:
         return tuple(dict.fromkeys(self.model.markers + self.target.markers))
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "model"
-
-
 def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list[ModelRef]:
     """ModelRefs from the registry's selection (ModelSpecs, paths, NAME=PATH models); names must be unique.
 
@@ -110,7 +106,7 @@ def model_refs(selected: Iterable[object], model_dir: str | None = None) -> list
         if isinstance(item, ExportedModel):
             out.append(ModelRef(name=item.name, ref=str(item.path), family="custom"))
         elif isinstance(item, (str, Path)):
-            out.append(ModelRef(name=slug(path_model_name(Path(item))), ref=str(item), family="custom"))
+            out.append(ModelRef(name=slug(path_model_name(Path(item)), empty="model"), ref=str(item), family="custom"))
         else:
             out.append(
                 ModelRef(

@@ -74,7 +74,7 @@ class SuiteState:
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
         from odperf import preflight
-        from odperf.measure.devices import detect_profiles
+        from odperf.measure.kinds import detected
         from odperf.targets import build_targets
         from odperf.zoo.registry import select
 
@@ -82,7 +82,7 @@ class SuiteState:
             preflight.check_options(images=images, warmup_images=warmup_images, timeout_s=timeout_s,
                                     sample_period_ms=sample_period_ms, seed=seed)
         sizes = parse_batch_sizes(batch_sizes)
-        profiles = detect_profiles()
+        profiles = detected()
         targets = build_targets(devices, profiles, emulate)
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
@@ -192,18 +192,15 @@ class SuiteState:
 
     def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None,
                    kind: str = TIMING) -> RunRecord:
-        """The record of a measurement, named after the case (not the worker's view of it); ``kind`` says
-        what it measured (odperf.results.KINDS)."""
+        """The record of a measurement (its figures are the measurement's own), named after the case, not
+        the worker's view of it; ``kind`` says what it measured (odperf.results.KINDS)."""
         return measurement.to_record(
             kind=kind,
             model=case.model.name,
             device_profile=case.target.profile,
             harness_mean_s=harness_mean_s,
-            images_per_car=IMAGES_PER_CAR,
             meta_arch=case.model.meta_arch,
             map_group=case.model.map_group,
-            protocol_overhead_s=measurement.protocol_overhead_s,
-            sampler_cpu_fraction=measurement.memory.sampler_cpu_fraction if measurement.memory else None,
         )
 
     def failure_record(self, case: Case, failure: Any) -> RunRecord:
@@ -315,12 +312,14 @@ class SuiteState:
         return block
 
     def _hardware(self) -> str:
+        from odperf.measure.kinds import none_found
+
         parts = [
             f"{p.name} ({p.display_name}" + (f", {p.cores} cores" if p.cores else "") + f", {p.memory_mb:.0f} MB)"
             for p in self.profiles
         ]
         if not any(p.kind != "cpu" for p in self.profiles):
-            parts.append("no NVIDIA GPU or Jetson found")
+            parts.append(none_found())
         return "; ".join(parts)
 
     def header_lines(self) -> list[str]:

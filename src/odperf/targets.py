@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from odperf.errors import OdperfError
+from odperf.measure.devices import DEVICE_FORMS, DeviceError, load_table, parse_device
 from odperf.suite import EMULATED_MARKER, Target
 
 CPU_EXAMPLE = "cpu_12gb:12000"
@@ -22,24 +23,27 @@ def detected_targets(devices: str, profiles: Sequence[Any]) -> list[Target]:
     """Targets for the requested devices among those detected (cpu first)."""
     # Profiles already say which device they are ("cpu", "gpu:N"); ids call gpu:0 "gpu", gpu:N "gpuN".
     by_device = {
-        p.device: Target(p.device, "gpu" if p.device == "gpu:0" else p.device.replace(":", ""), p.name,
-                         tuple(p.markers), p.memory_mb)
+        p.device: Target(p.device, parse_device(p.device).label, p.name, tuple(p.markers), p.memory_mb)
         for p in profiles
     }
     wanted = [d.strip().lower() for d in devices.split(",") if d.strip()] or ["all"]
     out: list[Target] = []
     for d in wanted:
-        key = "gpu:0" if d == "gpu" else d
-        if key == "all":
+        if d == "all":
             out.extend(t for t in by_device.values() if t not in out)
-        elif key in by_device:
+            continue
+        try:
+            key = str(parse_device(d))
+        except DeviceError:
+            key = None
+        if key in by_device:
             if by_device[key] not in out:
                 out.append(by_device[key])
         else:
             found = ", ".join(by_device) or "none"
             raise OdperfError(
                 f"--odperf-devices: no device {d!r} on this machine (found: {found}); "
-                f"use cpu, gpu, gpu:N or all"
+                f"use {DEVICE_FORMS}, or all"
             )
     return out
 
@@ -55,8 +59,6 @@ class EmulationSpec:
 
 def parse_emulation(spec: str) -> EmulationSpec:
     """``PROFILE`` (a table profile at its nominal memory), ``PROFILE:MB``, or ``NAME:MB`` (any other name)."""
-    from odperf.measure.devices import load_table
-
     name, _, mb = spec.partition(":")
     name = name.strip().lower()
     if not name or (mb and not mb.strip().isdigit()) or (mb and int(mb) <= 0):

@@ -97,7 +97,7 @@ def render(v: Validation) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     from odperf.engine.client import MeasureRequest, measure
 
     spec = get(args.model)
@@ -146,4 +146,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"COCO scorer (default {DEFAULT_SCORER}; pycocotools is the paper's reference)")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"largest allowed |measured - reference| in absolute AP (default {DEFAULT_TOLERANCE})")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_validate)

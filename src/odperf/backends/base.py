@@ -53,6 +53,7 @@ class Backend(Protocol):
     expects: str  # what a user must give, in words, for error messages
     oom_pattern: re.Pattern[str]  # the runtime's own words for out of memory
     capped_oom_pattern: re.Pattern[str]  # words that mean out of memory only under an emulated cap
+    gpu_cap_how: str  # how it caps a GPU's memory to emulate a smaller card (the record's ``emulated.how``)
 
     def find_artifact(self, path: Path) -> tuple[str, Path] | None:
         """(format, file or folder) when ``path`` holds a model of this runtime; file names only, no import."""
@@ -88,6 +89,9 @@ def vm_data_bytes(status: str = "/proc/self/status") -> int:
     raise RuntimeError("VmData not found in /proc/self/status")
 
 
+HOST_CAP_HOW = "rlimit_data_above_runtime"  # how every runtime caps the CPU worker (``cap_host_memory``)
+
+
 def cap_host_memory(memory_limit_mb: int) -> dict[str, Any]:
     """Cap the worker's data segment ``memory_limit_mb`` above what the started runtime holds now.
 
@@ -97,4 +101,4 @@ def cap_host_memory(memory_limit_mb: int) -> dict[str, Any]:
     base = vm_data_bytes()
     limit = base + int(memory_limit_mb * 1_000_000)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
-    return {"how": "rlimit_data_above_runtime", "runtime_mb": base / 1e6, "limit_mb": limit / 1e6}
+    return {"how": HOST_CAP_HOW, "runtime_mb": base / 1e6, "limit_mb": limit / 1e6}

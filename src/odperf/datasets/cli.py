@@ -25,22 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--val", type=int, default=synthetic.DEFAULT_N_VAL, help="validation tiles")
     make.add_argument("--train", type=int, default=synthetic.DEFAULT_N_TRAIN, help="training tiles (0: none)")
-    make.set_defaults(func=_make)
+    make.set_defaults(func=cmd_make)
 
     check = sub.add_parser("check", help="load a COCO-format dataset and decode its images")
     check.add_argument("root", type=Path, help="folder with annotations/instances_<split>.json and <split>/")
     check.add_argument("--split", default="val2017")
     check.add_argument("--images", type=int, default=None, help="decode only the first N images")
-    check.set_defaults(func=_check)
+    check.set_defaults(func=cmd_check)
 
 
-def _make(args: argparse.Namespace) -> int:
+def cmd_make(args: argparse.Namespace) -> int:
     root = synthetic.ensure_embedded(args.cache_dir, seed=args.seed, n_val=args.val, n_train=args.train)
     print(root)
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     ds = CocoDataset.from_root(args.root, args.split)
     ids = ds.image_ids if args.images is None else ds.image_ids[: args.images]
     sizes = Counter()

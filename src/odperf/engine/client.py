@@ -31,8 +31,8 @@ from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
 from odperf.engine.request import MeasureRequest
 from odperf.engine.runtime import worker_env
 from odperf.errors import DatasetError, OdperfError
+from odperf.measure.kinds import external_probes, profile_of
 from odperf.measure.memory import MemorySampler
-from odperf.measure.probes import external_probes
 
 __all__ = ["MeasureRequest", "WorkerSession", "WorkerFailed", "Measurement", "Deployment", "measure"]
 
@@ -63,13 +63,6 @@ class WorkerSession:
 
     def __init__(self, request: MeasureRequest, python: str = sys.executable,
                  on_image: Callable[[], None] | None = None) -> None:
-        if request.emulate_profile and request.memory_limit_mb is None:
-            from dataclasses import replace
-
-            from odperf.measure.devices import emulation
-
-            emu = emulation(request.device, request.emulate_profile)
-            request = replace(request, memory_limit_mb=emu.memory_limit_mb if emu else None)
         self.request = request
         self.python = python
         self.on_image = on_image  # called after each timed camera image (progress)
@@ -359,12 +352,8 @@ def _user_error(reply: dict[str, Any]) -> OdperfError:
 
 
 def _device_info(request: MeasureRequest) -> dict[str, Any]:
-    from odperf.measure.devices import cpu_profile, detect_profiles
-
-    if request.device == "cpu":
-        profile = cpu_profile()
-    else:
-        profile = next((p for p in detect_profiles() if p.device == request.device), None)
+    """The device a case ran on, from this process's one detection (``measure.kinds.detected``)."""
+    profile = profile_of(request.device)
     info: dict[str, Any] = {"device": request.device}
     if profile is not None:
         info.update(profile=profile.name, name=profile.display_name, memory_mb=profile.memory_mb)
@@ -375,9 +364,13 @@ def _device_info(request: MeasureRequest) -> dict[str, Any]:
 
 
 def _emulated(request: MeasureRequest) -> dict[str, Any] | None:
-    if request.memory_limit_mb is None and request.emulate_profile is None:
+    """The memory cap the request carries (the run's targets decided it), for the record; the runtime
+    replaces ``how`` with its own account once it has applied the cap."""
+    if request.memory_limit_mb is None:
         return None
-    from odperf.measure.devices import emulation
+    from odperf.backends import get_backend
+    from odperf.backends.base import HOST_CAP_HOW
 
-    emu = emulation(request.device, request.emulate_profile, request.memory_limit_mb)
-    return emu.to_dict() if emu else None
+    # The runtime's own method, named before it runs: a cap that fails the warm-up never reports back.
+    how = get_backend(request.backend).gpu_cap_how if request.is_gpu else HOST_CAP_HOW
+    return {"profile": request.emulate_profile, "memory_limit_mb": request.memory_limit_mb, "how": how}

@@ -45,10 +45,8 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
     """COCO mAP of the detections a worker saved, over the camera images it timed (the caller owns ``path``)."""
     from odperf.engine.worker import open_camera_set
     from odperf.measure.accuracy import TiledDetections
-    from odperf.workload import CameraGrid
 
-    rows, cols, tile = request.grid
-    grid = CameraGrid(rows=rows, cols=cols, tile=tile)
+    grid = request.camera_grid
     detections = TiledDetections.load(path, grid)
     if request.results_path:
         detections.write_results(request.results_path)

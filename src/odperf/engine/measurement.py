@@ -117,7 +117,7 @@ class Measurement:
         """The results record. Times come from ``harness_times_s`` (e.g. pytest-benchmark's data) when
         given, else the parent-timed times, else the worker's; ``harness_mean_s`` sets the efficiency."""
         times = harness_times_s or self.parent_times_s or self.worker_times_s
-        tiles = self.request.grid[0] * self.request.grid[1] + 1
+        tiles = self.request.tiles_per_image
         record = RunRecord(
             model=model or self.request.model,
             device_profile=device_profile or self.device_info.get("profile") or self.request.device,
@@ -146,6 +146,7 @@ class Measurement:
         if harness_mean is None and self.parent_times_s:
             harness_mean = float(np.mean(self.parent_times_s))
         record.harness_efficiency = self.efficiency_against(harness_mean) or self.harness_efficiency
+        record.protocol_overhead_s = self.protocol_overhead_s
         if self.deploy:
             record.deploy_s = self.deploy.to_deploy_s()
             record.backend = self.deploy.backend
@@ -164,6 +165,7 @@ class Measurement:
                                   ("p99", mem.period_p99_ms)) if v is not None
             }
             record.memory_timeline = mem.timeline
+            record.sampler_cpu_fraction = mem.sampler_cpu_fraction
         if self.allocator:
             record.allocator_peak_mb = self.allocator.get("peak_mb")
             record.allocator_reserved_peak_mb = self.allocator.get("reserved_peak_mb")

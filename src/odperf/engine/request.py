@@ -8,6 +8,8 @@ from typing import Any
 
 from odperf.errors import WorkloadError
 from odperf.measure.scorers import DEFAULT_SCORER, check_scorer
+from odperf.measure.devices import DeviceError, parse_device
+from odperf.workload import CameraGrid
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
 
@@ -67,15 +69,19 @@ class MeasureRequest:
         _positive_int("images (camera images to time)", self.images)
         _whole("warmup_images", self.warmup_images, minimum=0)
         _whole("seed", self.seed, minimum=0, fix="the camera images' seed is a non-negative integer, e.g. 0")
-        kind, _, index = self.device.partition(":") if isinstance(self.device, str) else ("", "", "")
-        if not (self.device == "cpu" or (kind == "gpu" and index.isdigit())):
-            raise WorkloadError(f"device must be 'cpu' or 'gpu:N', got {self.device!r}")
+        try:
+            self.device = str(parse_device(self.device))
+        except DeviceError:
+            raise WorkloadError(f"device must be 'cpu' or 'gpu:N', got {self.device!r}") from None
         _positive_number("timeout_s", self.timeout_s)
         _positive_number("sample_period_ms", self.sample_period_ms)
         if self.start_timeout_s is not None:
             _positive_number("start_timeout_s", self.start_timeout_s)
         if self.memory_limit_mb is not None:
             _positive_int("memory_limit_mb", self.memory_limit_mb)
+        if self.emulate_profile is not None and self.memory_limit_mb is None:
+            raise WorkloadError(f"emulate_profile {self.emulate_profile!r} names the emulated device for the "
+                                "record; give its memory as memory_limit_mb (the run's targets decide it)")
         from odperf.backends import BACKENDS
 
         if self.backend not in BACKENDS:
@@ -87,17 +93,23 @@ class MeasureRequest:
             raise WorkloadError(f"batch_policy must be one of {', '.join(BATCH_POLICIES)}, got {self.batch_policy!r}")
 
     @property
+    def camera_grid(self) -> CameraGrid:
+        """The camera image's geometry: ``grid`` is its (rows, cols, tile)."""
+        rows, cols, tile = self.grid
+        return CameraGrid(rows=rows, cols=cols, tile=tile)
+
+    @property
     def tiles_per_image(self) -> int:
-        """Tiles per camera image sent to the model: the grid's tiles plus one blank tile."""
-        return self.grid[0] * self.grid[1] + 1
+        """Tiles per camera image sent to the model, blanks included."""
+        return self.camera_grid.tiles_per_image
 
     @property
     def is_gpu(self) -> bool:
-        return self.device.startswith("gpu")
+        return parse_device(self.device).is_gpu
 
     @property
     def gpu_index(self) -> int | None:
-        return int(self.device.split(":")[1]) if self.is_gpu else None
+        return parse_device(self.device).index if self.is_gpu else None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -37,11 +37,8 @@ class Worker:
 
     # --- deployment ---------------------------------------------------------------------------------
     def deploy(self) -> dict[str, Any]:
-        from odperf.workload import CameraGrid
-
         r = self.request
-        rows, cols, tile = r.grid
-        self.grid = CameraGrid(rows=rows, cols=cols, tile=tile)
+        self.grid = r.camera_grid
         t0 = time.monotonic()
         self.camera_set = open_camera_set(r, self.grid)
         self.camera_set.preload(range(min(r.images, self.camera_set.max_cached_tiles // self.grid.image_tiles)))

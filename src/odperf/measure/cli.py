@@ -7,10 +7,11 @@ import json
 
 from tabulate import tabulate
 
-from odperf.measure.devices import detect_profiles, load_table
+from odperf.measure.devices import load_table
+from odperf.measure.kinds import detect_profiles, none_found
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_device(args: argparse.Namespace) -> int:
     table = load_table(args.table) if args.table else None
     profiles = detect_profiles(table)
     if args.json:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     headers = ["profile", "kind", "device", "name", "memory GB", "markers", "cores", "driver", "cuda", "cc"]
     print(tabulate(rows, headers=headers))
     if not any(p.kind != "cpu" for p in profiles):
-        print("\nno NVIDIA GPU (NVML) or Jetson board found: runs measure the CPU")
+        print(f"\n{none_found()}: runs measure the CPU")
     return 0
 
 
@@ -32,4 +33,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("device", help="show the device profiles detected on this machine")
     p.add_argument("--json", action="store_true", help="print the profiles as JSON")
     p.add_argument("--table", help="device table to match against (default: fixtures/devices.toml)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_device)

@@ -1,35 +1,26 @@
-"""The hardware a run measures on, as named profiles (``fixtures/devices.toml``), and memory emulation.
+"""The hardware a run measures on, as named profiles (``fixtures/devices.toml``), and the device strings.
 
 A profile's ``name`` is what results are filed under and compared by (``v100_sxm2``, ``cpu``), so it must
 be stable across driver versions and name spellings: it comes from the table's matching rules, never from
-the raw device name. Emulation runs a smaller device's memory budget on a bigger one (``p100`` on an
-H100, or a memory cap on the CPU) and is always recorded beside the results it produced.
+the raw device name. A device string (``"cpu"``, ``"gpu:N"``) says where a worker runs; ``parse_device``
+is its one reader. How each kind of device is found, probed and handed to a worker is
+``odperf.measure.kinds``.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import re
-import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import psutil
-
+from odperf._toml import tomllib
 from odperf.errors import OdperfError
 from odperf.package_data import fixtures_dir
-from odperf.measure.probes import MB, import_nvml
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 GIB = 1024**3
-DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
 
 def default_table_path() -> Path:
@@ -47,7 +38,7 @@ class DeviceProfile:
     """A device as odperf files results under it. ``memory_mb`` in MB (10**6 bytes)."""
 
     name: str
-    kind: str  # "cpu", "gpu" or "jetson"
+    kind: str  # the name of its entry in odperf.measure.kinds: "cpu", "gpu", "jetson"
     device: str  # what a MeasureRequest names: "cpu" or "gpu:N"
     display_name: str
     memory_mb: float
@@ -68,7 +59,7 @@ class DeviceProfile:
 
 
 @dataclass(frozen=True)
-class Rule:
+class ProfileRule:
     """One table entry: matches a device name (regex) and optionally a memory range (GiB)."""
 
     name: str
@@ -94,12 +85,12 @@ class Rule:
 @dataclass(frozen=True)
 class DeviceTable:
     cpu_markers: tuple[str, ...]
-    rules: tuple[Rule, ...]
+    rules: tuple[ProfileRule, ...]
 
-    def match(self, kind: str, device_name: str, memory_gib: float | None = None) -> Rule | None:
+    def match(self, kind: str, device_name: str, memory_gib: float | None = None) -> ProfileRule | None:
         return next((r for r in self.rules if r.kind == kind and r.matches(device_name, memory_gib)), None)
 
-    def rule(self, name: str) -> Rule | None:
+    def rule(self, name: str) -> ProfileRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
 
@@ -118,8 +109,11 @@ def _load_table(path: str) -> DeviceTable:
     except tomllib.TOMLDecodeError as exc:
         raise DeviceError(f"{p}: not valid TOML: {exc}") from exc
     rules = []
-    for kind in ("gpu", "jetson"):
-        for i, entry in enumerate(data.get(kind, [])):
+    # Every array of tables ([[gpu]], [[jetson]], ...) holds the rules of the kind of device it names.
+    for kind, entries in data.items():
+        if not isinstance(entries, list):
+            continue
+        for i, entry in enumerate(entries):
             missing = [k for k in ("name", "match", "markers") if k not in entry]
             if missing:
                 raise DeviceError(f"{p}: [[{kind}]] entry {i + 1} lacks {', '.join(missing)}")
@@ -128,7 +122,7 @@ def _load_table(path: str) -> DeviceTable:
             except re.error as exc:
                 raise DeviceError(f"{p}: [[{kind}]] {entry['name']}: bad match regex: {exc}") from exc
             rules.append(
-                Rule(
+                ProfileRule(
                     name=entry["name"],
                     kind=kind,
                     match=entry["match"],
@@ -143,196 +137,35 @@ def _load_table(path: str) -> DeviceTable:
     return DeviceTable(cpu_markers=tuple(cpu.get("markers", ["cpu"])), rules=tuple(rules))
 
 
-def slug(name: str) -> str:
-    """``"NVIDIA GeForce RTX 4090"`` -> ``"nvidia_geforce_rtx_4090"``: a profile name for unknown GPUs."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unknown"
+# --- device strings -------------------------------------------------------------------------------
+DEVICE_FORMS = "cpu, gpu (= gpu:0) or gpu:N"
 
 
-# --- detection ------------------------------------------------------------------------------------
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def cpu_profile(table: DeviceTable | None = None) -> DeviceProfile:
-    table = table or load_table()
-    return DeviceProfile(
-        name="cpu",
-        kind="cpu",
-        device="cpu",
-        display_name=cpu_name(),
-        memory_mb=psutil.virtual_memory().total / MB,
-        markers=list(table.cpu_markers),
-        cores=os.cpu_count(),
-        description=f"{cpu_name()}, {os.cpu_count()} cores",
-    )
-
-
-def jetson_model(path: Path | None = None) -> str | None:
-    """The board's model string on a Jetson (device tree), else None."""
-    try:
-        text = (path or DEVICE_TREE_MODEL).read_bytes().decode("utf-8", "replace").strip("\x00\n ")
-    except OSError:
-        return None
-    return text if re.search(r"jetson|nvidia", text, re.IGNORECASE) else None
-
-
-def gpu_profile(
-    name: str, memory_bytes: float, index: int = 0, table: DeviceTable | None = None, **info: Any
-) -> DeviceProfile:
-    """Profile of an NVIDIA GPU from its NVML name and total memory, by the table's rules."""
-    table = table or load_table()
-    rule = table.match("gpu", name, memory_bytes / GIB)
-    return DeviceProfile(
-        name=rule.name if rule else slug(name),
-        kind="gpu",
-        device=f"gpu:{index}",
-        display_name=name,
-        memory_mb=memory_bytes / MB,
-        markers=list(rule.markers) if rule else ["gpu", slug(name)],
-        description=rule.description if rule else name,
-        **info,
-    )
-
-
-def jetson_profile(model: str, memory_bytes: float | None = None, table: DeviceTable | None = None) -> DeviceProfile:
-    """Profile of a Jetson board from its device-tree model string; memory is the host's (shared)."""
-    table = table or load_table()
-    memory = memory_bytes if memory_bytes is not None else psutil.virtual_memory().total
-    rule = table.match("jetson", model, memory / GIB)
-    return DeviceProfile(
-        name=rule.name if rule else slug(model),
-        kind="jetson",
-        device="gpu:0",
-        display_name=model,
-        memory_mb=memory / MB,
-        markers=list(rule.markers) if rule else ["jetson", slug(model)],
-        cores=os.cpu_count(),
-        description=rule.description if rule else model,
-    )
-
-
-def nvml_gpus(nvml: Any, table: DeviceTable | None = None, env: Mapping[str, str] | None = None) -> list[DeviceProfile]:
-    """The GPUs odperf was given (``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees), as ``gpu:0..k-1``
-    in the given order; each keeps its NVML index and UUID so that probes read the same card."""
-    from odperf.measure.visible_gpus import parent_handle, visible_gpus
-
-    driver = _text(_try(nvml.nvmlSystemGetDriverVersion))
-    cuda_raw = _try(nvml.nvmlSystemGetCudaDriverVersion)
-    cuda = f"{cuda_raw // 1000}.{(cuda_raw % 1000) // 10}" if isinstance(cuda_raw, int) else None
-    out = []
-    for gpu in visible_gpus(nvml, env):
-        parent = parent_handle(nvml, gpu)
-        cc = _try(nvml.nvmlDeviceGetCudaComputeCapability, parent)
-        name = _text(nvml.nvmlDeviceGetName(gpu.handle)) or f"gpu{gpu.nvml_index}"
-        memory = float(nvml.nvmlDeviceGetMemoryInfo(gpu.handle).total)
-        info = dict(
-            table=table, driver=driver, cuda=cuda, compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-            nvml_index=gpu.nvml_index, uuid=gpu.uuid, visible_entry=gpu.entry,
-        )
-        if gpu.mig:
-            parent_name = _text(nvml.nvmlDeviceGetName(parent)) or name
-            whole = gpu_profile(parent_name, float(nvml.nvmlDeviceGetMemoryInfo(parent).total), **info)
-            out.append(mig_profile(whole, name, memory, gpu.position))
-        else:
-            out.append(gpu_profile(name, memory, index=gpu.position, **info))
-    return out
-
-
-def mig_profile(whole: DeviceProfile, name: str, memory_bytes: float, index: int) -> DeviceProfile:
-    """A MIG instance, named after its GPU's profile and its slice (``a100_mig_1g_5gb``): its results are
-    a slice's, never to be filed or compared as the whole card's."""
-    _, _, slice_ = name.partition(" MIG ")
-    own = f"{whole.name}_mig_{slug(slice_) if slice_ else 'instance'}"
-    return replace(
-        whole, name=own, device=f"gpu:{index}", display_name=name, memory_mb=memory_bytes / MB,
-        markers=["gpu", "mig", own], description=f"{name} (a MIG instance of {whole.display_name})",
-    )
-
-
-def detect_profiles(table: DeviceTable | None = None, env: Mapping[str, str] | None = None) -> list[DeviceProfile]:
-    """The CPU first, then each NVIDIA GPU odperf was given (NVML) or the Jetson board this machine has."""
-    table = table or load_table()
-    profiles = [cpu_profile(table)]
-    board = jetson_model()
-    if board is not None:
-        profiles.append(jetson_profile(board, table=table))
-        return profiles
-    nvml = import_nvml()
-    if nvml is not None:
-        try:
-            profiles.extend(nvml_gpus(nvml, table, env))
-        finally:
-            _try(nvml.nvmlShutdown)
-    return profiles
-
-
-def get_profile(name: str, table: DeviceTable | None = None) -> DeviceProfile:
-    """The detected profile called ``name``, else the table's nominal one (``detected=False``)."""
-    table = table or load_table()
-    for profile in detect_profiles(table):
-        if profile.name == name:
-            return profile
-    rule = table.rule(name)
-    if rule is None:
-        known = ", ".join(["cpu", *(r.name for r in table.rules)])
-        raise DeviceError(f"unknown device profile {name!r}; known profiles: {known}")
-    return DeviceProfile(
-        name=rule.name,
-        kind=rule.kind,
-        device="gpu:0",
-        display_name=rule.description or rule.name,
-        memory_mb=(rule.memory_gib or 0) * GIB / MB,
-        markers=list(rule.markers),
-        detected=False,
-        description=rule.description,
-    )
-
-
-# --- emulation ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Emulation:
-    """A smaller device's memory budget run on this one; saved in every record it produced."""
+class DeviceRef:
+    """Where a worker runs: the CPU, or the N-th GPU odperf was given (whatever kind of GPU it is)."""
 
-    profile: str | None
-    memory_limit_mb: int
-    how: str
+    slot: str  # "cpu" or "gpu"
+    index: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __str__(self) -> str:
+        return "cpu" if self.slot == "cpu" else f"gpu:{self.index}"
 
+    @property
+    def is_gpu(self) -> bool:
+        return self.slot == "gpu"
 
-def emulation(device: str, profile: str | None = None, memory_limit_mb: int | None = None) -> Emulation | None:
-    """The memory cap for a run on ``device`` emulating ``profile`` (its nominal memory) or a bare cap.
-
-    On a GPU the cap is a TensorFlow logical-device memory limit; on the CPU a limit on the worker's
-    data segment (RLIMIT_DATA) above what the TensorFlow runtime holds before the model loads, so that
-    the cap, like a GPU's, covers the model's weights and activations.
-    """
-    if profile is None and memory_limit_mb is None:
-        return None
-    if memory_limit_mb is None:
-        target = get_profile(profile)  # type: ignore[arg-type]
-        memory_limit_mb = int(target.memory_mb)
-    if memory_limit_mb <= 0:
-        raise DeviceError(f"memory limit must be positive, got {memory_limit_mb} MB")
-    how = "tf_logical_device_memory_limit" if device.startswith("gpu") else "rlimit_data_above_runtime"
-    return Emulation(profile=profile, memory_limit_mb=int(memory_limit_mb), how=how)
+    @property
+    def label(self) -> str:
+        """The device in benchmark ids: ``cpu``, ``gpu`` (gpu:0), ``gpu1``..."""
+        return "gpu" if str(self) == "gpu:0" else str(self).replace(":", "")
 
 
-def _try(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception:
-        return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+def parse_device(text: str) -> DeviceRef:
+    """``"cpu"``, ``"gpu"`` (= ``gpu:0``) or ``"gpu:N"``, any case; DeviceError naming the forms otherwise."""
+    slot, colon, index = str(text).strip().lower().partition(":")
+    if slot == "cpu" and not colon:
+        return DeviceRef("cpu")
+    if slot == "gpu" and (not colon or index.isdigit()):
+        return DeviceRef("gpu", int(index or 0))
+    raise DeviceError(f"device {text!r} is not one odperf knows; name it as {DEVICE_FORMS} (N counts from 0)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -53,16 +53,6 @@ class MemoryStats:
     def peak_of(self, name: str) -> float | None:
         stats = self.probes.get(name)
         return None if stats is None else stats.peak_mb
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MemoryStats":
-        probes = {k: ProbeStats(**v) for k, v in (data.get("probes") or {}).items()}
-        return cls(**{**data, "probes": probes})
 
 
 class MemorySampler:

@@ -16,7 +16,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -210,41 +210,3 @@ measured it, then the board's shared memory on Jetson (jtop's figure, else memin
 GPU, then host RSS (CPU runs). A process probe that never saw its worker while the device's memory rose
 gives way to the device probe (``MemorySampler`` says so in the headline's name)."""
 
-
-def parse_device(device: str) -> tuple[str, int]:
-    """``"cpu"`` -> ("cpu", 0); ``"gpu:1"`` -> ("gpu", 1). Anything else is refused by the caller."""
-    kind, _, index = device.partition(":")
-    if kind == "gpu":
-        return "gpu", int(index or 0)
-    return kind, 0
-
-
-def external_probes(
-    device: str, pid: int, jetson: bool | None = None, env: Mapping[str, str] | None = None
-) -> list[Probe]:
-    """The probes the parent samples for a worker ``pid`` running on ``device``.
-
-    ``gpu:N`` is the N-th GPU odperf was given (``CUDA_VISIBLE_DEVICES`` in ``env``, default this
-    process's), mapped to its NVML handle as the worker's environment is (``visible_gpus``).
-    """
-    probes: list[Probe] = [RssProbe(pid)]
-    kind, _ = parse_device(device)
-    if kind != "gpu":
-        return probes
-    if jetson is None:
-        from odperf.measure.devices import jetson_model
-
-        jetson = jetson_model() is not None
-    if jetson:
-        return [jetson_probe(), *probes]
-    nvml = import_nvml()
-    if nvml is not None:
-        from odperf.measure.visible_gpus import select_gpu
-
-        gpu = select_gpu(nvml, device, env)
-        probes = [
-            NvmlProcessProbe(nvml, gpu.nvml_index, pid, handle=gpu.handle),
-            NvmlDeviceProbe(nvml, gpu.nvml_index, handle=gpu.handle),
-            *probes,
-        ]
-    return probes

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from odperf.measure.devices import DeviceError
+from odperf.measure.devices import DeviceError, parse_device
 
 ENV = "CUDA_VISIBLE_DEVICES"
 NO_GPU_ENTRIES = ("NoDevFiles",)  # what some Slurm versions set for a job given no GPU
@@ -67,10 +67,13 @@ def inherited_entries(env: Mapping[str, str] | None = None) -> list[str] | None:
 
 def device_position(device: str) -> int:
     """``"gpu:2"`` -> 2 (``"gpu"`` alone is ``gpu:0``); a clear error for anything else."""
-    kind, _, index = device.partition(":")
-    if kind != "gpu" or not (index == "" or index.isdigit()):
+    try:
+        ref = parse_device(device)
+    except DeviceError:
+        ref = None
+    if ref is None or not ref.is_gpu:
         raise DeviceError(f"device {device!r} is not a GPU; name one as gpu:N (N counts from 0)")
-    return int(index or 0)
+    return ref.index
 
 
 def worker_entry(device: str, env: Mapping[str, str] | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 from odperf.errors import ResultsError
 from odperf.expectations import load as load_expectations
@@ -21,20 +22,26 @@ def _latest(path: str) -> SavedRun:
     return max(load_runs([path]), key=lambda r: (r.datetime or "", r.path.name))
 
 
-def run_report(args: argparse.Namespace) -> int:
-    runs = load_runs(args.runs)
-    if args.latest:
-        runs = latest_named(runs, args.latest)
-    report = build_report(runs, args.deadline or ())
-    index = write_report(report, args.out)
-    if not args.quiet:
+def cmd_report(args: argparse.Namespace) -> int:
+    return report_runs(args.runs, args.out, latest=args.latest, deadlines=args.deadline or (), quiet=args.quiet)
+
+
+def report_runs(paths: Sequence[str], out: str | Path, latest: str | None = None,
+                deadlines: Sequence[float] = (), quiet: bool = False) -> int:
+    """``odperf report`` on saved runs, for this command and for ``odperf bench``'s closing report."""
+    runs = load_runs(list(paths))
+    if latest:
+        runs = latest_named(runs, latest)
+    report = build_report(runs, tuple(deadlines))
+    index = write_report(report, out)
+    if not quiet:
         print(report.terminal())
         print()
     print(f"report written: {index} ({len(report.plots)} figures, {len(report.tables)} tables)")
     return 0
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise ResultsError("compare needs at least two runs: RUN_A RUN_B [RUN_C ...] (each compared with RUN_A)")
     runs = [_latest(p) for p in args.runs]
@@ -49,7 +56,7 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_gate(args: argparse.Namespace) -> int:
+def cmd_gate(args: argparse.Namespace) -> int:
     config = gt.GateConfig(
         time_threshold=args.time_threshold,
         memory_threshold=args.memory_threshold,
@@ -82,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latest-main", dest="latest", action="store_const", const="main",
                    help="same as --latest main: the main job's newest run per device")
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
-    p.set_defaults(func=run_report)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="runs from different hardware side by side, matched by (model, batch)")
     p.add_argument("runs", nargs="+", metavar="RUN", help="RUN_A RUN_B [...]: files or storage folders "
@@ -91,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time per image compared (default: %(default)s)")
     p.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
-    p.set_defaults(func=run_compare)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "gate", help="fail (exit 1) on a regression of the current run against a baseline",
@@ -115,4 +122,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-profile-change", action="store_true",
                    help="gate runs of different device profiles against each other")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes (fixed OOMs, new rows)")
-    p.set_defaults(func=run_gate)
+    p.set_defaults(func=cmd_gate)

@@ -17,10 +17,7 @@ import numpy as np
 from odperf.datasets.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from odperf.errors import OdperfError
 from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
-from odperf.results import ACCURACY, TIMING, RecordKey, RunRecord, SavedRun
-
-# The paper's five mAP groups, most accurate first (Table I); matched without regard to case.
-MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
+from odperf.results import ACCURACY, MAP_GROUPS, TIMING, RecordKey, RunRecord, SavedRun
 
 
 @dataclass(frozen=True)
@@ -193,10 +190,8 @@ def device_memory_mb(run: SavedRun, profile: str | None = None) -> float | None:
     for rec in run.records:
         if rec.device_profile == profile and rec.emulated and rec.emulated.get("memory_limit_mb"):
             return float(rec.emulated["memory_limit_mb"])
-    try:
-        from odperf.measure.devices import get_profile
-    except ImportError:
-        return None
+    from odperf.measure.kinds import get_profile
+
     try:
         return float(get_profile(profile).memory_mb) or None
     except (OdperfError, KeyError, AttributeError, TypeError, ValueError):

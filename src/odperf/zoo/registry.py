@@ -36,12 +36,12 @@ from typing import Any, Iterable
 
 from odperf.errors import ModelError
 from odperf.package_data import fixtures_dir
+from odperf.results import MAP_GROUPS
 from odperf.zoo import catalog, torchvision_catalog
 from odperf.zoo.metadata import MODEL_FILE, read_metadata
 
 FAMILIES = ("paper", "tf2", "embedded", "torchvision")
 META_ARCHS = ("ssd", "ssdlite", "faster_rcnn", "rfcn", "mask_rcnn", "retinanet", "fcos", "centernet")
-MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
 # lower bound (percent, inclusive) of each group, best first; below the last bound is "lowest"
 GROUP_BOUNDS: tuple[tuple[str, float], ...] = (("highest", 40.0), ("high", 35.0), ("medium", 29.0), ("low", 24.0))
 

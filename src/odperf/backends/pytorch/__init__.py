@@ -41,6 +41,7 @@ class TorchBackend:
     oom_pattern = re.compile(r"OutOfMemoryError|CUDA out of memory|can't allocate memory|"
                              r"CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED")
     capped_oom_pattern = re.compile(r"$^")  # nothing beyond the patterns above
+    gpu_cap_how = "torch_cuda_memory_fraction"
 
     def __init__(self) -> None:
         self.device: Any = None
@@ -177,7 +178,7 @@ def gpu_memory_cap(memory_limit_mb: int, total_bytes: int) -> dict[str, Any]:
     if limit >= total_bytes:
         raise OdperfError(f"cannot emulate {memory_limit_mb} MB on a GPU of {total_bytes / 1e6:.0f} MB: "
                           "an emulated card must be smaller than the real one")
-    return {"how": "torch_cuda_memory_fraction", "fraction": limit / total_bytes, "limit_mb": limit / 1e6,
+    return {"how": TorchBackend.gpu_cap_how, "fraction": limit / total_bytes, "limit_mb": limit / 1e6,
             "device_total_mb": total_bytes / 1e6}
 
 

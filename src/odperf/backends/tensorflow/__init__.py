@@ -29,6 +29,7 @@ class TensorFlowBackend:
     oom_pattern = re.compile(r"ResourceExhausted|OOM when allocating|CUDA_ERROR_OUT_OF_MEMORY|"
                              r"CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED")
     capped_oom_pattern = re.compile(r"could not create a primitive", re.IGNORECASE)
+    gpu_cap_how = "tf_logical_device_memory_limit"
 
     def find_artifact(self, path: Path) -> tuple[str, Path] | None:
         return loaders.find_artifact(path)
@@ -55,7 +56,7 @@ class TensorFlowBackend:
                 tf.config.set_logical_device_configuration(
                     gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mib)]
                 )
-                cap = {"how": "tf_logical_device_memory_limit", "limit_mib": limit_mib}
+                cap = {"how": self.gpu_cap_how, "limit_mib": limit_mib}
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
         # One small op brings up the runtime (thread pools, the GPU context) so that what follows is the model.

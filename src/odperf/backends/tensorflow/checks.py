@@ -14,7 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from odperf.backends.tensorflow.loaders import INPUT_KEYS, SAVED_MODEL, read_nonempty, require_detector_nodes
+from odperf.backends.tensorflow.loaders import (
+    SAVED_MODEL,
+    image_input,
+    read_nonempty,
+    require_detector_nodes,
+    serving_default,
+)
 from odperf.backends.tensorflow.outputs import OutputMap
 from odperf.errors import ModelError
 
@@ -119,17 +125,9 @@ def _check_saved_model(folder: Path) -> str:
         raise ModelError(f"{folder}: no meta graph tagged 'serve' (tags: {tags}); export it with the serve tag")
     # "__saved_model_init_op" is TensorFlow's own entry, not a signature a user exported
     signatures = {s.key: s.value for s in meta.signature_def if not s.key.startswith("__")}
-    if "serving_default" not in signatures:
-        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
-                         "export the detector with a serving signature")
-    sig = signatures["serving_default"]
+    sig = serving_default(folder, signatures)
     inputs = {e.key: e.value for e in sig.inputs}
-    key = next((k for k in INPUT_KEYS if k in inputs), None)
-    if key is None and len(inputs) == 1:
-        key = next(iter(inputs))
-    if key is None:
-        raise ModelError(f"{folder}: serving_default takes {sorted(inputs)}; expected one image input "
-                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
+    key = image_input(folder, inputs)
     if inputs[key].dtype != DT_UINT8:
         dtype = DTYPES.get(inputs[key].dtype, f"DataType {inputs[key].dtype}")
         raise ModelError(f"{folder}: serving_default input {key!r} is {dtype}; expected uint8 images")

@@ -11,11 +11,11 @@ returned so that the generic loader (``odperf.zoo.loaders``) can run such a mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from odperf.backends.tensorflow.outputs import OutputMap, named_outputs
+from odperf.backends.tensorflow.outputs import MASKS, STANDARD, OutputMap, named_outputs
 from odperf.errors import ModelError
 from odperf.zoo.detector import Detections
 
@@ -48,7 +48,7 @@ def require_detector_nodes(pb: Path, nodes: set[str]) -> None:
     """A frozen graph must hold the zoo's input and the four detection outputs; ModelError naming them if not."""
     if not nodes:
         raise ModelError(f"{pb} holds an empty graph (not a TensorFlow GraphDef?) - {_refetch_hint(pb)}")
-    missing = [f"{n}:0" for n in ("image_tensor", *FROZEN_OUTPUTS) if n not in nodes]
+    missing = [f"{n}:0" for n in ("image_tensor", *STANDARD) if n not in nodes]
     if missing:
         raise ModelError(
             f"{pb}: the graph has no tensor {', '.join(missing)}; an object-detection export takes "
@@ -72,9 +72,6 @@ def read_nonempty(path: Path, what: str) -> bytes:
 
 
 # --- TF1 frozen graph ---------------------------------------------------------------------------
-FROZEN_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-
-
 def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int | None]:
     import tensorflow as tf
     from google.protobuf.message import DecodeError
@@ -88,7 +85,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
                          f"{_refetch_hint(pb)}. File: {pb}") from exc
     nodes = {n.name for n in graph_def.node}
     require_detector_nodes(pb, nodes)
-    fetch = list(FROZEN_OUTPUTS) + (["detection_masks"] if "detection_masks" in nodes else [])
+    fetch = list(STANDARD) + ([MASKS] if MASKS in nodes else [])
 
     def _import() -> None:
         tf.compat.v1.import_graph_def(graph_def, name="")
@@ -108,7 +105,7 @@ def load_frozen_graph(pb: Path) -> tuple[Callable[[np.ndarray], Detections], int
         values = [t.numpy() for t in fn(tf.constant(batch))]
         out = dict(zip(fetch, values))
         return Detections(out["detection_boxes"], out["detection_scores"], out["detection_classes"],
-                          out["num_detections"], out.get("detection_masks"))
+                          out["num_detections"], out.get(MASKS))
 
     return run, declared
 
@@ -135,6 +132,25 @@ def saved_model_is_tf1(folder: Path) -> bool:
     return len(proto.meta_graphs[0].object_graph_def.nodes) == 0
 
 
+def serving_default(folder: Path, signatures: Mapping[str, Any]) -> Any:
+    """The ``serving_default`` signature among a SavedModel's, or ModelError naming those it has."""
+    if "serving_default" not in signatures:
+        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
+                         "export the detector with a serving signature")
+    return signatures["serving_default"]
+
+
+def image_input(folder: Path, inputs: Mapping[str, Any]) -> str:
+    """The name of the serving signature's image input: the zoo's, else its only input."""
+    key = next((k for k in INPUT_KEYS if k in inputs), None)
+    if key is None and len(inputs) == 1:
+        key = next(iter(inputs))
+    if key is None:
+        raise ModelError(f"{folder}: serving_default takes {sorted(inputs)}; expected one image input "
+                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
+    return key
+
+
 def load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections], int | None, str]:
     import tensorflow as tf
 
@@ -144,18 +160,9 @@ def load_saved_model(folder: Path) -> tuple[Callable[[np.ndarray], Detections], 
     except Exception as exc:  # TF raises many types for a broken folder (variables/, assets/, protos)
         raise ModelError(f"{folder}: the SavedModel does not load ({type(exc).__name__}: {exc}); "
                          f"{_refetch_hint(folder / SAVED_MODEL)}") from exc
-    signatures = getattr(loaded, "signatures", {})
-    if "serving_default" not in signatures:
-        raise ModelError(f"{folder}: no 'serving_default' signature (has: {', '.join(signatures) or 'none'}); "
-                         "export the detector with a serving signature")
-    sig = signatures["serving_default"]
+    sig = serving_default(folder, getattr(loaded, "signatures", {}))
     _, kwargs = sig.structured_input_signature
-    key = next((k for k in INPUT_KEYS if k in kwargs), None)
-    if key is None and len(kwargs) == 1:
-        key = next(iter(kwargs))
-    if key is None:
-        raise ModelError(f"{folder}: serving_default takes {sorted(kwargs)}; expected one image input "
-                         "('input_tensor' for TF2 exports, 'inputs' for TF1)")
+    key = image_input(folder, kwargs)
     spec = kwargs[key]
     if spec.dtype != tf.uint8:
         raise ModelError(f"{folder}: serving_default input {key!r} is {spec.dtype.name}; expected uint8 images")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from odperf.package_data import fixtures_dir
-from odperf.zoo.embedded.specs import SPECS, ModelSpec, get_spec
+from odperf.zoo.embedded.specs import SPECS, TfModelSpec, get_spec
 
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)
 
@@ -21,4 +21,4 @@ def models_dir() -> Path:
     return fixtures_dir() / "models"
 
 
-__all__ = ["MODEL_NAMES", "SPECS", "ModelSpec", "get_spec", "models_dir"]
+__all__ = ["MODEL_NAMES", "SPECS", "TfModelSpec", "get_spec", "models_dir"]

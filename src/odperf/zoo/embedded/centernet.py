@@ -18,7 +18,7 @@ from keras import layers
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
 from odperf.zoo.embedded.boxes import area
 from odperf.zoo.embedded.losses import giou_loss
-from odperf.zoo.embedded.specs import ModelSpec
+from odperf.zoo.embedded.specs import TfModelSpec
 
 ALPHA = 0.54  # Gaussian radius as a fraction of the box side (TTFNet)
 DISTANCE_SCALE = 16.0  # distances = softplus(raw) * 16 px, so the initial boxes are object-sized
@@ -26,7 +26,7 @@ HEAT_PRIOR = 0.01
 
 
 class CenterNet(tf.Module):
-    def __init__(self, spec: ModelSpec, num_classes: int, max_detections: int = 100):
+    def __init__(self, spec: TfModelSpec, num_classes: int, max_detections: int = 100):
         super().__init__(name=spec.name)
         self.spec = spec
         self.num_classes = num_classes

@@ -16,6 +16,8 @@ from PIL import Image
 from odperf.datasets.coco import CocoDataset
 from odperf.errors import DatasetError
 
+CI_TILES = 200  # validation tiles the committed models' recorded figures and their CI checks use
+
 
 @dataclass(frozen=True)
 class Split:

@@ -6,12 +6,12 @@ import tensorflow as tf
 
 from odperf.zoo.embedded.centernet import CenterNet
 from odperf.zoo.embedded.faster_rcnn import FasterRCNN
-from odperf.zoo.embedded.specs import ModelSpec
+from odperf.zoo.embedded.specs import TfModelSpec
 from odperf.zoo.embedded.ssd import SSD
 
-META_ARCHS = {"centernet": CenterNet, "ssd": SSD, "faster_rcnn": FasterRCNN}
+DETECTOR_CLASSES = {"centernet": CenterNet, "ssd": SSD, "faster_rcnn": FasterRCNN}
 
 
-def build(spec: ModelSpec, num_classes: int, max_detections: int = 100) -> tf.Module:
+def build(spec: TfModelSpec, num_classes: int, max_detections: int = 100) -> tf.Module:
     """A fresh detector with ``losses(images, boxes, classes, valid)`` and ``detect(images, threshold)``."""
-    return META_ARCHS[spec.meta_arch](spec, num_classes, max_detections)
+    return DETECTOR_CLASSES[spec.meta_arch](spec, num_classes, max_detections)

@@ -16,7 +16,7 @@ from keras import layers
 
 from odperf.zoo.embedded import boxes as bx
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
-from odperf.zoo.embedded.specs import ModelSpec
+from odperf.zoo.embedded.specs import TfModelSpec
 from odperf.zoo.embedded.losses import focal_loss, huber
 from odperf.zoo.embedded.ssd import PRIOR, level_sizes, nms
 
@@ -26,7 +26,7 @@ FEATURE_STRIDE = 8
 
 
 class FasterRCNN(tf.Module):
-    def __init__(self, spec: ModelSpec, num_classes: int, max_detections: int = 100):
+    def __init__(self, spec: TfModelSpec, num_classes: int, max_detections: int = 100):
         super().__init__(name=spec.name)
         self.spec = spec
         self.num_classes = num_classes

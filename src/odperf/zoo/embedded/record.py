@@ -15,11 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from odperf.zoo.embedded import export
-from odperf.zoo.embedded.data import Split, load_split
+from odperf.zoo.embedded.data import CI_TILES, Split, load_split
 from odperf.zoo.embedded.evaluate import Accuracy, coco_accuracy, detect_split
 from odperf.zoo.metadata import read_metadata, write_metadata
-
-CI_TILES = 200
 
 
 def _subset(split: Split, n: int) -> Split:

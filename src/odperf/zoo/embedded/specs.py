@@ -13,7 +13,7 @@ from odperf.errors import ModelError
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class TfModelSpec:
     """Architecture and training budget of one embedded detector."""
 
     name: str
@@ -47,10 +47,10 @@ class ModelSpec:
         )
 
 
-SPECS: dict[str, ModelSpec] = {
+SPECS: dict[str, TfModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
+        TfModelSpec(
             name="centernet_tiny",
             meta_arch="centernet",
             input_size=128,
@@ -61,7 +61,7 @@ SPECS: dict[str, ModelSpec] = {
             out_stride=4,
             steps=3000,
         ),
-        ModelSpec(
+        TfModelSpec(
             name="ssd_fpn",
             meta_arch="ssd",
             input_size=300,
@@ -74,7 +74,7 @@ SPECS: dict[str, ModelSpec] = {
             batch_size=8,
             learning_rate=1.5e-3,
         ),
-        ModelSpec(
+        TfModelSpec(
             name="faster_rcnn_fpn",
             meta_arch="faster_rcnn",
             input_size=300,
@@ -92,7 +92,7 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 
-def get_spec(name: str) -> ModelSpec:
+def get_spec(name: str) -> TfModelSpec:
     try:
         return SPECS[name]
     except KeyError:

@@ -17,7 +17,7 @@ from keras import layers
 from odperf.zoo.embedded import boxes as bx
 from odperf.zoo.embedded.backbone import backbone, conv_bn, fpn, input_layer, preprocess
 from odperf.zoo.embedded.losses import focal_loss, huber
-from odperf.zoo.embedded.specs import ModelSpec
+from odperf.zoo.embedded.specs import TfModelSpec
 
 PRIOR = 0.01
 PRE_NMS = 1000
@@ -34,7 +34,7 @@ def level_sizes(input_size: int, strides) -> dict[int, int]:
 
 
 class SSD(tf.Module):
-    def __init__(self, spec: ModelSpec, num_classes: int, max_detections: int = 100):
+    def __init__(self, spec: TfModelSpec, num_classes: int, max_detections: int = 100):
         super().__init__(name=spec.name)
         self.spec = spec
         self.num_classes = num_classes

@@ -27,7 +27,7 @@ from odperf.zoo.embedded import export
 from odperf.zoo.embedded.data import batches, load_split
 from odperf.zoo.embedded.detectors import build
 from odperf.zoo.embedded.record import accuracy_figures, put_accuracy
-from odperf.zoo.embedded.specs import ModelSpec, get_spec
+from odperf.zoo.embedded.specs import TfModelSpec, get_spec
 from odperf.zoo.metadata import write_metadata
 
 EMBEDDED_DATASET_SEED = 0
@@ -36,7 +36,7 @@ EMBEDDED_N_VAL = 600
 WARMUP_STEPS = 150
 
 
-def learning_rate(spec: ModelSpec, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate(spec: TfModelSpec, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
     """Linear warm-up, then cosine decay to zero: stable from scratch, converged at the end."""
     warmup = min(WARMUP_STEPS, max(steps // 5, 1))
     return keras.optimizers.schedules.CosineDecay(

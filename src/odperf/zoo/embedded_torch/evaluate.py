@@ -21,9 +21,7 @@ import numpy as np
 from odperf.datasets.coco import CocoDataset
 from odperf.workload import normalized_to_xywh
 from odperf.zoo.detector import RunFn
-from odperf.zoo.embedded.data import Split
-
-CI_TILES = 200
+from odperf.zoo.embedded.data import CI_TILES, Split
 
 
 def detect_split(run: RunFn, split: Split, batch_size: int = 32) -> np.ndarray:
