@@ -50,6 +50,7 @@ class Row:
     untrained: bool = False  # random weights: timed for time and memory, no mAP
     rounds: tuple[float, ...] = ()  # every round's seconds per image, where the file kept them (stats data)
     model_mb: float | None = None  # the model's own memory: peak minus the runtime's, before the model loaded
+    cap_above_runtime: bool = False  # an emulated CPU cap: it limits the model's own memory, not the runtime's
 
     @property
     def ok(self) -> bool:
@@ -112,6 +113,7 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         untrained=bool(rec.untrained),
         rounds=tuple(float(t) for t in ((timing[1] or {}).get("data") or ())) if timing else (),
         model_mb=_float(timing[0].model_memory_mb) if timing else None,
+        cap_above_runtime=(rec.emulated or {}).get("how") == "rlimit_data_above_runtime",
     )
 
 
