@@ -64,11 +64,13 @@ def repo_root() -> Path:
     return fixtures_dir().parent
 
 
-def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path) -> list[str]:
-    root = repo_root()
+def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, root: Path | None = None,
+                   python: str = sys.executable) -> list[str]:
+    """The pytest run of one pass; ``root`` and ``python``: another source tree or environment (odperf ab)."""
+    root = root or repo_root()
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
     cmd = [
-        sys.executable, "-m", "pytest", str(root / "benchmarks" / "test_inference.py"),
+        python, "-m", "pytest", str(root / "benchmarks" / "test_inference.py"),
         "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--rootdir", str(root),
         f"--odperf-models={args.models}",
         f"--odperf-devices={args.devices}",

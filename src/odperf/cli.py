@@ -12,6 +12,7 @@ from odperf.errors import OdperfError
 # Modules that define ``register(subparsers)``; each sub-command sets ``func(args) -> int``.
 COMMAND_MODULES = (
     "odperf.bench",
+    "odperf.ab",
     "odperf.zoo.cli",
     "odperf.datasets.cli",
     "odperf.measure.cli",

@@ -13,7 +13,8 @@ It fails (one readable reason per failure) on:
 - map: a model's mAP fell below the baseline (exactly, when both runs used the same runtime and version:
   the embedded models score deterministically; by more than ``map_tolerance``, default 0.01 absolute COCO
   AP, across versions), or below its floor from a floors file, or disappeared;
-- outcome: a new oom, crash or timeout;
+- outcome: a new oom, crash or timeout; with ``strict`` (for a change that must not change what is measured,
+  e.g. odperf's own), any change of outcome, and any change of mAP, up or down;
 - missing: a (model, batch) in the baseline is absent from the current run, or has lost its timing;
 - nothing: the gate compared none of the figures it was asked to (no time of a chosen metric, no peak
   memory, no mAP against a floors file), each with the reason: a gate that compared nothing never passes.
@@ -49,6 +50,7 @@ class GateConfig:
     time_metrics: tuple[str, ...] = DEFAULT_TIME_METRICS
     floors: Expectations | None = None  # rules with map_floor
     alpha: float = sig.DEFAULT_ALPHA  # significance level of the time test
+    strict: bool = False  # any changed outcome or mAP fails, improvements included
     allow_profile_change: bool = False
 
     def __post_init__(self) -> None:
@@ -163,6 +165,8 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
     if b is None:
         notes.append(f"new in current: {model} batch {batch} ({c.outcome})")
         return []
+    if cfg.strict and b.outcome != c.outcome:
+        return fail("outcome", f"outcome changed: {b.outcome} -> {c.outcome} (strict)")
     if b.outcome in FAILED_OUTCOMES and c.outcome == "ok":
         notes.append(f"fixed: {model} batch {batch} was {b.outcome}, now runs")
         return []
@@ -325,7 +329,7 @@ def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, baseline: 
             compared.maps += 1
             same = _same_runtime(*runtimes[(profile, model)])
             tolerance = 0.0 if same else cfg.map_tolerance
-            if now < was - tolerance:
+            if now < was - tolerance or (cfg.strict and now > was + tolerance):
                 rule = f"exact: both runs on {same}" if same else f"tolerance {cfg.map_tolerance:g}"
                 out.append(Failure("map", name, None, f"mAP {was:.3f} -> {now:.3f} ({now - was:+.4f}, {rule})"))
         if floor is not None and cfg.floors:

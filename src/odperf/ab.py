@@ -1,0 +1,219 @@
+"""``odperf ab``: a baseline and a candidate measured interleaved on one machine in one job, then gated.
+
+Runs measured at different times on a shared machine differ by more than any regression worth catching
+(load, thermal state, neighbours). Here every pair of slots runs the same pytest selection once for each
+side, in the order A B, then B A, then A B ... (each a fresh pytest and fresh workers), so drift and load
+fall on both sides alike. The rounds of each side's slots are pooled into one saved run per side
+(``<out>/baseline.json``, ``<out>/candidate.json``, readable by ``odperf gate`` and ``odperf report``) and
+gated: time by significance over the rounds (``odperf.report.significance``), the model's own memory,
+outcomes and mAP. The ratio of medians of each pair is printed beside it, so a reader sees the pairing.
+
+A side is a source tree run with a Python: this checkout, or a git ref of it (checked out with ``git
+worktree add`` into a temporary folder, removed after), with this or another Python environment (say, a new
+TensorFlow against the old), and optionally other models (``NAME=PATH`` of another model folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from odperf import bench
+from odperf.errors import OdperfError, ResultsError
+from odperf.report import gate as gt
+from odperf.results import load_run
+
+SLOT_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Side:
+    """What one side runs: a source tree, a Python, a model selection; ``text`` says it for the log."""
+
+    label: str  # "baseline" or "candidate"
+    root: Path
+    python: str
+    models: str
+    text: str
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.baseline_ref or args.baseline_python or args.baseline_models):
+        raise OdperfError("odperf ab needs a baseline: --baseline-ref REF, --baseline-python PYTHON or "
+                          "--baseline-models SEL (e.g. NAME=PATH of another model folder)")
+    if args.pairs < 2:
+        raise OdperfError(f"--pairs must be at least 2 (one A B and one B A), got {args.pairs}")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        sides = [stack.enter_context(_side(name, args)) for name in ("baseline", "candidate")]
+        for side in sides:
+            print(f"odperf ab: {side.label}: {side.text}", flush=True)
+        slots: dict[str, list[Path]] = {s.label: [] for s in sides}
+        for i in range(args.pairs):
+            for side in (sides if i % 2 == 0 else sides[::-1]):
+                slots[side.label].append(_run_slot(side, args, out / f"{side.label}-{i + 1}.json", i + 1))
+    merged = {label: merge(paths, out / f"{label}.json") for label, paths in slots.items()}
+    for line in pair_ratios(slots["baseline"], slots["candidate"]):
+        print(line)
+    config = gt.GateConfig(time_threshold=args.time_threshold, memory_threshold=args.memory_threshold,
+                           map_tolerance=args.map_tolerance, alpha=args.alpha, strict=args.strict)
+    result = gt.run_gate(load_run(merged["baseline"]), load_run(merged["candidate"]), config)
+    for line in result.times:
+        print(line)
+    for failure in result.failures:
+        print(failure)
+    print(f"odperf ab: {args.pairs} pairs, interleaved; " + result.summary())
+    return 0 if result.passed else 1
+
+
+@contextmanager
+def _side(label: str, args: argparse.Namespace) -> Iterator[Side]:
+    ref = getattr(args, f"{label}_ref")
+    python = getattr(args, f"{label}_python") or sys.executable
+    models = getattr(args, f"{label}_models") or args.models
+    here = bench.repo_root()
+    parts = [f"git ref {ref}" if ref else f"this checkout ({here})", f"python {python}", f"models {models}"]
+    if not ref:
+        yield Side(label, here, python, models, ", ".join(parts))
+        return
+    commit = _git(here, "rev-parse", "--verify", f"{ref}^{{commit}}").strip()
+    parts[0] = f"git ref {ref} ({commit[:12]})"
+    with tempfile.TemporaryDirectory(prefix=f"odperf-ab-{label}-") as tmp:
+        tree = Path(tmp) / "tree"
+        _git(here, "worktree", "add", "--detach", str(tree), commit)
+        try:
+            yield Side(label, tree, python, models, ", ".join(parts))
+        finally:
+            _git(here, "worktree", "remove", "--force", str(tree))
+
+
+def _git(cwd: Path, *cmd: str) -> str:
+    done = subprocess.run(["git", *cmd], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise OdperfError(f"git {' '.join(cmd)} failed in {cwd}: {done.stderr.strip() or done.stdout.strip()} "
+                          f"(is this a git checkout with that ref? a fresh clone has full history)")
+    return done.stdout
+
+
+def _run_slot(side: Side, args: argparse.Namespace, json_path: Path, pair: int) -> Path:
+    """One pytest run of the selection for one side; the JSON it wrote (refused when it wrote none)."""
+    if json_path.exists():
+        json_path.unlink()
+    options = ("--odperf-accuracy",) if args.accuracy else ()
+    selection = argparse.Namespace(images=args.images, smoke=True, models=side.models, devices=args.devices,
+                                   accuracy=False, pytest_args=list(args.pytest_args))  # no saved copy
+    cmd = bench.pytest_command(selection, bench.Pass(side.label, args.batch_sizes, options), json_path,
+                               root=side.root, python=side.python)
+    paths = [str(side.root / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # the side's odperf, not an installed one
+    log = json_path.with_suffix(".log")
+    print(f"odperf ab: pair {pair}: {side.label}", flush=True)
+    with log.open("w") as out:
+        done = subprocess.run(cmd, cwd=side.root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              timeout=SLOT_TIMEOUT_S)
+    if not json_path.is_file():
+        raise ResultsError(f"{side.label} pair {pair}: pytest (exit {done.returncode}) wrote no {json_path}; "
+                           f"its output is in {log}")
+    return json_path
+
+
+def merge(paths: list[Path], out: Path) -> Path:
+    """One saved run from one side's slots: every round of every slot pooled per benchmark; per record the
+    worst outcome of any slot, the median of its memory figures and the lowest mAP."""
+    from pytest_benchmark.stats import Stats
+
+    docs = [json.loads(p.read_text()) for p in paths]
+    records: dict[tuple, list[dict[str, Any]]] = {}
+    for doc in docs:
+        for rec in doc["odperf"]["records"]:
+            records.setdefault(_key(rec), []).append(rec)
+    merged_records = {key: _merge_records(recs) for key, recs in records.items()}
+    rounds: dict[tuple, list[float]] = {}
+    first: dict[tuple, dict[str, Any]] = {}
+    for doc in docs:
+        for b in doc["benchmarks"]:
+            key = _key(b["extra_info"])
+            rounds.setdefault(key, []).extend(b["stats"].get("data") or [])
+            first.setdefault(key, b)
+    benchmarks = []
+    for key, b in first.items():
+        rec = merged_records[key]
+        if rec["outcome"] != "ok":
+            continue
+        stats = Stats()
+        for t in rounds[key]:
+            stats.update(t)
+        arr = np.asarray(rounds[key])
+        rec["time_per_image_s"] = {"mean": float(arr.mean()), "median": float(np.median(arr)),
+                                   "p95": float(np.percentile(arr, 95)), "min": float(arr.min()),
+                                   "max": float(arr.max())}
+        rec["images_timed"] = int(arr.size)
+        benchmarks.append({**b, "stats": {**stats.as_dict(), "data": rounds[key]}, "extra_info": rec})
+    doc = {**docs[0], "benchmarks": benchmarks,
+           "odperf": {**docs[0]["odperf"], "records": list(merged_records.values())}}
+    out.write_text(json.dumps(doc, indent=2))
+    return out
+
+
+def _key(rec: dict[str, Any]) -> tuple:
+    return rec["device_profile"], rec["model"], rec["batch_size"], rec.get("kind")
+
+
+def _merge_records(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r for r in recs if r["outcome"] != "ok"]
+    out = dict(failed[0] if failed else recs[0])
+    for name in ("peak_memory_mb", "model_memory_mb", "runtime_memory_mb"):
+        values = [r.get(name) for r in recs if r.get(name) is not None]
+        out[name] = float(np.median(values)) if values else None
+    maps = [r.get("map") for r in recs if r.get("map") is not None]
+    out["map"] = min(maps) if maps else None
+    return out
+
+
+def pair_ratios(baseline: list[Path], candidate: list[Path]) -> list[str]:
+    """Per benchmark, each pair's ratio of medians (candidate / baseline): the paired view of the runs."""
+    ratios: dict[str, list[str]] = {}
+    for a, b in zip(baseline, candidate):
+        medians = [{bm["name"]: bm["stats"]["median"] for bm in json.loads(p.read_text())["benchmarks"]}
+                   for p in (a, b)]
+        for name in medians[0]:
+            if name in medians[1]:
+                ratios.setdefault(name, []).append(f"{medians[1][name] / medians[0][name]:.3f}")
+    return [f"pairs: {name}: candidate/baseline medians {' '.join(r)}" for name, r in sorted(ratios.items())]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ab", help="a baseline and a candidate measured interleaved on this machine, then gated",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for label in ("baseline", "candidate"):
+        here = "this checkout" if label == "candidate" else "none"
+        p.add_argument(f"--{label}-ref", metavar="REF", help=f"git ref of this project to run (default: {here})")
+        p.add_argument(f"--{label}-python", metavar="PYTHON",
+                       help="the Python (environment) to run it with (default: this one)")
+        p.add_argument(f"--{label}-models", metavar="SEL", help="its --odperf-models (default: --models)")
+    p.add_argument("--pairs", type=int, default=4, help="A/B pairs of runs, alternating order (default 4)")
+    p.add_argument("--models", default="centernet_tiny", help="model selectors (default: %(default)s)")
+    p.add_argument("--batch-sizes", default="1,64", help="(default: %(default)s)")
+    p.add_argument("--images", type=int, default=5, help="camera images timed per case (default 5)")
+    p.add_argument("--devices", default="cpu", help="(default: cpu)")
+    p.add_argument("--accuracy", action="store_true", help="score the timed images: mAP is gated too")
+    p.add_argument("--strict", action="store_true",
+                   help="any changed outcome or mAP fails (a change that must not change what is measured)")
+    p.add_argument("--time-threshold", type=float, default=gt.DEFAULT_TIME_THRESHOLD, metavar="FRACTION")
+    p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION")
+    p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP")
+    p.add_argument("--alpha", type=float, default=gt.sig.DEFAULT_ALPHA, metavar="P")
+    p.add_argument("--out", default=".benchmarks/ab", help="where the slots' and merged runs go (default: %(default)s)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to both sides' pytest (after --)")
+    p.set_defaults(func=run)
