@@ -6,7 +6,7 @@ side, in the order A B, then B A, then A B ... (each a fresh pytest and fresh wo
 fall on both sides alike. The rounds of each side's slots are pooled into one saved run per side
 (``<out>/baseline.json``, ``<out>/candidate.json``, readable by ``odperf gate`` and ``odperf report``) and
 gated: time by significance over the rounds (``odperf.report.significance``), the model's own memory,
-outcomes and mAP. The ratio of medians of each pair is printed beside it, so a reader sees the pairing.
+outcomes and mAP, and deployment time (one figure per slot) by the same test. The ratio of medians of each pair is printed beside it, so a reader sees the pairing.
 
 A side is a source tree run with a Python: this checkout, or a git ref of it (checked out with ``git
 worktree add`` into a temporary folder, removed after), with this or another Python environment (say, a new
@@ -31,9 +31,11 @@ import numpy as np
 from odperf import bench
 from odperf.errors import OdperfError, ResultsError
 from odperf.report import gate as gt
+from odperf.report import significance as sig
 from odperf.results import load_run
 
 SLOT_TIMEOUT_S = 1800
+DEPLOY_THRESHOLD = 0.25
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
     config = gt.GateConfig(time_threshold=args.time_threshold, memory_threshold=args.memory_threshold,
                            map_tolerance=args.map_tolerance, alpha=args.alpha, strict=args.strict)
     result = gt.run_gate(load_run(merged["baseline"]), load_run(merged["candidate"]), config)
-    for line in result.times:
+    deploy_lines, deploy_failures = deployment(slots["baseline"], slots["candidate"], args.deploy_threshold,
+                                               args.alpha)
+    for line in result.times + deploy_lines:
         print(line)
-    for failure in result.failures:
+    for failure in result.failures + deploy_failures:
         print(failure)
-    print(f"odperf ab: {args.pairs} pairs, interleaved; " + result.summary())
-    return 0 if result.passed else 1
+    failed = len(result.failures) + len(deploy_failures)
+    print(f"odperf ab: {f'FAIL ({failed} failures)' if failed else 'pass'}: {args.pairs} pairs interleaved; "
+          f"{result.summary()}")
+    return 1 if failed else 0
 
 
 @contextmanager
@@ -181,6 +187,28 @@ def _merge_records(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def deployment(baseline: list[Path], candidate: list[Path], threshold: float,
+               alpha: float) -> tuple[list[str], list[str]]:
+    """Deployment (worker start to a warm model) once per slot: each side's slots compared like rounds."""
+    def totals(paths: list[Path]) -> dict[tuple, list[float]]:
+        out: dict[tuple, list[float]] = {}
+        for p in paths:
+            for rec in json.loads(p.read_text())["odperf"]["records"]:
+                if rec["outcome"] == "ok" and (rec.get("deploy_s") or {}).get("total") is not None:
+                    out.setdefault(_key(rec), []).append(float(rec["deploy_s"]["total"]))
+        return out
+
+    base, cand = totals(baseline), totals(candidate)
+    lines, failures = [], []
+    for key in sorted(set(base) & set(cand)):
+        change = sig.compare_rounds(base[key], cand[key], threshold, alpha)
+        where = f"{key[1]} batch {key[2]}"
+        lines.append(f"deployment: {where}: {change.text()} (one per slot, threshold +{threshold:.0%})")
+        if change.regression:
+            failures.append(f"FAIL deployment: {where}: {change.text()}")
+    return lines, failures
+
+
 def pair_ratios(baseline: list[Path], candidate: list[Path]) -> list[str]:
     """Per benchmark, each pair's ratio of medians (candidate / baseline): the paired view of the runs."""
     ratios: dict[str, list[str]] = {}
@@ -211,9 +239,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="any changed outcome or mAP fails (a change that must not change what is measured)")
     p.add_argument("--time-threshold", type=float, default=gt.DEFAULT_TIME_THRESHOLD, metavar="FRACTION")
+    p.add_argument("--deploy-threshold", type=float, default=DEPLOY_THRESHOLD, metavar="FRACTION",
+                   help="largest allowed growth of deployment time, worker start to warm model (default: "
+                        "%(default)s: it includes the runtime's import, which varies more than inference)")
     p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION")
     p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP")
-    p.add_argument("--alpha", type=float, default=gt.sig.DEFAULT_ALPHA, metavar="P")
+    p.add_argument("--alpha", type=float, default=sig.DEFAULT_ALPHA, metavar="P")
     p.add_argument("--out", default=".benchmarks/ab", help="where the slots' and merged runs go (default: %(default)s)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to both sides' pytest (after --)")
     p.set_defaults(func=run)
