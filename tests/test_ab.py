@@ -15,8 +15,11 @@ MODELS = ROOT / "fixtures" / "models"
 
 
 def ab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``odperf ab`` with its temporary checkouts under ``tmp_path/tmp`` (TMPDIR), to be found there."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", "odperf.cli", "ab", "--out", str(tmp_path / "ab"), *args],
-                          cwd=ROOT, env=suite_env(), capture_output=True, text=True, timeout=1800)
+                          cwd=ROOT, env=suite_env({"TMPDIR": str(tmp_path / "tmp")}), capture_output=True,
+                          text=True, timeout=1800)
 
 
 def test_a_git_ref_against_this_checkout_interleaved_and_gated(tmp_path: Path):
@@ -37,7 +40,7 @@ def test_a_git_ref_against_this_checkout_interleaved_and_gated(tmp_path: Path):
     assert len(merged.stats[rec.key]["data"]) == 6 and rec.images_timed == 6  # 2 slots x 3 rounds
     assert 0 < rec.model_memory_mb < rec.peak_memory_mb and rec.map is not None
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "odperf-ab-" not in worktrees  # the baseline's temporary checkout is gone
+    assert str(tmp_path / "tmp") not in worktrees and not any((tmp_path / "tmp").iterdir())  # checkout gone
 
 
 def test_another_model_folder_as_the_baseline_fails_on_what_changed(tmp_path: Path):
@@ -58,3 +61,5 @@ def test_another_model_folder_as_the_baseline_fails_on_what_changed(tmp_path: Pa
 def test_without_a_baseline_it_says_what_to_give(tmp_path: Path):
     done = ab(tmp_path)
     assert done.returncode == 2 and "needs a baseline: --baseline-ref" in done.stderr
+    done = ab(tmp_path, "--baseline-python", str(tmp_path / "nowhere" / "python"))
+    assert done.returncode == 2 and "no such executable" in done.stderr and "Traceback" not in done.stderr

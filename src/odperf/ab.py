@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
 def _side(label: str, args: argparse.Namespace) -> Iterator[Side]:
     ref = getattr(args, f"{label}_ref")
     python = getattr(args, f"{label}_python") or sys.executable
+    if shutil.which(python) is None:
+        raise OdperfError(f"--{label}-python {python}: no such executable; give the python of the environment "
+                          f"to run the {label} with (e.g. /envs/old/bin/python)")
     models = getattr(args, f"{label}_models") or args.models
     here = bench.repo_root()
     parts = [f"git ref {ref}" if ref else f"this checkout ({here})", f"python {python}", f"models {models}"]
