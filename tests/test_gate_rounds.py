@@ -84,3 +84,14 @@ def test_map_is_exact_on_one_runtime_version_and_tolerant_across_versions(tmp_pa
     assert gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.495, runtime=newer)]).passed
     [failure] = gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.48, runtime=newer)]).failures
     assert "tolerance 0.01" in str(failure)
+
+
+def test_strict_fails_on_any_changed_outcome_or_map_improvements_included(tmp_path: Path):
+    tf = ("tensorflow", "2.21.0")
+    base = [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.5, runtime=tf), Bench("m", 64, outcome="oom", runtime=tf)]
+    better = [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.51, runtime=tf),
+              Bench("m", 64, [1.0] * 5, peak_mb=9.0, runtime=tf)]
+    assert gate(tmp_path, base, better).passed  # a fixed oom and a better mAP are no regression
+    failures = gate(tmp_path, base, better, strict=True).failures
+    assert sorted(f.kind for f in failures) == ["map", "outcome"]
+    assert "outcome changed: oom -> ok (strict)" in str(failures[0]) + str(failures[1])
