@@ -108,8 +108,10 @@ class GateResult:
 
     def summary(self) -> str:
         c = self.config
-        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%}, memory <= +{c.memory_threshold:.0%}, "
-                 f"mAP >= baseline - {c.map_tolerance:g}" + (f" and the floors of {c.floors.source}" if c.floors else ""))
+        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%} or not significant (p >= {c.alpha:g}), "
+                 f"model's own memory <= +{c.memory_threshold:.0%}, mAP >= baseline (exact on one runtime version, "
+                 f"else - {c.map_tolerance:g})" + (f" and the floors of {c.floors.source}" if c.floors else "")
+                 + (", outcomes and mAP unchanged" if c.strict else ""))
         head = (f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked, "
                 f"compared {self.compared.text()} ({rules})")
         if self.passed:
