@@ -236,19 +236,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{label}-models", metavar="SEL", help="its --odperf-models (default: --models)")
     p.add_argument("--pairs", type=int, default=4, help="A/B pairs of runs, alternating order (default 4)")
     p.add_argument("--models", default="centernet_tiny", help="model selectors (default: %(default)s)")
-    p.add_argument("--batch-sizes", default="1,64", help="(default: %(default)s)")
+    p.add_argument("--batch-sizes", default="1,64", help="tiles per model call (default: %(default)s)")
     p.add_argument("--images", type=int, default=5, help="camera images timed per case (default 5)")
-    p.add_argument("--devices", default="cpu", help="(default: cpu)")
+    p.add_argument("--devices", default="cpu", help="cpu, gpu or gpu:N (default: cpu)")
     p.add_argument("--accuracy", action="store_true", help="score the timed images: mAP is gated too")
     p.add_argument("--strict", action="store_true",
                    help="any changed outcome or mAP fails (a change that must not change what is measured)")
-    p.add_argument("--time-threshold", type=float, default=gt.DEFAULT_TIME_THRESHOLD, metavar="FRACTION")
+    p.add_argument("--time-threshold", type=float, default=gt.DEFAULT_TIME_THRESHOLD, metavar="FRACTION",
+                   help="largest allowed growth of the median time per image, if significant (default: %(default)s)")
     p.add_argument("--deploy-threshold", type=float, default=DEPLOY_THRESHOLD, metavar="FRACTION",
                    help="largest allowed growth of deployment time, worker start to warm model (default: "
                         "%(default)s: it includes the runtime's import, which varies more than inference)")
-    p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION")
-    p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP")
-    p.add_argument("--alpha", type=float, default=sig.DEFAULT_ALPHA, metavar="P")
+    p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION",
+                   help="largest allowed growth of the model's own memory (default: %(default)s)")
+    p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP",
+                   help="mAP drop allowed across runtime versions; exact on one version (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=sig.DEFAULT_ALPHA, metavar="P",
+                   help="significance level of the time tests (default: %(default)s)")
     p.add_argument("--out", default=".benchmarks/ab", help="where the slots' and merged runs go (default: %(default)s)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to both sides' pytest (after --)")
     p.set_defaults(func=run)
