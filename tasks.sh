@@ -3,7 +3,9 @@
 # exists and matches pyproject.toml and setup.py (idempotent: a second run installs nothing), then runs.
 #
 #   bash tasks.sh bench [pytest args...]   the main job: every embedded model x batch size on this machine
-#   bash tasks.sh test  [pytest args...]   the library's tests, then the CI smoke run of the real suite
+#   bash tasks.sh test  [pytest args...]   the library's tests, the CI smoke run of the real suite, and
+#                                          odperf ab of this commit against its merge base (CI gates itself)
+#   bash tasks.sh calibrate-gate [args...] false alarms (A/A) and detections (planted +25%) of odperf ab
 #   bash tasks.sh setup                    only create/refresh .venv
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 #   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
@@ -34,6 +36,23 @@ setup() {
     fi
 }
 
+gate_self() {
+    local head base
+    head=$(git rev-parse HEAD)
+    base=$(git merge-base HEAD origin/main 2>/dev/null || true)
+    if [[ -z "$base" || "$base" == "$head" ]]; then
+        base=$(git rev-parse --verify --quiet HEAD~1 || true)
+    fi
+    if [[ -z "$base" ]]; then
+        echo "odperf ab: NOT RUN: no baseline commit (no merge base with origin/main and no parent of HEAD)"
+        return 0
+    fi
+    echo "odperf ab: gating $(git log -1 --format='%h %s' HEAD) against $(git log -1 --format='%h %s' "$base")"
+    # A slowdown must pass +25% and a paired t-test at p < 0.01 over the 4 pairs: CI does not cry wolf.
+    "$PY" -m odperf.cli ab --baseline-ref "$base" --accuracy --strict --time-threshold 0.25 --alpha 0.01 \
+        --out .benchmarks/ab
+}
+
 task=${1:-}
 [[ $# -gt 0 ]] && shift
 case "$task" in
@@ -50,6 +69,14 @@ case "$task" in
         "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"
         # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.
         "$PY" -m odperf.cli bench --smoke
+        # odperf gates itself: this change against its merge base with main (main's previous commit on
+        # main), interleaved on this machine; fails on a significant slowdown of the measuring path
+        # (time per image through the harness, deployment), the model's memory, or any changed outcome or mAP.
+        gate_self
+        ;;
+    calibrate-gate)
+        setup
+        exec "$PY" tools/calibrate_gate.py "$@"
         ;;
     report)
         setup
@@ -70,7 +97,7 @@ case "$task" in
         PYTHONPATH="$PWD/src:$PWD/.gpu-wheels/site${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m odperf.gpu_check "$@"
         ;;
     *)
-        echo "usage: bash tasks.sh {bench|test|setup|report|gpu-wheels|gpu-check} [args...]" >&2
+        echo "usage: bash tasks.sh {bench|test|setup|report|calibrate-gate|gpu-wheels|gpu-check} [args...]" >&2
         exit 2
         ;;
 esac

@@ -50,6 +50,9 @@ class Bench:
     meta_arch: str = "ssd"
     kind: str = TIMING  # ACCURACY: an untimed accuracy pass; its ``times`` are the engine's own
     repairs: dict[str, int] | None = None  # detections repaired before scoring (accuracy["repairs"])
+    model_mb: float | None = None  # the model's own memory (peak minus the runtime's)
+    runtime: tuple[str, str] | None = None  # (backend, version) that ran it
+    emulated: dict[str, Any] | None = None  # the record's emulation (profile, memory_limit_mb, how)
 
 
 def record(profile: str, b: Bench, device_name: str) -> RunRecord:
@@ -64,6 +67,9 @@ def record(profile: str, b: Bench, device_name: str) -> RunRecord:
         car_time_s=times["mean"] * 95 if times else None,
         tiles_per_second=64 / times["mean"] if times else None,
         peak_memory_mb=b.peak_mb, memory_probe="nvml" if profile != "cpu" else "rss",
+        model_memory_mb=b.model_mb, emulated=b.emulated,
+        runtime_memory_mb=b.peak_mb - b.model_mb if b.peak_mb is not None and b.model_mb is not None else None,
+        backend=b.runtime[0] if b.runtime else None, runtime_version=b.runtime[1] if b.runtime else None,
         map=b.map, error="OOM when allocating tensor with shape[...]" if b.outcome == "oom" else None,
         kind=b.kind,
         accuracy={"AP": b.map, "repairs": dict(b.repairs or {})} if b.map is not None else None,

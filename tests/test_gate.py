@@ -108,7 +108,9 @@ def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
     base = mr.write_run(tmp_path / "base.json", "cpu", BASE)
     same = _cli("--baseline", str(base), "--current", str(base))
     assert same.returncode == 0, same.stderr
-    assert same.stdout.strip().count("\n") == 0 and same.stdout.startswith("odperf gate: pass")
+    lines = same.stdout.strip().splitlines()
+    assert lines[-1].startswith("odperf gate: pass") and all(line.startswith("time: ") for line in lines[:-1])
+    assert len(lines) == 4 and "nas batch 1: ratio 1.000" in same.stdout and "undecided" in same.stdout
 
     slow = mr.write_run(tmp_path / "slow.json", "cpu", _with({("ssd", 8): {"times": [0.6] * 5},
                                                              ("nas", 1): {"peak_mb": 12000.0}}))

@@ -114,14 +114,21 @@ def test_worker_rss_peak_rises_by_at_least_what_the_model_holds_at_once(engine_m
     Only a lower bound holds: TensorFlow's allocator keeps freed memory and may grow again rather than
     reuse a fragmented region, so the held memory (what RSS and nvidia-smi see) can exceed live tensors.
     """
-    peaks = {}
+    peaks, records = {}, {}
     for name in ("tiny", "ballast"):
         m = measure(MeasureRequest(model=str(engine_models[name]), batch_size=64, images=1, bare_loop=False,
                                    dataset_root=str(engine_dataset), dataset_split="val2017"))
         assert m.outcome == "ok", m.error
-        peaks[name] = m.memory.peak_mb
+        peaks[name], records[name] = m.memory.peak_mb, m.to_record()
         assert m.memory.samples > 10 and m.memory.period_mean_ms >= 9
     assert peaks["ballast"] - peaks["tiny"] >= 0.9 * BALLAST_MB
+    # The model's own memory (peak above the runtime's, read before the model loaded) holds the ballast;
+    # the runtime's own is most of the tiny model's peak and alike for both.
+    tiny, ballast = records["tiny"], records["ballast"]
+    assert ballast.model_memory_mb >= 0.9 * BALLAST_MB > 2 * tiny.model_memory_mb
+    assert tiny.runtime_memory_mb > tiny.model_memory_mb
+    assert tiny.model_memory_mb == pytest.approx(tiny.peak_memory_mb - tiny.runtime_memory_mb)
+    assert 0.8 < ballast.runtime_memory_mb / tiny.runtime_memory_mb < 1.25
 
 
 # --- NVML inside containers: the worker's PID is not the one NVML lists ------------------------------------

@@ -93,6 +93,25 @@ def test_best_batch_instances_and_deadlines_follow_the_figures(tmp_path: Path):
     assert [b.row.model for b in pareto_front(list(bests.values()))] == ["fast", "slow"]
 
 
+def test_an_emulated_cpu_device_states_its_cap_and_peaks_in_the_models_own_terms(tmp_path: Path):
+    """Its cap is set above the runtime: a 400 MB device fits copies of a model whose own memory is 150 MB,
+    though the worker's whole peak (runtime included) is 1000 MB."""
+    cap = {"profile": None, "memory_limit_mb": 400, "how": "rlimit_data_above_runtime"}
+    benches = [Bench("m", 8, [0.5] * 3, peak_mb=1000.0, model_mb=150.0, emulated=cap),
+               Bench("m", 64, outcome="oom", peak_mb=1100.0, model_mb=390.0, emulated=cap)]
+    run = load_run(mr.write_run(tmp_path / "e.json", "cpu_400mb", benches))
+    [best] = best_batches(rows_of(run), {"cpu_400mb": device_memory_mb(run)})
+    assert (best.capacity_mb, best.footprint_mb, best.instances) == (400.0, 150.0, 2)
+    report = build_report([run])
+    table = report.table("measurements")
+    column = table.headers.index("model MB")
+    assert [row[column] for row in table.rows] == [150.0, 390.0]
+    real = load_run(mr.write_run(tmp_path / "r.json", "cpu", [Bench("m", 8, [0.5] * 3, peak_mb=1000.0,
+                                                                     model_mb=150.0)], memory_mb=4000.0))
+    [best] = best_batches(rows_of(real), {"cpu": device_memory_mb(real)})
+    assert best.instances == 4  # a real device holds each copy's runtime too
+
+
 def test_times_prefer_benchmark_stats_and_p95_comes_from_raw_data(tmp_path: Path):
     data = json.loads(json.dumps(mr.run_json("cpu", [Bench("m", 1, [1.0, 2.0, 3.0, 4.0, 10.0], peak_mb=1.0)])))
     bench = data["benchmarks"][0]

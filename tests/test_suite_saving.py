@@ -67,7 +67,7 @@ def test_a_run_stopped_after_its_first_case_keeps_it(tmp_path: Path, no_rules: P
     assert f"stopped by {sig.name}" in text
     for data in (json.loads(json_path.read_text()), _saved_copy(storage)):
         assert [b["name"] for b in data["benchmarks"]] == ["test_inference[centernet_tiny-b64-cpu]"]
-        assert data["benchmarks"][0]["stats"]["rounds"] == 3
+        assert data["benchmarks"][0]["stats"]["rounds"] == 3 == len(data["benchmarks"][0]["stats"]["data"])
         assert [(r["batch_size"], r["outcome"]) for r in data["odperf"]["records"]] == [(64, "ok")]
     assert load_run(json_path).records[0].images_timed == 3
     gone, alive = psutil.wait_procs([worker], timeout=60)

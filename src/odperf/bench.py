@@ -63,13 +63,16 @@ def summarise_car(images: int = IMAGES_PER_CAR) -> str:
     return "\n".join(lines)
 
 
-def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True) -> list[str]:
+def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True,
+                   root: Path | None = None, python: str = sys.executable) -> list[str]:
     """The suite shipped with odperf (the files ``pytest --pyargs odperf.benchmarks`` runs), from the
     current directory; the plugin is named so that a source tree on PYTHONPATH runs the same way.
-    ``save``: also keep a copy in the storage folder (--benchmark-save)."""
+    ``save``: also keep a copy in the storage folder (--benchmark-save); ``root`` and ``python``: the suite
+    of another source tree, with another environment (``odperf ab``)."""
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
+    suite = root / "benchmarks" if root is not None else suite_dir()
     cmd = [
-        sys.executable, "-m", "pytest", str(suite_dir() / "test_inference.py"),
+        python, "-m", "pytest", str(suite / "test_inference.py"),
         "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",
         f"--odperf-models={args.models}",
         f"--odperf-devices={args.devices}",

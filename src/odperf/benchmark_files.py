@@ -6,6 +6,8 @@ leaves a truncated file where the previous good one was), writes neither when no
 pytest-xdist (where the accuracy benchmarks run). odperf takes both writes over at session start and
 does them itself, atomically, whenever anything was measured, with pytest-benchmark's own hooks for the
 content: the files are the ones pytest-benchmark would have written, plus the records it would have lost.
+Both keep every round's time (``stats["data"]``, as ``--benchmark-save-data`` would): the gate tests a
+change on the distribution of rounds, not on two summary figures.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def write(config: Any, session: Any, dest: Destinations) -> list[str]:
     if dest.save_name:
         # pytest-benchmark's own naming: <storage>/<machine id>/<NNNN>_<name>.json, NNNN the next free number
         targets.append(("--benchmark-save", lambda: (
-            dest.storage.get(f"{dest.storage._next_num}_{dest.save_name}.json"), document(session.save_data))))
+            dest.storage.get(f"{dest.storage._next_num}_{dest.save_name}.json"), document(True))))
     for option, make in targets:
         path = None
         try:

@@ -91,6 +91,8 @@ class RunRecord:
     allocator_peak_mb: float | None = None  # the runtime allocator's peak in use (GPU runs)
     allocator_reserved_peak_mb: float | None = None  # ... and what it held from the driver (PyTorch's cache)
     host_rss_peak_mb: float | None = None
+    runtime_memory_mb: float | None = None  # the headline probe's figure once the runtime was up, before the model
+    model_memory_mb: float | None = None  # the model's own: peak_memory_mb - runtime_memory_mb (gated, reported)
     memory_mean_mb: float | None = None
     memory_samples: int | None = None
     sample_period_ms: dict[str, float] = field(default_factory=dict)  # requested, mean, p99

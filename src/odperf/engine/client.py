@@ -119,6 +119,7 @@ class WorkerSession:
         self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms).start()
         start_timeout = r.start_timeout_s or r.timeout_s
         self._call({"cmd": "start", "request": sent}, "hello", start_timeout)
+        self.sampler.mark_runtime(self._receive("runtime", start_timeout)["t"])
         ready = self._receive("ready", start_timeout)
         deploy = Deployment(
             spawn_s=ready["t_main"] - self._t_spawn,

@@ -158,6 +158,9 @@ class Measurement:
             record.peak_memory_mb = mem.peak_mb
             record.memory_probe = mem.probe
             record.host_rss_peak_mb = mem.peak_of("host_rss")
+            record.runtime_memory_mb = mem.runtime_mb
+            if mem.runtime_mb is not None and mem.peak_mb is not None:
+                record.model_memory_mb = max(mem.peak_mb - mem.runtime_mb, 0.0)
             record.memory_mean_mb = mem.mean_mb
             record.memory_samples = mem.samples
             record.sample_period_ms = {

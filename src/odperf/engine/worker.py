@@ -49,6 +49,7 @@ class Worker:
         self.backend = get_backend(r.backend)
         runtime = self.backend.start(r.device, r.memory_limit_mb)
         t_imported = time.monotonic()
+        self.channel.send({"event": "runtime", "t": t_imported})  # the parent reads the runtime's memory
 
         from odperf.zoo.loaders import load_detector
 

@@ -49,6 +49,7 @@ class MemoryStats:
     sampler_cpu_fraction: float | None  # sampler thread CPU time / wall time (1.0 = one core)
     probes: dict[str, ProbeStats] = field(default_factory=dict)
     timeline: list[list[float]] = field(default_factory=list)  # [[t_s, mb], ...] of the headline probe
+    runtime_mb: float | None = None  # the headline probe at the marked moment: runtime up, model not loaded
 
     def peak_of(self, name: str) -> float | None:
         stats = self.probes.get(name)
@@ -71,6 +72,7 @@ class MemorySampler:
         self._cpu_s = 0.0
         self._t0 = 0.0
         self._t1: float | None = None
+        self._mark: float | None = None
 
     def __enter__(self) -> "MemorySampler":
         return self.start()
@@ -105,6 +107,11 @@ class MemorySampler:
                 deadline = self._t0 + k * period
             time.sleep(deadline - now)  # cheaper per wake-up than Event.wait; stop() waits one period at most
         self._cpu_s = time.thread_time() - cpu0
+
+    def mark_runtime(self, t: float) -> None:
+        """The worker's runtime was up at ``t`` (time.monotonic) and its model not yet loaded: the headline
+        probe's last sample by then is the runtime's own memory, which the model's figure is taken above."""
+        self._mark = t
 
     def stop(self) -> MemoryStats:
         if self._thread is not None and self._t1 is None:
@@ -158,7 +165,14 @@ class MemorySampler:
             sampler_cpu_fraction=(self._cpu_s / duration) if self._t1 is not None and duration > 0 else None,
             probes=per_probe,
             timeline=timeline,
+            runtime_mb=self._value_at_mark(times, series[headline]) if headline else None,
         )
+
+    def _value_at_mark(self, times: np.ndarray, mb: np.ndarray) -> float | None:
+        if self._mark is None:
+            return None
+        before = np.flatnonzero((times <= self._mark) & ~np.isnan(mb))
+        return float(mb[before[-1]]) if before.size else None
 
     def _stand_in_for(self, headline: str, per_probe: dict[str, ProbeStats]) -> tuple[str, str]:
         """(probe, label) of the headline: a device probe in place of a process probe that never saw its

@@ -1,14 +1,20 @@
 """The CI regression gate: a current run against a baseline run of the same device profile.
 
 It fails (one readable reason per failure) on:
-- time: time per image grew by more than ``time_threshold`` (default 0.10 = +10 %) on any of the chosen
-  metrics (default: median, which one slow round on a shared CI machine does not move; add mean to gate
-  on it too);
-- memory: peak memory grew by more than ``memory_threshold`` (default 0.10), or the current run lost the
-  figure the baseline had;
-- map: a model's mAP fell more than ``map_tolerance`` (default 0.01, absolute COCO AP) below the baseline,
-  or below its floor from a floors file, or disappeared;
-- outcome: a new oom, crash or timeout;
+- time: the median time per image grew by more than ``time_threshold`` (default 0.10 = +10 %) AND the growth
+  is significant over every round of both runs (``odperf.report.significance``: Mann-Whitney U and a
+  bootstrap interval of the ratio of medians); each comparison is printed with its ratio, interval and
+  verdict. Rounds too few to decide are said so, and fail when the ratio is above the threshold. Files
+  without rounds (written with neither --benchmark-json nor --benchmark-save-data) are compared as two
+  figures, and the line says so. ``mean`` may be gated too, as a plain ratio;
+- memory: the model's own memory (peak minus the runtime's memory before the model loaded) grew by more
+  than ``memory_threshold`` (default 0.10); the whole peak where either run lacks the model's figure (older
+  files), saying so; or the current run lost the figure the baseline had;
+- map: a model's mAP fell below the baseline (exactly, when both runs used the same runtime and version:
+  the embedded models score deterministically; by more than ``map_tolerance``, default 0.01 absolute COCO
+  AP, across versions), or below its floor from a floors file, or disappeared;
+- outcome: a new oom, crash or timeout; with ``strict`` (for a change that must not change what is measured,
+  e.g. odperf's own), any change of outcome, and any change of mAP, up or down;
 - missing: a (model, batch) in the baseline is absent from the current run, or has lost its timing;
 - nothing: the gate compared none of the figures it was asked to (no time of a chosen metric, no peak
   memory, no mAP against a floors file), each with the reason: a gate that compared nothing never passes.
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from odperf.errors import OdperfError, ResultsError
 from odperf.expectations import Expectations, ModelTags
+from odperf.report import significance as sig
 from odperf.report.rows import Row, model_maps, rows_of
 from odperf.results import FAILED_OUTCOMES, SavedRun
 
@@ -42,7 +49,12 @@ class GateConfig:
     map_tolerance: float = DEFAULT_MAP_TOLERANCE
     time_metrics: tuple[str, ...] = DEFAULT_TIME_METRICS
     floors: Expectations | None = None  # rules with map_floor
+    alpha: float = sig.DEFAULT_ALPHA  # significance level of the time test
+    strict: bool = False  # any changed outcome or mAP fails, improvements included
     allow_profile_change: bool = False
+    # (model, batch) -> one candidate/baseline ratio of medians per interleaved pair of runs (odperf ab):
+    # tested instead of the pooled rounds, whose independence pairs do not assume
+    pair_ratios: dict[tuple[str, int], list[float]] | None = None
 
     def __post_init__(self) -> None:
         for name in ("time_threshold", "memory_threshold", "map_tolerance"):
@@ -91,6 +103,7 @@ class GateResult:
     failures: list[Failure]
     notes: list[str]
     compared: Compared = field(default_factory=Compared)
+    times: list[str] = field(default_factory=list)  # one line per time comparison: ratio, interval, verdict
 
     @property
     def passed(self) -> bool:
@@ -98,8 +111,10 @@ class GateResult:
 
     def summary(self) -> str:
         c = self.config
-        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%}, memory <= +{c.memory_threshold:.0%}, "
-                 f"mAP >= baseline - {c.map_tolerance:g}" + (f" and the floors of {c.floors.source}" if c.floors else ""))
+        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%} or not significant (p >= {c.alpha:g}), "
+                 f"model's own memory <= +{c.memory_threshold:.0%}, mAP >= baseline (exact on one runtime version, "
+                 f"else - {c.map_tolerance:g})" + (f" and the floors of {c.floors.source}" if c.floors else "")
+                 + (", outcomes and mAP unchanged" if c.strict else ""))
         head = (f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked, "
                 f"compared {self.compared.text()} ({rules})")
         if self.passed:
@@ -125,12 +140,13 @@ def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = 
     cur = {(r.profile, r.model, r.batch_size): r for r in rows_of(current)}
     failures: list[Failure] = []
     notes: list[str] = []
+    times: list[str] = []
     compared = Compared(times={m: 0 for m in cfg.time_metrics})
     for key in sorted(set(base) | set(cur)):
-        failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile)
+        failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile, times)
     accuracy = _check_accuracy(list(base.values()), list(cur.values()), cfg, baseline, current, compared)
     failures += _nothing_compared(base, cur, cfg, compared) + accuracy  # after: it asks what mAPs were compared
-    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared)
+    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared, times)
 
 
 def _timed(row: Row | None) -> Row | None:
@@ -139,7 +155,7 @@ def _timed(row: Row | None) -> Row | None:
 
 
 def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: list[str],
-                compared: Compared, main_profile: str) -> list[Failure]:
+                compared: Compared, main_profile: str, times: list[str]) -> list[Failure]:
     profile, model, batch = key
     model = model if profile == main_profile else f"{model} on {profile}"  # another device of the run
     fail = lambda kind, msg: [Failure(kind, model, batch, msg)]  # noqa: E731
@@ -154,6 +170,8 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
     if b is None:
         notes.append(f"new in current: {model} batch {batch} ({c.outcome})")
         return []
+    if cfg.strict and b.outcome != c.outcome:
+        return fail("outcome", f"outcome changed: {b.outcome} -> {c.outcome} (strict)")
     if b.outcome in FAILED_OUTCOMES and c.outcome == "ok":
         notes.append(f"fixed: {model} batch {batch} was {b.outcome}, now runs")
         return []
@@ -171,22 +189,48 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
             out += fail("missing", f"the current run has no {metric} time (baseline {bt:.4g} s per image)")
             continue
         compared.times[metric] += 1
+        change = f"{metric} time per image {bt:.4g} s -> {ct:.4g} s ({ct / bt - 1:+.1%}, threshold " \
+                 f"+{cfg.time_threshold:.0%})"
+        pairs = (cfg.pair_ratios or {}).get((key[1], batch))
+        if metric == "median" and (pairs or (b.rounds and c.rounds)):
+            verdict = (sig.compare_pairs(pairs, cfg.time_threshold, cfg.alpha) if pairs
+                       else sig.compare_rounds(b.rounds, c.rounds, cfg.time_threshold, cfg.alpha))
+            times.append(f"time: {model} batch {batch}: {verdict.text()}")
+            if verdict.regression:
+                out += fail("time", f"{change}: significant, {verdict.text()}")
+            elif verdict.verdict == sig.UNDECIDED and ct > bt * (1 + cfg.time_threshold):
+                out += fail("time", f"{change}: {verdict.text()}; "
+                                            + ("run more pairs (--pairs)" if pairs else "time more rounds (--odperf-images)"))
+            continue
+        if metric == "median":
+            times.append(f"time: {model} batch {batch}: ratio {ct / bt:.3f}, no rounds saved in "
+                         f"{'the baseline' if not b.rounds else 'the current run'}: not tested for significance")
         if ct > bt * (1 + cfg.time_threshold):
-            out += fail("time", f"{metric} time per image {bt:.4g} s -> {ct:.4g} s "
-                                f"({ct / bt - 1:+.1%}, threshold +{cfg.time_threshold:.0%})")
-    if b.peak_mb is None:
+            out += fail("time", change)
+    return out + _check_memory(model, batch, b, c, cfg, notes, compared)
+
+
+def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes: list[str],
+                  compared: Compared) -> list[Failure]:
+    """The model's own memory where both runs have it, else the whole peak (runtime included)."""
+    own = b.model_mb is not None and c.model_mb is not None
+    was, now = (b.model_mb, c.model_mb) if own else (b.peak_mb, c.peak_mb)
+    what = "model's own memory" if own else "peak memory"
+    if was is None:
         notes.append(f"{model} batch {batch}: the baseline has no peak memory; not compared")
-    elif c.peak_mb is None:
-        out += fail("memory", f"the current run has no peak memory figure (baseline {b.peak_mb:.0f} MB)")
+    elif now is None:
+        return [Failure("memory", model, batch, f"the current run has no peak memory figure (baseline {was:.0f} MB)")]
     elif b.probe != c.probe:
         notes.append(f"{model} batch {batch}: memory probe changed {b.probe} -> {c.probe}; memory not compared")
     else:
         compared.memory += 1
-        if c.peak_mb > b.peak_mb * (1 + cfg.memory_threshold):
-            out += fail("memory", f"peak memory {b.peak_mb:.0f} MB -> {c.peak_mb:.0f} MB "
-                                  f"({c.peak_mb / b.peak_mb - 1:+.1%}, threshold +{cfg.memory_threshold:.0%}, "
-                                  f"probe {c.probe})")
-    return out
+        if now > was * (1 + cfg.memory_threshold):
+            total = (f", peak {b.peak_mb:.0f} -> {c.peak_mb:.0f} MB" if b.peak_mb and c.peak_mb else "") if own \
+                else ", runtime included: a run lacks the model's own figure"
+            return [Failure("memory", model, batch, f"{what} {was:.0f} MB -> {now:.0f} MB "
+                                                    f"({now / was - 1:+.1%}, threshold +{cfg.memory_threshold:.0%}, "
+                                                    f"probe {c.probe}{total})")]
+    return []
 
 
 def _rows_text(keys: list[Key], limit: int = 4) -> str:
@@ -258,6 +302,11 @@ def _floor(model: str, profile: str, rows: list[Row], runs: tuple[SavedRun, ...]
     return max(found) if found else None
 
 
+def _same_runtime(current: str | None, baseline: str | None) -> str | None:
+    """The runtime both runs scored with ("tensorflow 2.21.0"), when it is known and one: mAP is then exact."""
+    return current if current and current == baseline and " " in current else None
+
+
 def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, baseline: SavedRun, current: SavedRun,
                     compared: Compared) -> list[Failure]:
     """mAP is a property of a model (on a device), not of a batch size: one verdict per model, from its
@@ -265,6 +314,8 @@ def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, baseline: 
     already carry the current run's profile names."""
     bm = {key: r.map for key, r in model_maps(base).items()}
     cm = {key: r.map for key, r in model_maps(cur).items()}
+    runtimes = {key: (r.runtime, model_maps(base)[key].runtime) for key, r in model_maps(cur).items()
+                if key in bm}
     out: list[Failure] = []
     floors_apply = 0
     for profile, model in sorted({(r.profile, r.model) for r in cur} | set(bm)):
@@ -284,9 +335,11 @@ def _check_accuracy(base: list[Row], cur: list[Row], cfg: GateConfig, baseline: 
             continue
         if was is not None:
             compared.maps += 1
-            if now < was - cfg.map_tolerance:
-                out.append(Failure("map", name, None, f"mAP {was:.3f} -> {now:.3f} "
-                                                      f"({now - was:+.3f}, tolerance {cfg.map_tolerance:g})"))
+            same = _same_runtime(*runtimes[(profile, model)])
+            tolerance = 0.0 if same else cfg.map_tolerance
+            if now < was - tolerance or (cfg.strict and now > was + tolerance):
+                rule = f"exact: both runs on {same}" if same else f"tolerance {cfg.map_tolerance:g}"
+                out.append(Failure("map", name, None, f"mAP {was:.3f} -> {now:.3f} ({now - was:+.4f}, {rule})"))
         if floor is not None and cfg.floors:
             compared.floors += 1
             if now < floor:

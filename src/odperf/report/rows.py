@@ -47,6 +47,9 @@ class Row:
     runtime: str | None = None  # "tensorflow 2.21.0", "torch 2.14.1+cu130"; None in files before runtimes
     untrained: bool = False  # random weights: timed for time and memory, no mAP
     map_dataset: str | None = None  # the set the mAP was scored on (``scored_on``); None: not recorded
+    rounds: tuple[float, ...] = ()  # every round's seconds per image, where the file kept them (stats data)
+    model_mb: float | None = None  # the model's own memory: peak minus the runtime's, before the model loaded
+    cap_above_runtime: bool = False  # an emulated CPU cap: it limits the model's own memory, not the runtime's
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,9 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         runtime=" ".join(p for p in (rec.backend, rec.runtime_version) if p) or None,
         untrained=bool(rec.untrained),
         map_dataset=scored_on(by.accuracy) if by else None,
+        rounds=tuple(float(t) for t in ((timing[1] or {}).get("data") or ())) if timing else (),
+        model_mb=_float(timing[0].model_memory_mb) if timing else None,
+        cap_above_runtime=(rec.emulated or {}).get("how") == "rlimit_data_above_runtime",
     )
 
 

@@ -32,11 +32,17 @@ class Best:
         return self.scored.map if self.scored else self.row.map
 
     @property
+    def footprint_mb(self) -> float | None:
+        """What one copy needs of the device's memory: the whole peak, or on an emulated CPU device, whose
+        cap is set above the runtime, the model's own memory (the cap's own terms)."""
+        return self.row.model_mb if self.row.cap_above_runtime else self.row.peak_mb
+
+    @property
     def instances(self) -> int | None:
         """How many copies of the model fit in the device's memory at this batch size."""
-        if not self.capacity_mb or not self.row.peak_mb:
+        if not self.capacity_mb or not self.footprint_mb:
             return None
-        return int(math.floor(self.capacity_mb / self.row.peak_mb))
+        return int(math.floor(self.capacity_mb / self.footprint_mb))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""``odperf ab``: two sides measured interleaved by the real suite in real worker processes, then gated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from suite_runs import ROOT, suite_env
+
+from odperf.results import load_run
+
+MODELS = ROOT / "fixtures" / "models"
+
+
+def ab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``odperf ab`` with its temporary checkouts under ``tmp_path/tmp`` (TMPDIR), to be found there."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "odperf.cli", "ab", "--out", str(tmp_path / "ab"), *args],
+                          cwd=ROOT, env=suite_env({"TMPDIR": str(tmp_path / "tmp")}), capture_output=True,
+                          text=True, timeout=1800)
+
+
+def test_a_git_ref_against_this_checkout_interleaved_and_gated(tmp_path: Path):
+    done = ab(tmp_path, "--baseline-ref", "HEAD", "--pairs", "2", "--images", "3", "--batch-sizes", "64",
+              "--accuracy", "--strict")
+    out = done.stdout
+    assert done.returncode in (0, 1), done.stderr + out
+    assert "baseline: git ref HEAD (" in out and "candidate: this odperf" in out
+    order = [line.rsplit(": ", 1)[1] for line in out.splitlines() if line.startswith("odperf ab: pair ")]
+    assert order == ["baseline", "candidate", "candidate", "baseline"]  # A B, then B A
+    assert "pairs: centernet_tiny batch 64: candidate/baseline medians" in out
+    # two pairs are too few for the paired test: said so, never a silent pass
+    assert "time: centernet_tiny batch 64: geometric mean ratio" in out and "over 2 pairs" in out
+    assert "undecided" in out
+    assert "deployment: centernet_tiny batch 64:" in out
+    # The same code and models on both sides: what is deterministic is equal, and gated exactly.
+    assert "FAIL outcome" not in out and "FAIL map" not in out and "1 mAPs against the baseline" in out
+    merged = load_run(tmp_path / "ab" / "candidate.json")
+    [rec] = merged.records
+    assert len(merged.stats[rec.key]["data"]) == 6 and rec.images_timed == 6  # 2 slots x 3 rounds
+    assert 0 < rec.model_memory_mb < rec.peak_memory_mb and rec.map is not None
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(tmp_path / "tmp") not in worktrees and not list((tmp_path / "tmp").glob("odperf-ab-*"))  # gone
+
+
+def test_another_model_folder_as_the_baseline_fails_on_what_changed(tmp_path: Path):
+    """centernet_tiny against ssd_fpn under one name: the candidate is several times slower, its mAP differs."""
+    done = ab(tmp_path, "--baseline-models", f"det={MODELS / 'centernet_tiny'}",
+              "--candidate-models", f"det={MODELS / 'ssd_fpn'}", "--pairs", "2", "--images", "3",
+              "--batch-sizes", "64", "--accuracy", "--strict")
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "FAIL time: det batch 64" in done.stdout and "significant" in done.stdout
+    assert "FAIL map: det" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("odperf ab: FAIL")
+    slots = sorted(p.name for p in (tmp_path / "ab").glob("*-?.json"))
+    assert slots == ["baseline-1.json", "baseline-2.json", "candidate-1.json", "candidate-2.json"]
+    first = json.loads((tmp_path / "ab" / "baseline-1.json").read_text())
+    assert len(first["benchmarks"][0]["stats"]["data"]) == 3  # every round saved
+
+
+def test_without_a_baseline_it_says_what_to_give(tmp_path: Path):
+    done = ab(tmp_path)
+    assert done.returncode == 2 and "needs a baseline: --baseline-ref" in done.stderr
+    done = ab(tmp_path, "--baseline-python", str(tmp_path / "nowhere" / "python"))
+    assert done.returncode == 2 and "no such executable" in done.stderr and "Traceback" not in done.stderr

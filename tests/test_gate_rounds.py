@@ -1,0 +1,111 @@
+"""The gate on distributions: time is a regression only when above the threshold and significant over the
+rounds; the model's own memory is gated, not the runtime's; mAP is exact on one runtime version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import make_runs as mr  # tests/ is on sys.path (rootdir-relative import mode)
+
+from odperf.report import significance as sig
+from odperf.report.gate import GateConfig, run_gate
+from odperf.results import load_run
+
+Bench = mr.Bench
+
+
+def gate(tmp_path: Path, base: list[Bench], current: list[Bench], include_data: bool = True, **config):
+    b = load_run(mr.write_run(tmp_path / "b.json", "cpu", base, include_data=include_data))
+    c = load_run(mr.write_run(tmp_path / "c.json", "cpu", current, include_data=include_data))
+    return run_gate(b, c, GateConfig(**config))
+
+
+def rounds(center: float, spread: float, n: int, seed: int) -> list[float]:
+    return [float(x) for x in center * np.random.default_rng(seed).lognormal(0.0, spread, n)]
+
+
+def test_a_noisy_shift_above_the_threshold_that_is_not_significant_passes_and_says_so(tmp_path: Path):
+    noisy = [0.7, 1.4, 0.9, 1.3, 1.0, 1.2, 0.8, 1.1]
+    shifted = [t * 1.15 for t in reversed(noisy)]  # medians +15%: the plain ratio gate failed on this
+    result = gate(tmp_path, [Bench("m", 8, noisy, peak_mb=900.0)], [Bench("m", 8, shifted, peak_mb=900.0)])
+    assert result.passed, result.failures
+    [line] = result.times
+    assert "ratio 1.150 [95% CI" in line and sig.NOT_SIGNIFICANT in line and "rounds 8/8" in line
+
+
+def test_a_clear_slowdown_is_a_significant_regression_with_its_ratio_and_interval(tmp_path: Path):
+    base = rounds(1.0, 0.03, 10, seed=1)
+    slow = rounds(1.25, 0.03, 10, seed=2)
+    result = gate(tmp_path, [Bench("m", 8, base, peak_mb=900.0)], [Bench("m", 8, slow, peak_mb=900.0)])
+    [failure] = result.failures
+    assert failure.kind == "time" and "significant, ratio 1.2" in str(failure) and "CI" in str(failure)
+    change = sig.compare_rounds(base, slow, 0.10)
+    assert change.regression and change.low > 1.10 and change.p_slower < 0.05
+    assert sig.compare_rounds(base, slow, 0.10) == change  # seeded: one pair of runs, one verdict
+    assert sig.compare_rounds(slow, base, 0.10).verdict == sig.FASTER
+
+
+def test_too_few_rounds_are_said_so_and_fail_above_the_threshold(tmp_path: Path):
+    same = gate(tmp_path, [Bench("m", 1, [1.0, 1.02], peak_mb=9.0)], [Bench("m", 1, [1.01, 1.0], peak_mb=9.0)])
+    assert same.passed and "undecided: too few rounds" in same.times[0]
+    slower = gate(tmp_path, [Bench("m", 1, [1.0, 1.02], peak_mb=9.0)], [Bench("m", 1, [1.3, 1.31], peak_mb=9.0)])
+    [failure] = slower.failures
+    assert failure.kind == "time" and "undecided" in str(failure) and "--odperf-images" in str(failure)
+
+
+def test_files_without_rounds_are_compared_as_two_figures_and_say_so(tmp_path: Path):
+    result = gate(tmp_path, [Bench("m", 1, [1.0] * 5, peak_mb=9.0)], [Bench("m", 1, [1.3] * 5, peak_mb=9.0)],
+                  include_data=False)
+    assert [f.kind for f in result.failures] == ["time"]
+    assert "no rounds saved in the baseline: not tested for significance" in result.times[0]
+
+
+def test_memory_is_gated_on_the_models_own_not_the_runtimes(tmp_path: Path):
+    base = [Bench("m", 8, [1.0] * 5, peak_mb=1000.0, model_mb=100.0)]
+    runtime_grew = [Bench("m", 8, [1.0] * 5, peak_mb=1105.0, model_mb=100.0)]  # +10.5% all runtime
+    assert gate(tmp_path, base, runtime_grew).passed
+    model_grew = [Bench("m", 8, [1.0] * 5, peak_mb=1030.0, model_mb=130.0)]
+    [failure] = gate(tmp_path, base, model_grew).failures
+    assert "model's own memory 100 MB -> 130 MB (+30.0%" in str(failure) and "peak 1000 -> 1030 MB" in str(failure)
+    older = [Bench("m", 8, [1.0] * 5, peak_mb=1000.0)]  # a file from before the model's own figure
+    [failure] = gate(tmp_path, older, runtime_grew).failures
+    assert "peak memory 1000 MB -> 1105 MB" in str(failure) and "runtime included" in str(failure)
+
+
+def test_map_is_exact_on_one_runtime_version_and_tolerant_across_versions(tmp_path: Path):
+    tf = ("tensorflow", "2.21.0")
+    base = [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.5, runtime=tf)]
+    [failure] = gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.4999, runtime=tf)]).failures
+    assert failure.kind == "map" and "exact: both runs on tensorflow 2.21.0" in str(failure)
+    assert gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.5, runtime=tf)]).passed
+    newer = ("tensorflow", "2.22.0")
+    assert gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.495, runtime=newer)]).passed
+    [failure] = gate(tmp_path, base, [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.48, runtime=newer)]).failures
+    assert "tolerance 0.01" in str(failure)
+
+
+def test_strict_fails_on_any_changed_outcome_or_map_improvements_included(tmp_path: Path):
+    tf = ("tensorflow", "2.21.0")
+    base = [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.5, runtime=tf), Bench("m", 64, outcome="oom", runtime=tf)]
+    better = [Bench("m", 8, [1.0] * 5, peak_mb=9.0, map=0.51, runtime=tf),
+              Bench("m", 64, [1.0] * 5, peak_mb=9.0, runtime=tf)]
+    assert gate(tmp_path, base, better).passed  # a fixed oom and a better mAP are no regression
+    failures = gate(tmp_path, base, better, strict=True).failures
+    assert sorted(f.kind for f in failures) == ["map", "outcome"]
+    assert "outcome changed: oom -> ok (strict)" in str(failures[0]) + str(failures[1])
+
+
+def test_pairs_are_tested_one_ratio_each_not_as_pooled_rounds():
+    """Interleaved A/B pairs: a consistent slowdown is significant, a noisy equal one is not, two are too few."""
+    from odperf.report.significance import REGRESSION, UNDECIDED, WITHIN, NOT_SIGNIFICANT, compare_pairs
+
+    slower = compare_pairs([1.31, 1.27, 1.35, 1.29, 1.33], threshold=0.10)
+    assert slower.verdict == REGRESSION and slower.low > 1.0 and 1.27 < slower.ratio < 1.35
+    assert "over 5 pairs" in slower.text() and "paired t-test" in slower.text()
+    noisy = compare_pairs([0.53, 1.22, 0.95, 1.10, 0.88], threshold=0.10)  # A/A on a loaded machine
+    assert noisy.verdict == WITHIN and noisy.low < 1.0 < noisy.high
+    one_slow_pair = compare_pairs([1.0, 1.02, 1.9], threshold=0.10)  # one disturbed pair is not a slowdown
+    assert one_slow_pair.verdict == NOT_SIGNIFICANT
+    assert compare_pairs([1.5, 1.6], threshold=0.10).verdict == UNDECIDED
