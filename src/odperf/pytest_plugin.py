@@ -65,6 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-sample-ms", type=float, default=10.0, metavar="MS",
                 help="memory sampling period (default 10 ms, as the paper)")
     g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
+    g.addoption("--odperf-stream-scenarios", default="all", metavar="S[,S...]",
+                help="benchmarks/test_stream.py: single_stream, multi_stream, server, offline, peak, or all")
+    g.addoption("--odperf-stream-budget", default="quick", metavar="NAME",
+                help="LoadGen run lengths: quick (default, minutes per pass), smoke (CI), mlperf (MLPerf's own)")
+    g.addoption("--odperf-stream-prefetch", action="store_true", default=False,
+                help="fill the next batch in a thread while the model runs the current one")
+    g.addoption("--odperf-stream-logs", default=None, metavar="DIR",
+                help="LoadGen's log files (default: beside --benchmark-json, else .benchmarks/loadgen)")
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
@@ -130,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
     table = load_table()
     device_markers = [*table.cpu_markers, *(m for rule in table.rules for m in rule.markers)]
     _register_markers(config, marker_catalogue(all_models(), device_markers))
+    _register_markers(config, {"stream": "streaming benchmarks: MLPerf LoadGen scenarios (benchmarks/test_stream.py)"})
     _refuse_xdist_timing(config)
     if _is_xdist_worker(config) or not _collects_benchmarks(config):
         return
@@ -155,7 +164,38 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(run, "odperf-run")
 
 
+def _stream_plan(config: pytest.Config):
+    plan = getattr(config, "_odperf_stream_plan", None)
+    if plan is None:
+        from odperf.stream.plan import plan_from_options
+
+        try:
+            plan = plan_from_options(config.getoption("odperf_stream_scenarios"),
+                                     config.getoption("odperf_stream_budget"),
+                                     config.getoption("odperf_stream_prefetch"),
+                                     config.getoption("odperf_stream_logs"),
+                                     config.getoption("benchmark_json", None), config.getoption("odperf_seed"))
+        except OdperfError as exc:
+            raise pytest.UsageError(f"odperf: {exc}") from None
+        config._odperf_stream_plan = plan
+    return plan
+
+
+@pytest.fixture(scope="session")
+def odperf_stream_plan(pytestconfig: pytest.Config):
+    """The streaming pass's scenarios, budget and log folder (odperf.stream.cases.StreamPlan)."""
+    return _stream_plan(pytestconfig)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "odperf_stream_case" in metafunc.fixturenames:
+        state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
+        metafunc.parametrize("odperf_stream_case", [
+            pytest.param((case, scenario), id=f"{case.id}-{scenario}",
+                         marks=[pytest.mark.stream, *(getattr(pytest.mark, m) for m in case.markers)])
+            for case in state.cases() for scenario in _stream_plan(metafunc.config).scenarios
+        ])
+        return
     if "odperf_case" in metafunc.fixturenames:
         name = "odperf_case"
     elif "odperf_accuracy_case" in metafunc.fixturenames:
@@ -175,7 +215,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
     workers = _xdist_workers(item.config)
-    if workers and item.get_closest_marker("timing"):
+    if workers and (item.get_closest_marker("timing") or item.get_closest_marker("stream")):
         pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
 
 

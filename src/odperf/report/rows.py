@@ -16,7 +16,7 @@ import numpy as np
 
 from odperf.errors import OdperfError
 from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
-from odperf.results import ACCURACY, TIMING, RecordKey, RunRecord, SavedRun
+from odperf.results import ACCURACY, STREAM, TIMING, RecordKey, RunRecord, SavedRun
 
 # The paper's five mAP groups, most accurate first (Table I); matched without regard to case.
 MAP_GROUPS = ("highest", "high", "medium", "low", "lowest")
@@ -117,6 +117,8 @@ def rows_from(measured: Iterable[Measured]) -> list[Row]:
     accuracy: dict[tuple[str, str, int], RunRecord] = {}
     for rec, stats in measured:
         where = rec.key[:3]
+        if rec.kind == STREAM:
+            continue  # a stream's figures are LoadGen's: odperf.report.stream shows them
         if rec.kind == ACCURACY:
             accuracy[where] = rec
         else:
