@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from odperf.report import plots
 from odperf.report.rows import Row, capacities, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
+from odperf.report.stream import stream_plots, stream_tables
 from odperf.report.tables import (
     Table,
     accuracy_table,
@@ -50,6 +51,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         accuracy_table(rows),
         deadline_table(deadline_choices(bests, [*PAPER_DEADLINES_S, *deadlines_s], {r.profile for r in rows})),
         pareto_table(front),
+        *stream_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables)
 
@@ -64,6 +66,7 @@ def draw(report: Report, out_dir: Path) -> list[plots.Plot]:
         figs.append(plots.best_time_vs_memory(bests, out_dir))
         figs.append(plots.time_by_map_group(bests, out_dir))
         figs.append(plots.pareto(bests, front, out_dir))
+    figs.extend(stream_plots(report.sources, out_dir))
     report.plots = figs
     return figs
 
