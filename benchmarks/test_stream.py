@@ -13,6 +13,7 @@ import pytest
 from odperf.checks import check_run
 from odperf.results import STREAM
 from odperf.stream.cases import StreamRunner, line_for
+from odperf.stream.plan import check_logs
 from odperf.stream.record import check_stream, fill_record
 from odperf.zoo.registry import ModelMissing
 
@@ -21,6 +22,7 @@ pytestmark = [pytest.mark.stream, pytest.mark.filterwarnings("ignore:Benchmark f
 
 @pytest.fixture(scope="module")
 def stream_runner(odperf_stream_plan):
+    check_logs(odperf_stream_plan)
     with StreamRunner(odperf_stream_plan) as runner:
         yield runner
 
@@ -51,5 +53,6 @@ def test_stream(odperf_stream_case, odperf_suite, odperf_stream_plan, stream_run
     fill_record(record, result, Path(json_path).parent if json_path else None)
     suite.record(record)
     benchmark.extra_info.update(suite.saved_form(record))
-    failures = check_run(record, expect, suite.images_per_car) + check_stream(record, expect)
+    # the few images timed one by one only calibrate the stream: the per-image deadlines are test_inference's
+    failures = check_run(record, expect.accuracy_only(), suite.images_per_car) + check_stream(record, expect)
     assert not failures, "\n".join(failures)

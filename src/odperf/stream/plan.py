@@ -12,6 +12,12 @@ from odperf.stream.settings import SCENARIOS, budget_named
 DEFAULT_LOGS = Path(".benchmarks") / "loadgen"
 
 
+def check_logs(plan: StreamPlan) -> None:
+    """The log folder exists (created) and takes files, before the first worker starts."""
+    check_folder(plan.log_root, "LoadGen log folder (--odperf-stream-logs)", create=True,
+                 fix="give --odperf-stream-logs=DIR a writable folder")
+
+
 class StreamOptionError(OdperfError):
     """A streaming option odperf cannot use."""
 
@@ -44,8 +50,5 @@ def plan_from_options(scenarios: str, budget: str, prefetch: bool, logs: str | N
     except OdperfError as exc:
         raise StreamOptionError(f"--odperf-stream-budget: {exc}") from None
     root = log_root(logs, benchmark_json)
-    # checked (and created) before any worker starts: a run must not lose its logs at the end
-    check_folder(root, "LoadGen log folder (--odperf-stream-logs)", create=True,
-                 fix="give --odperf-stream-logs=DIR a writable folder")
     return StreamPlan(scenarios=parse_scenarios(scenarios), budget=chosen, log_root=root, prefetch=bool(prefetch),
                       seed=seed)
