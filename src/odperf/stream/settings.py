@@ -39,6 +39,7 @@ class Budget:
     max_duration_s: float | None
     offline_images: int
     peak_steps: int
+    multi_queries: int | None = None  # MultiStream queries (each one image per camera); None: min_queries
     qsl_images: int = 8
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,11 +48,11 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # The main job: all five embedded models within 6 minutes on a 2-core CPU.
-    "quick": Budget("quick", min_duration_s=4.0, min_queries=6, max_duration_s=60.0, offline_images=12,
-                    peak_steps=3),
+    "quick": Budget("quick", min_duration_s=4.0, min_queries=6, max_duration_s=60.0, offline_images=10,
+                    peak_steps=3, multi_queries=3),
     # CI: every scenario once, as short as LoadGen allows a meaningful percentile.
     "smoke": Budget("smoke", min_duration_s=1.0, min_queries=3, max_duration_s=30.0, offline_images=4,
-                    peak_steps=2, qsl_images=4),
+                    peak_steps=2, multi_queries=2, qsl_images=4),
     # MLPerf's own durations and query counts (LoadGen's defaults): hours on a CPU, for real hardware.
     "mlperf": Budget("mlperf", min_duration_s=None, min_queries=None, max_duration_s=None, offline_images=95,
                      peak_steps=6, qsl_images=32),
@@ -121,6 +122,8 @@ class StreamSettings:
             ts.multi_stream_samples_per_query = self.samples_per_query
             ts.multi_stream_expected_latency_ns = expected_ns
             ts.multi_stream_target_latency_percentile = self.latency_percentile
+            if b.multi_queries is not None:
+                ts.min_query_count = b.multi_queries
         elif self.scenario == SERVER:
             ts.server_target_qps = float(self.target_rate)
             ts.server_target_latency_ns = int(float(self.latency_bound_s) * 1e9)
