@@ -181,6 +181,14 @@ def _stream_plan(config: pytest.Config):
     return plan
 
 
+def _streams_asked(config: pytest.Config) -> bool:
+    """Streams take minutes: they run when asked for (test_stream.py named, ``-m stream``, or a stream
+    option given), not as a side effect of ``pytest benchmarks``."""
+    named = any(Path(str(a).split("::", 1)[0]).name == "test_stream.py" for a in config.args)
+    marked = "stream" in (config.option.markexpr or "") and "not stream" not in (config.option.markexpr or "")
+    return named or marked or config.getoption("odperf_stream_scenarios") != "all"
+
+
 @pytest.fixture(scope="session")
 def odperf_stream_plan(pytestconfig: pytest.Config):
     """The streaming pass's scenarios, budget and log folder (odperf.stream.cases.StreamPlan)."""
@@ -190,10 +198,11 @@ def odperf_stream_plan(pytestconfig: pytest.Config):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "odperf_stream_case" in metafunc.fixturenames:
         state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
+        cases = state.cases() if _streams_asked(metafunc.config) else []
         metafunc.parametrize("odperf_stream_case", [
             pytest.param((case, scenario), id=f"{case.id}-{scenario}",
                          marks=[pytest.mark.stream, *(getattr(pytest.mark, m) for m in case.markers)])
-            for case in state.cases() for scenario in _stream_plan(metafunc.config).scenarios
+            for case in cases for scenario in _stream_plan(metafunc.config).scenarios
         ])
         return
     if "odperf_case" in metafunc.fixturenames:
