@@ -166,7 +166,8 @@ def line_for(expectation: Any, car_interval_s: float | None) -> Line | None:
     """The case's line from its expectations: the rate (``line_rate``, else 95 images per car interval) and
     the deadline (``tail_latency_s``, else ``deadline_image_s``); None where either is unknown."""
     deadline = expectation.tail_latency_s or expectation.deadline_image_s
-    if deadline is None or (car_interval_s is None and expectation.line_rate is None):
+    if expectation.line_rate:
+        car_interval_s = PAPER_CAR.images / expectation.line_rate  # the interval between cars at that rate
+    if deadline is None or not car_interval_s:
         return None
-    return Line(car_interval_s=car_interval_s or PAPER_CAR.images / expectation.line_rate, deadline_s=deadline,
-                rate_override=expectation.line_rate)
+    return Line(car_interval_s=car_interval_s, deadline_s=deadline)

@@ -28,12 +28,11 @@ class Line:
     deadline_s: float
     car: Car = PAPER_CAR
     percentile: float = LINE_PERCENTILE
-    rate_override: float | None = None  # an expectation's own rate to hold, images/s
 
     @property
     def rate(self) -> float:
         """Camera images per second the line offers."""
-        return self.rate_override or self.car.images / self.car_interval_s
+        return self.car.images / self.car_interval_s
 
     @property
     def camera_rate(self) -> float:

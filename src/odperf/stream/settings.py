@@ -48,7 +48,7 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # The main job: all five embedded models within 6 minutes on a 2-core CPU.
-    "quick": Budget("quick", min_duration_s=4.0, min_queries=6, max_duration_s=60.0, offline_images=10,
+    "quick": Budget("quick", min_duration_s=3.0, min_queries=5, max_duration_s=60.0, offline_images=8,
                     peak_steps=3, multi_queries=3),
     # CI: every scenario once, as short as LoadGen allows a meaningful percentile.
     "smoke": Budget("smoke", min_duration_s=1.0, min_queries=3, max_duration_s=30.0, offline_images=4,
