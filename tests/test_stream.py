@@ -154,3 +154,27 @@ def test_worker_dying_mid_stream_is_a_crash_and_the_next_scenario_runs(runner):
     after = runner.run(MODEL, _request(), OFFLINE, line, "after")
     assert after.failure is None and after.block["summary"]["result"] == "VALID", time.monotonic() - t0
     assert runner.session is not None and runner.session.pid != pid
+
+
+def _bench_args(*argv: str):
+    import argparse
+
+    from odperf.bench import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+def test_bench_streams_in_the_main_job_and_the_smoke_run():
+    from odperf.bench import passes, pytest_command
+
+    args = _bench_args()
+    stream = [p for p in passes(args) if p.suite == "test_stream.py"]
+    assert [p.name for p in stream] == ["main-stream"]
+    cmd = pytest_command(args, stream[0], __import__("pathlib").Path("x.json"))
+    assert cmd[3].endswith("test_stream.py") and "--odperf-stream-budget=quick" in cmd
+    assert "--odperf-accuracy" not in cmd  # streams are not scored
+    smoke = [p for p in passes(_bench_args("--smoke")) if p.suite == "test_stream.py"]
+    assert [(p.name, p.options) for p in smoke] == [("smoke-stream", ("--odperf-stream-budget=smoke",))]
+    assert not [p for p in passes(_bench_args("--no-stream")) if p.suite == "test_stream.py"]
