@@ -178,3 +178,4 @@ def test_bench_streams_in_the_main_job_and_the_smoke_run():
     smoke = [p for p in passes(_bench_args("--smoke")) if p.suite == "test_stream.py"]
     assert [(p.name, p.options) for p in smoke] == [("smoke-stream", ("--odperf-stream-budget=smoke",))]
     assert not [p for p in passes(_bench_args("--no-stream")) if p.suite == "test_stream.py"]
+

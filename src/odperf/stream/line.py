@@ -103,11 +103,14 @@ def percentile_key(percentile: float) -> str:
 
 def find_peak(run_at: Callable[[float], Any], implied_rate: float, deadline_s: float, steps: int,
               percentile: float = LINE_PERCENTILE) -> Peak:
-    """Bisection (geometric) over the Server rate between PEAK_BRACKET x ``implied_rate``: ``run_at(rate)``
-    runs LoadGen's Server scenario and returns its StreamRun. Each step halves the bracket on a log scale;
-    the peak is the highest rate that held."""
+    """Bisection (geometric) over the Server rate, first bracket PEAK_BRACKET x ``implied_rate``:
+    ``run_at(rate)`` runs LoadGen's Server scenario and returns its StreamRun. Until a rate fails, the
+    bracket's top doubles with every rate that holds (the time per image it starts from may have been
+    measured in a slow moment); after that each step halves the bracket on a log scale. The peak is the
+    highest rate that held."""
     lo, hi = (f * implied_rate for f in PEAK_BRACKET)
     peak = Peak(rate=None, implied_rate=implied_rate)
+    failed = False
     for _ in range(max(1, steps)):
         rate = math.sqrt(lo * hi)
         run = run_at(rate)
@@ -115,8 +118,8 @@ def find_peak(run_at: Callable[[float], Any], implied_rate: float, deadline_s: f
         peak.points.append(PeakPoint(rate=rate, held=ok, latency_s=dict(run.summary.latency_s),
                                      achieved_rate=run.summary.achieved_rate, result=run.summary.result))
         if ok:
-            lo = rate
+            lo, hi = rate, hi if failed else 2 * hi
             peak.rate = max(rate, peak.rate or 0.0)
         else:
-            hi = rate
+            hi, failed = rate, True
     return peak
