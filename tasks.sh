@@ -80,7 +80,9 @@ case "$task" in
         ;;
     report)
         setup
-        exec "$PY" -m odperf.cli report .benchmarks/main.json .benchmarks/main-cpu_400mb.json --out reports/main "$@"
+        runs=(.benchmarks/main.json .benchmarks/main-cpu_400mb.json)
+        [[ -f .benchmarks/main-stream.json ]] && runs+=(.benchmarks/main-stream.json)   # the streaming pass
+        exec "$PY" -m odperf.cli report "${runs[@]}" --out reports/main "$@"
         ;;
     gpu-wheels)
         # For a GPU image with its own Python 3.12 and torch but without pycocotools: carry these along.

@@ -6,8 +6,11 @@ at 400 MB above the TensorFlow runtime), where every embedded detector must fit 
 of memory at batch 64, as large batches stop fitting smaller cards in the paper. A car is 95 camera images; the
 main job times MAIN_IMAGES images per case (the mean per image over a car, estimated from fewer rounds;
 ``--images 95`` for a whole car), which keeps it within 15 minutes on a 2-core CPU. ``--smoke`` is the
-variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Every pass writes a
-JSON file that is read back and checked, so a run that measured nothing never passes.
+variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Then the
+streaming pass (benchmarks/test_stream.py): every embedded model at batch STREAM_BATCH through LoadGen's
+scenarios, the line and the peak search, with the ``quick`` budget (``--stream-budget``; the smoke run: the
+``smoke`` budget at batch 64). Every pass writes a JSON file that is read back and checked, so a run that
+measured nothing never passes.
 
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run
@@ -34,6 +37,7 @@ from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch
 MAIN_IMAGES = 10
 SMOKE_IMAGES = 2
 EMULATED = "cpu_400mb:400"
+STREAM_BATCH = "8"  # near the best batch of every embedded model on the reference CPU
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,21 @@ class Pass:
     name: str
     batch_sizes: str
     options: tuple[str, ...] = ()
+    suite: str = "test_inference.py"  # the benchmark file it runs
 
 
 def passes(args: argparse.Namespace) -> list[Pass]:
     if args.smoke:
-        return [Pass("smoke", args.batch_sizes or "1,64"), Pass("smoke-cpu_400mb", "8,64", (f"--odperf-emulate={EMULATED}",))]
+        smoke = [Pass("smoke", args.batch_sizes or "1,64"), Pass("smoke-cpu_400mb", "8,64", (f"--odperf-emulate={EMULATED}",))]
+        if args.stream:
+            smoke.append(Pass("smoke-stream", "64", ("--odperf-stream-budget=smoke",), "test_stream.py"))
+        return smoke
     main = [Pass(args.name, args.batch_sizes or "paper")]
     if args.emulate and args.devices in ("all", "cpu"):
         main.append(Pass(f"{args.name}-cpu_400mb", "1,8,64", (f"--odperf-emulate={EMULATED}",)))
+    if args.stream:
+        main.append(Pass(f"{args.name}-stream", args.stream_batch_sizes,
+                         (f"--odperf-stream-budget={args.stream_budget}",), "test_stream.py"))
     return main
 
 
@@ -72,7 +83,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: b
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
     suite = root / "benchmarks" if root is not None else suite_dir()
     cmd = [
-        python, "-m", "pytest", str(suite / "test_inference.py"),
+        python, "-m", "pytest", str(suite / run.suite),
         "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",
         f"--odperf-models={args.models}",
         f"--odperf-devices={args.devices}",
@@ -86,7 +97,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: b
     ]
     if save and not args.smoke:
         cmd.append(f"--benchmark-save={run.name}")
-    if args.accuracy and not args.smoke:
+    if args.accuracy and not args.smoke and run.suite == "test_inference.py":
         cmd += ["--odperf-accuracy", f"--odperf-scorer={args.scorer}"]
     return cmd + [a for a in args.pytest_args if a != "--"]
 
@@ -164,6 +175,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"COCO scorer for mAP (default {DEFAULT_SCORER}; pycocotools is the paper's reference)")
     p.add_argument("--no-emulate", dest="emulate", action="store_false",
                    help=f"skip the pass on the emulated small device ({EMULATED})")
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="skip the streaming pass (benchmarks/test_stream.py, MLPerf LoadGen)")
+    p.add_argument("--stream-budget", default="quick",
+                   help="LoadGen run lengths of the streaming pass: quick (default), smoke, mlperf (MLPerf's own)")
+    p.add_argument("--stream-batch-sizes", default=STREAM_BATCH,
+                   help=f"batch sizes of the streaming pass (default {STREAM_BATCH})")
     p.add_argument("--name", default="main", help="name of the saved run (default main)")
     p.add_argument("--out-dir", default=None, help="where the JSON files go (default .benchmarks/ of the current directory)")
     p.add_argument("--no-report", dest="report", action="store_false",

@@ -17,7 +17,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterable, Sequence
 
-CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case"})
+CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case", "odperf_stream_case"})
 
 
 def arg_paths(args: Iterable[str], invocation_dir: Path, pyargs: bool) -> list[Path]:

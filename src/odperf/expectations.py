@@ -15,7 +15,10 @@ They live in a TOML file (default ``fixtures/expectations.toml``) as an ordered 
 Fields a rule may set: ``deadline_image_s`` (mean time per camera image), ``deadline_car_s`` (time per car:
 mean per image x images per car; defaults to the profile's ``car_interval_s``), ``oom`` (true: the run must
 end out of memory; false: it must not; "either": a measured boundary where both happen, each recorded),
-``map_floor`` (COCO mAP@[.5:.95], 0..1), ``note``. A case takes,
+``map_floor`` (COCO mAP@[.5:.95], 0..1), ``note``; for streams (benchmarks/test_stream.py, odperf.stream):
+``line_rate`` (camera images per second the device must hold; defaults to 95 / the profile's
+``car_interval_s``), ``tail_latency_s`` (the 99th-percentile latency bound at that rate; defaults to
+``deadline_image_s``), ``peak_rate_floor`` (the least peak rate within that bound, images/s). A case takes,
 field by field, the value of the last rule that matches it, so later rules refine earlier ones.
 """
 
@@ -29,7 +32,7 @@ from typing import Any, Iterable
 from odperf._toml import tomllib
 from odperf.errors import OdperfError
 
-FIELDS = ("deadline_image_s", "deadline_car_s", "oom", "map_floor")
+FIELDS = ("deadline_image_s", "deadline_car_s", "oom", "map_floor", "line_rate", "tail_latency_s", "peak_rate_floor")
 _BATCH_RULE = re.compile(r"^(>=|<=|>|<)\s*(\d+)$")
 
 
@@ -45,6 +48,9 @@ class Expectation:
     deadline_car_s: float | None = None
     oom: bool | str | None = None  # True, False, "either", or None (unexpected oom fails)
     map_floor: float | None = None
+    line_rate: float | None = None  # stream: images/s to hold (None: from the profile's car_interval_s)
+    tail_latency_s: float | None = None  # stream: 99th-percentile latency bound (None: deadline_image_s)
+    peak_rate_floor: float | None = None  # stream: the least peak rate within tail_latency_s, images/s
     notes: tuple[str, ...] = ()
 
     def accuracy_only(self) -> "Expectation":
@@ -157,7 +163,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Expectations:
                 f"{where}: 'batches' must be \"*\", an integer, a list of integers or like \">=4\"; got {batches!r}"
             )
         values = {k: raw[k] for k in FIELDS if k in raw}
-        for k in ("deadline_image_s", "deadline_car_s", "map_floor"):
+        for k in ("deadline_image_s", "deadline_car_s", "map_floor", "line_rate", "tail_latency_s", "peak_rate_floor"):
             if k in values and (not isinstance(values[k], (int, float)) or values[k] < 0):
                 raise ExpectationsError(f"{where}: '{k}' must be a non-negative number, got {values[k]!r}")
         if "oom" in values and not (isinstance(values["oom"], bool) or values["oom"] == "either"):

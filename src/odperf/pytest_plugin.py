@@ -22,12 +22,15 @@ from typing import Any
 import pytest
 
 from odperf.benchmark_discovery import arg_paths, reaches_benchmarks
+from odperf.benchmark_files import json_target
 from odperf.errors import OdperfError
 
 _DEFAULT_STORAGE = "file://./.benchmarks"
 _STATE = pytest.StashKey[Any]()  # the run's odperf.suite_state.SuiteState, once built
+_STREAM_PLAN = pytest.StashKey[Any]()  # the streaming pass's odperf.stream.cases.StreamPlan, once built
 _CASE_FIXTURES = ("odperf_case", "odperf_accuracy_case")
 TIMING_MARKER = "timing"  # what the timing benchmarks carry: pytest-benchmark saves nothing under xdist
+STREAM_MARKER = "stream"  # the streaming benchmarks: timed as well, so refused under xdist too
 _XDIST_MESSAGE = (
     "odperf: timing benchmarks refuse pytest-xdist (-n {n}): pytest-benchmark disables itself under xdist "
     "and silently saves no JSON. Run timing with one process per device (-p no:xdist, or -n 0); use -n only "
@@ -78,6 +81,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-sample-ms", type=float, default=10.0, metavar="MS",
                 help="memory sampling period (default 10 ms, as the paper)")
     g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
+    g.addoption("--odperf-stream-scenarios", default="all", metavar="S[,S...]",
+                help="benchmarks/test_stream.py: single_stream, multi_stream, server, offline, peak, or all")
+    g.addoption("--odperf-stream-budget", default="quick", metavar="NAME",
+                help="LoadGen run lengths: quick (default, minutes per pass), smoke (CI), mlperf (MLPerf's own)")
+    g.addoption("--odperf-stream-prefetch", action="store_true", default=False,
+                help="fill the next batch in a thread while the model runs the current one")
+    g.addoption("--odperf-stream-logs", default=None, metavar="DIR",
+                help="LoadGen's log files (default: beside --benchmark-json, else .benchmarks/loadgen)")
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
@@ -139,6 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
     table = load_table()
     device_markers = [*table.cpu_markers, *(m for rule in table.rules for m in rule.markers)]
     _register_markers(config, marker_catalogue(all_models(), device_markers))
+    _register_markers(config, {STREAM_MARKER: "streaming benchmarks: MLPerf LoadGen scenarios (benchmarks/test_stream.py)"})
     if _is_xdist_worker(config) or not _collects_benchmarks(config):
         return
     state = _state(config)  # every input checked here, once, before any worker (or xdist process) starts
@@ -164,7 +176,48 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(run, "odperf-run")
 
 
+def _stream_plan(config: pytest.Config):
+    plan = config.stash.get(_STREAM_PLAN, None)
+    if plan is None:
+        from odperf.stream.plan import plan_from_options
+
+        try:
+            plan = plan_from_options(config.getoption("odperf_stream_scenarios"),
+                                     config.getoption("odperf_stream_budget"),
+                                     config.getoption("odperf_stream_prefetch"),
+                                     config.getoption("odperf_stream_logs"),
+                                     json_target(config.getoption("benchmark_json", None)),
+                                     config.getoption("odperf_seed"))
+        except OdperfError as exc:
+            raise pytest.UsageError(f"odperf: {exc}") from None
+        config.stash[_STREAM_PLAN] = plan
+    return plan
+
+
+def _streams_asked(config: pytest.Config) -> bool:
+    """Streams take minutes: they run when asked for (test_stream.py named, ``-m stream``, or a stream
+    option given), not as a side effect of ``pytest benchmarks``."""
+    named = any(Path(str(a).split("::", 1)[0]).name == "test_stream.py" for a in config.args)
+    marked = _selects_stream(config.option.markexpr)
+    return named or marked or config.getoption("odperf_stream_scenarios") != "all"
+
+
+@pytest.fixture(scope="session")
+def odperf_stream_plan(pytestconfig: pytest.Config):
+    """The streaming pass's scenarios, budget and log folder (odperf.stream.cases.StreamPlan)."""
+    return _stream_plan(pytestconfig)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "odperf_stream_case" in metafunc.fixturenames:
+        state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
+        cases = state.cases() if _streams_asked(metafunc.config) else []
+        metafunc.parametrize("odperf_stream_case", [
+            pytest.param((case, scenario), id=f"{case.id}-{scenario}",
+                         marks=[getattr(pytest.mark, STREAM_MARKER), *(getattr(pytest.mark, m) for m in case.markers)])
+            for case in cases for scenario in _stream_plan(metafunc.config).scenarios
+        ])
+        return
     name = next((n for n in _CASE_FIXTURES if n in metafunc.fixturenames), None)
     if name is None:
         return
@@ -182,7 +235,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
     workers = _xdist_workers(item.config)
-    if workers and item.get_closest_marker(TIMING_MARKER):
+    if workers and (item.get_closest_marker(TIMING_MARKER) or item.get_closest_marker(STREAM_MARKER)):
         pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
     result = yield
     case = _case_of(item)
@@ -222,9 +275,24 @@ def _selects_timing(markexpr: str | None, cases: list[Any]) -> bool:
     except SyntaxError:
         return False  # pytest itself reports the malformed expression
     return any(
-        expression.evaluate(MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in (TIMING_MARKER, *c.markers)))
-        for c in cases
+        expression.evaluate(MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in (kind, *c.markers)))
+        for c in cases for kind in (TIMING_MARKER, STREAM_MARKER)
     )
+
+
+def _selects_stream(markexpr: str | None) -> bool:
+    """Whether ``-m markexpr`` asks for the streams: true for a stream case's markers, false without them."""
+    if not markexpr:
+        return False
+    from _pytest.mark import MarkMatcher
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError:
+        return False
+    marks = lambda names: MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in names)  # noqa: E731
+    return expression.evaluate(marks([STREAM_MARKER])) and not expression.evaluate(marks([]))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

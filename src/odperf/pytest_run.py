@@ -62,7 +62,7 @@ class MeasuringRun:
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        case = params.get("odperf_case") or params.get("odperf_accuracy_case")
+        case = params.get("odperf_case") or params.get("odperf_accuracy_case") or (params.get("odperf_stream_case") or (None,))[0]
         if case is not None:
             self._say(self.state.begin(case))
         if "odperf_case" in params:

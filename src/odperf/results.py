@@ -47,10 +47,11 @@ FAILED_OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome if o is not Ou
 MAP_GROUPS: tuple[str, ...] = ("highest", "high", "medium", "low", "lowest")
 """The paper's groups of models by COCO mAP, most accurate first: a record's ``map_group``."""
 
-RecordKind = Literal["timing", "accuracy"]
+RecordKind = Literal["timing", "accuracy", "stream"]
 TIMING: Final = "timing"  # timed rounds of a batch size (benchmarks/test_inference.py)
 ACCURACY: Final = "accuracy"  # an untimed pass that only scores mAP (benchmarks/test_accuracy.py)
-KINDS: tuple[str, ...] = (TIMING, ACCURACY)
+STREAM: Final = "stream"  # a LoadGen scenario run over a stream of camera images (benchmarks/test_stream.py)
+KINDS: tuple[str, ...] = (TIMING, ACCURACY, STREAM)
 
 # In schema 1, the accuracy benchmark always ran at this batch size.
 V1_ACCURACY_BATCH = 64
@@ -101,6 +102,8 @@ class RunRecord:
     # accuracy
     map: float | None = None  # COCO AP@[.5:.95], 0..1
     accuracy: dict[str, Any] | None = None  # AP, AP50, ... ARl, per_category, scorer, repairs (measure.accuracy)
+    # stream: scenario, LoadGen's summary, the line's verdict, peak and capacity (odperf.stream.record)
+    stream: dict[str, Any] | None = None
     # failures
     error: str | None = None  # message, tail of stderr, exit signal
     exit_signal: int | None = None
@@ -127,8 +130,10 @@ class RunRecord:
 
     @property
     def key(self) -> RecordKey:
-        """What was measured: a run may cover cpu and gpu, and time and score the same batch size."""
-        return (self.device_profile, self.model, int(self.batch_size), self.kind)
+        """What was measured: a run may cover cpu and gpu, and time and score the same batch size; a stream
+        record is one scenario's (kind ``stream:<scenario>``)."""
+        kind = f"{self.kind}:{self.stream.get('scenario')}" if self.kind == STREAM and self.stream else self.kind
+        return (self.device_profile, self.model, int(self.batch_size), kind)
 
     def describe(self) -> str:
         return describe_key(self.key)

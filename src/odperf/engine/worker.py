@@ -149,6 +149,11 @@ class Worker:
                 self.keep(index, outputs)
                 del outputs
                 self._prefetch(index + 1)
+            elif cmd == "stream":  # a LoadGen run over this worker's model (odperf.stream.runner)
+                from odperf.stream.runner import run_stream
+                from odperf.stream.settings import StreamSettings
+
+                self.channel.send(run_stream(self, StreamSettings.from_dict(msg["settings"]), msg["log_dir"]))
             elif cmd == "finish":
                 self.channel.send(self.finish(bool(msg.get("bare", True))))
                 return

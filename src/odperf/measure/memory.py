@@ -122,7 +122,8 @@ class MemorySampler:
 
     def stats(self) -> MemoryStats:
         """Summary of the samples so far (safe to call after a failed run: figures so far)."""
-        times = np.asarray(self._times[: len(self._values)], dtype=np.float64)
+        rows = self._values[: len(self._times)]  # one snapshot: the thread may append while this runs
+        times = np.asarray(self._times[: len(rows)], dtype=np.float64)
         n = len(times)
         end = self._t1 if self._t1 is not None else time.monotonic()
         duration = max(end - self._t0, 0.0) if self._thread is not None else 0.0
@@ -130,7 +131,7 @@ class MemorySampler:
         per_probe: dict[str, ProbeStats] = {}
         series: dict[str, np.ndarray] = {}
         for j, probe in enumerate(self.probes):
-            raw = np.array([row[j] if row[j] is not None else np.nan for row in self._values], dtype=np.float64)
+            raw = np.array([row[j] if row[j] is not None else np.nan for row in rows], dtype=np.float64)
             base = self._baselines[j]
             mb = (raw - (base or 0.0)) / MB
             series[probe.name] = mb

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from odperf.report import plots
 from odperf.report.rows import Row, capacities, memory_caps, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
+from odperf.report.stream import stream_plots, stream_tables
 from odperf.report.tables import (
     Table,
     accuracy_table,
@@ -52,6 +53,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         accuracy_table(rows),
         deadline_table(deadline_choices(bests, deadlines, {r.profile for r in rows})),
         pareto_table(front),
+        *stream_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 
@@ -67,6 +69,7 @@ def draw(report: Report, out_dir: Path) -> list[plots.Plot]:
         figs.append(plots.best_time_vs_memory(bests, out_dir, caps, deadlines))
         figs.append(plots.time_by_map_group(bests, out_dir, deadlines))
         figs.append(plots.pareto(bests, front, out_dir, deadlines))
+    figs.extend(stream_plots(report.sources, out_dir))
     report.plots = figs
     return figs
 

@@ -1,0 +1,181 @@
+"""Streams through real LoadGen and a real embedded model: verdicts, the peak, a worker dying mid-stream.
+
+Rates are set from the same model's time per image, measured in the same worker at the same batch size
+in the same test, so the tests hold on any machine however loaded (no absolute time limit anywhere).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from odperf.engine.request import MeasureRequest
+from odperf.results import STREAM, RunRecord
+from odperf.stream.cases import StreamPlan, StreamRunner
+from odperf.stream.line import Line, capacity, find_peak, percentile_key
+from odperf.stream.runner import query_batches
+from odperf.stream.session import memory_slope
+from odperf.stream.settings import BUDGETS, OFFLINE, PEAK, SERVER, SINGLE_STREAM, Budget, StreamSettings
+from odperf.stream.summary import SummaryError, parse_summary
+from odperf.workload import CameraGrid
+
+MODEL, BATCH = "centernet_tiny", 64  # the fastest embedded model, one call per image
+BUDGET = BUDGETS["quick"]
+
+
+# --- pieces without a model -----------------------------------------------------------------------------
+def test_tiles_of_a_query_share_batches_in_order():
+    grid = CameraGrid(rows=3, cols=3, tile=4)  # 9 tiles + 1 blank = 10 per image
+    rng = np.random.default_rng(0)
+    images = [(sid, rng.integers(0, 255, grid.shape, dtype=np.uint8)) for sid in (7, 8)]
+    buffer = np.zeros((6, grid.tile, grid.tile, 3), dtype=np.uint8)
+    tiles = [t.copy() for _, img in images for t in grid.cut(img)]
+    seen, done = [], []
+    for _, batch, finished in query_batches(grid, images, 6, lambda: buffer):
+        seen.extend(b.copy() for b in batch)
+        done.append(list(finished))
+    assert len(seen) == 20 and all(np.array_equal(a, b) for a, b in zip(seen, tiles))
+    # batches of 6 over 2 x 10 tiles: image 7 ends in the second batch, beside image 8's first two tiles
+    assert done == [[], [7], [], [8]]
+
+
+def test_summary_that_is_not_loadgens_is_refused():
+    with pytest.raises(SummaryError, match="Result is"):
+        parse_summary("Scenario : Server\nMean latency (ns) : 5\n")
+
+
+def test_capacity_follows_from_the_peak_and_the_line():
+    line = Line(car_interval_s=120.0, deadline_s=1.0)  # 95 images / 120 s, 5 cameras
+    cap = capacity(3 * line.rate, line)
+    assert cap.devices_per_line == 1 and cap.lines_per_device == pytest.approx(3.0)
+    assert cap.cameras_per_device == 3 * line.car.cameras
+    assert capacity(line.rate / 2.5, line).devices_per_line == 3
+    assert percentile_key(0.99) == "p99" and percentile_key(0.999) == "p99.9"
+
+
+def test_memory_slope_ignores_warm_up():
+    flat_after_jump = [[t / 10, 100.0 if t < 5 else 200.0] for t in range(60)]
+    assert memory_slope(flat_after_jump) == pytest.approx(0.0, abs=1e-6)
+    rising = [[t, 100.0 + 2.0 * t] for t in range(30)]
+    assert memory_slope(rising) == pytest.approx(120.0)
+
+
+# --- real LoadGen, real model ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    plan = StreamPlan(scenarios=(SINGLE_STREAM, SERVER, OFFLINE, PEAK), budget=BUDGET,
+                      log_root=tmp_path_factory.mktemp("loadgen"))
+    with StreamRunner(plan) as r:
+        yield r
+
+
+def _request() -> MeasureRequest:
+    return MeasureRequest(model=MODEL, batch_size=BATCH, images=BUDGET.qsl_images, timeout_s=600)
+
+
+def _server(runner: StreamRunner, rate: float, bound_s: float, budget: Budget, percentile: float, name: str):
+    session = runner._session(MODEL, _request())
+    settings = StreamSettings(scenario=SERVER, budget=budget, target_rate=rate, latency_bound_s=bound_s,
+                              latency_percentile=percentile)
+    return session.stream(settings, runner.plan.log_root / name)
+
+
+def test_rate_well_above_capacity_is_invalid_and_well_below_is_valid(runner):
+    per_image = runner.time_per_image(runner._session(MODEL, _request()))
+    over = _server(runner, 4.0 / per_image, 2.0 * per_image, BUDGET, 0.9, "over")
+    assert over.summary.result == "INVALID"
+    assert "Performance constraints not satisfied" in over.summary.reasons
+    assert over.summary.latency_s["p90"] > 2.0 * per_image
+    # 0.4x the model's rate, bound 10x its time per image; enough queries for LoadGen's early stopping at p90
+    enough = replace(BUDGET, min_queries=70, max_duration_s=None)
+    under = _server(runner, 0.4 / per_image, 10.0 * per_image, enough, 0.9, "under")
+    assert under.summary.result == "VALID", under.summary.reasons + under.summary.early_stopping
+    assert under.summary.latency_met is True
+    assert under.summary.settings["target_qps"] == pytest.approx(0.4 / per_image, rel=1e-3)
+
+
+def test_peak_lies_near_the_rate_the_time_per_image_implies(runner):
+    session = runner._session(MODEL, _request())
+    per_image = runner.time_per_image(session)
+    implied = 1.0 / per_image
+    server = StreamSettings(scenario=SERVER, budget=BUDGET, target_rate=implied, latency_bound_s=4 * per_image)
+    peak = find_peak(lambda rate: session.stream(server.at_rate(rate), runner.plan.log_root / f"peak-{rate:.3g}"),
+                     implied, 4 * per_image, steps=4)
+    assert peak.rate is not None, peak.points
+    assert 0.5 * implied <= peak.rate <= 1.5 * implied, (peak.rate, implied, peak.points)
+    held = [p.rate for p in peak.points if p.held]
+    failed = [p.rate for p in peak.points if not p.held]
+    assert max(held) == peak.rate and all(f > peak.rate for f in failed)
+
+
+def test_scenarios_make_stream_records_with_loadgens_figures(runner):
+    line = Line(car_interval_s=120.0, deadline_s=60.0)
+    for scenario in (SINGLE_STREAM, OFFLINE):
+        result = runner.run(MODEL, _request(), scenario, line, f"rec-{scenario}")
+        assert result.failure is None and result.skipped is None
+        block = result.block
+        assert block["summary"]["latency_s"]["p99"] >= block["summary"]["latency_s"]["p50"] > 0
+        assert os.path.isfile(os.path.join(block["log_dir"], "mlperf_log_summary.txt"))
+        record = RunRecord(model=MODEL, device_profile="cpu", batch_size=BATCH, kind=STREAM, stream=block)
+        assert record.key[3] == f"stream:{scenario}"
+    offline = runner.run(MODEL, _request(), OFFLINE, line, "rec-offline2").block
+    assert offline["summary"]["settings"]["samples_per_query"] == BUDGET.offline_images
+    assert offline["batches"] == BUDGET.offline_images  # batch 64: one call per image
+    assert runner.run(MODEL, _request(), SERVER, None, "no-line").skipped
+
+
+def test_prefetch_is_recorded_and_runs_every_batch(tmp_path):
+    plan = StreamPlan(scenarios=(OFFLINE,), budget=BUDGETS["smoke"], log_root=tmp_path, prefetch=True)
+    with StreamRunner(plan) as r:
+        result = r.run(MODEL, replace(_request(), batch_size=16), OFFLINE, None, "prefetch")
+    assert result.failure is None and result.block["prefetch"] is True
+    assert result.block["batches"] == BUDGETS["smoke"].offline_images * 4  # 64 tiles / 16 per call
+
+
+def test_worker_dying_mid_stream_is_a_crash_and_the_next_scenario_runs(runner):
+    line = Line(car_interval_s=120.0, deadline_s=60.0)
+    session = runner._session(MODEL, _request())
+    pid = session.pid
+    killer = threading.Timer(1.5, lambda: os.kill(pid, signal.SIGKILL))
+    killer.start()
+    try:
+        dead = runner.run(MODEL, _request(), SINGLE_STREAM, line, "killed")
+    finally:
+        killer.cancel()
+    assert dead.failure is not None and dead.failure.outcome == "crash"
+    assert "SIGKILL" in dead.failure.message and "LoadGen single_stream run" in dead.failure.message
+    t0 = time.monotonic()
+    after = runner.run(MODEL, _request(), OFFLINE, line, "after")
+    assert after.failure is None and after.block["summary"]["result"] == "VALID", time.monotonic() - t0
+    assert runner.session is not None and runner.session.pid != pid
+
+
+def _bench_args(*argv: str):
+    import argparse
+
+    from odperf.bench import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+def test_bench_streams_in_the_main_job_and_the_smoke_run():
+    from odperf.bench import passes, pytest_command
+
+    args = _bench_args()
+    stream = [p for p in passes(args) if p.suite == "test_stream.py"]
+    assert [p.name for p in stream] == ["main-stream"]
+    cmd = pytest_command(args, stream[0], __import__("pathlib").Path("x.json"))
+    assert cmd[3].endswith("test_stream.py") and "--odperf-stream-budget=quick" in cmd
+    assert "--odperf-accuracy" not in cmd  # streams are not scored
+    smoke = [p for p in passes(_bench_args("--smoke")) if p.suite == "test_stream.py"]
+    assert [(p.name, p.options) for p in smoke] == [("smoke-stream", ("--odperf-stream-budget=smoke",))]
+    assert not [p for p in passes(_bench_args("--no-stream")) if p.suite == "test_stream.py"]
+
