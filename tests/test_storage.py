@@ -86,3 +86,19 @@ def test_benchmark_json_given_as_a_path_or_as_the_file_older_pytest_benchmark_op
     assert json_target(opened) == target and opened.closed
     assert json_target(target) == target and json_target(str(target)) == target
     assert json_target(None) is None
+
+
+def test_a_benchmark_stopped_inside_its_first_round_is_left_out_not_the_whole_file():
+    """pytest-benchmark's statistics of a benchmark with no round raise: one such benchmark (a stream
+    stopped by Ctrl-C inside its one round) made the whole results file unwritable."""
+    from types import SimpleNamespace
+
+    from pytest_benchmark.stats import Stats
+
+    from odperf.benchmark_files import measured
+
+    done, stopped = SimpleNamespace(stats=Stats()), SimpleNamespace(stats=Stats())
+    done.stats.update(0.25)
+    with pytest.raises(Exception):
+        stopped.stats.as_dict()  # what writing the file met
+    assert measured([done, stopped]) == [done] and done.stats.as_dict()["rounds"] == 1

@@ -66,20 +66,28 @@ def take_over(session: Any) -> Destinations:
     return dest
 
 
+def measured(benchmarks: list[Any]) -> list[Any]:
+    """The benchmarks with at least one round: one stopped (Ctrl-C, SIGTERM) inside its first round has
+    none, and pytest-benchmark's statistics of no rounds raise, which lost the whole file. Its case's
+    record, if any, stays in the ``odperf`` block."""
+    return [b for b in benchmarks if getattr(getattr(b, "stats", None), "data", None)]
+
+
 def write(config: Any, session: Any, dest: Destinations) -> list[str]:
     """Write every destination; a line per file written, and per file that could not be (the old one stays)."""
     from pytest_benchmark.utils import safe_dumps
 
+    benchmarks = measured(session.benchmarks)
     machine_info = session.get_machine_info()
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
     config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
 
     def document(include_data: bool) -> str:
         out = config.hook.pytest_benchmark_generate_json(
-            config=config, benchmarks=session.benchmarks, include_data=include_data,
+            config=config, benchmarks=benchmarks, include_data=include_data,
             machine_info=machine_info, commit_info=commit_info,
         )
-        config.hook.pytest_benchmark_update_json(config=config, benchmarks=session.benchmarks, output_json=out)
+        config.hook.pytest_benchmark_update_json(config=config, benchmarks=benchmarks, output_json=out)
         return safe_dumps(out, ensure_ascii=True, indent=4)
 
     lines = []
