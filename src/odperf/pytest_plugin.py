@@ -258,13 +258,14 @@ def _refuse_xdist_timing(config: pytest.Config, state: Any) -> None:
     workers still meet, by the same marker."""
     if os.environ.get("PYTEST_XDIST_WORKER") or not _xdist_workers(config):
         return
-    if _selects_timing(config.option.markexpr, state.cases()):
+    if _selects_timing(config.option.markexpr, state.cases(), _streams_asked(config)):
         raise pytest.UsageError(_XDIST_MESSAGE.format(n=_xdist_workers(config)))
 
 
-def _selects_timing(markexpr: str | None, cases: list[Any]) -> bool:
+def _selects_timing(markexpr: str | None, cases: list[Any], streams: bool = False) -> bool:
     """Whether ``-m markexpr`` selects any timing case, by pytest's own evaluation of the expression
-    against the markers such a case carries: ``timing`` and the case's own (hardware, model)."""
+    against the markers such a case carries: ``timing`` (or ``stream``, where ``streams`` were asked for) and
+    the case's own (hardware, model)."""
     if not markexpr:
         return bool(cases)
     from _pytest.mark import MarkMatcher
@@ -276,7 +277,7 @@ def _selects_timing(markexpr: str | None, cases: list[Any]) -> bool:
         return False  # pytest itself reports the malformed expression
     return any(
         expression.evaluate(MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in (kind, *c.markers)))
-        for c in cases for kind in (TIMING_MARKER, STREAM_MARKER)
+        for c in cases for kind in ((TIMING_MARKER, STREAM_MARKER) if streams else (TIMING_MARKER,))
     )
 
 
