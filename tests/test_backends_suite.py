@@ -40,7 +40,7 @@ def test_both_runtimes_in_one_run_and_one_json(tmp_path: Path):
     assert report.returncode == 0, report.stderr
     table = (tmp_path / "report" / "tables.md").read_text()
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| cpu ")]
-    runtimes = {(c[1], c[-1].split("+")[0]) for c in cells if len(c) == 14}  # the measurements table's rows
+    runtimes = {(c[1], c[-1].split("+")[0]) for c in cells if len(c) == 15}  # the measurements table's rows
     assert runtimes == {("tiny", f"torch {metadata.version('torch')}"),
                         ("centernet_tiny", f"tensorflow {metadata.version('tensorflow')}")}
 

@@ -114,7 +114,7 @@ def compare_pairs(ratios: Sequence[float], threshold: float, alpha: float = DEFA
         raise ValueError(f"compare_pairs needs positive ratios, got {list(ratios)}")
     ratio = float(np.exp(logs.mean()))
     if logs.size < MIN_PAIRS:
-        return TimeChange(ratio, ratio, ratio, 1.0, (int(logs.size), int(logs.size)), UNDECIDED)
+        return TimeChange(ratio, ratio, ratio, 1.0, (int(logs.size), int(logs.size)), UNDECIDED, test="pairs")
     rng = np.random.default_rng(SEED)
     means = rng.choice(logs, size=(BOOTSTRAP_SAMPLES, logs.size)).mean(axis=1)
     tail = (1 - CONFIDENCE) / 2 * 100
