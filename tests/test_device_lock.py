@@ -51,7 +51,7 @@ def test_both_runs_see_each_other(tmp_path: Path):
             code = ("import sys; from pathlib import Path; from odperf.measure.lock import DeviceLock; "
                     "l = DeviceLock('cpu', Path(sys.argv[1])).acquire(); print(*sorted(h.pid for h in l.others()))")
             out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
-            assert out.stdout.split() == sorted([str(proc.pid), str(os.getpid())])
+            assert [int(pid) for pid in out.stdout.split()] == sorted([proc.pid, os.getpid()])
             assert [h.pid for h in mine.others()] == [proc.pid]  # the third process has ended
     finally:
         proc.stdin.close()
