@@ -195,3 +195,13 @@ def test_the_index_names_the_papers_figures_each_plot_reproduces(real, gpu):
     _, index = gpu
     assert "### Fig. 4b: Inference time per image vs batch size: v100_sxm2\n" in index
     assert "### Fig. 7" not in index  # the paper showed no V100 SXM2 memory figure
+
+
+def test_a_model_run_tile_by_tile_says_so_in_the_legend(tmp_path: Path):
+    """On the H200 the untrained full-size detector failed the batch probe: its flat memory across batch
+    sizes is its tiles going one call each, which the legend must say rather than suggest batching."""
+    run = Path(__file__).parents[1] / "reports" / "gpu-h200" / "gpu.json"
+    report = build_report(load_runs([run]))
+    write_report(report, tmp_path)
+    legend = [t.get_text() for t in main_axes(plot(report, "memory_vs_batch_h200.png")).get_legend().get_texts()]
+    assert sorted(legend) == ["faster_rcnn_fpn_torch", "fasterrcnn_resnet50_fpn_v2 (tile by tile)"]

@@ -137,7 +137,9 @@ def by_batch(rows: Sequence[Row], profile: str, out_dir: Path, what: str,
     for model, series in per_model.items():
         ok = [r for r in series if r.ok and value(r) is not None]
         if ok:
-            ax.plot([r.batch_size for r in ok], [value(r) for r in ok], marker="o", label=model,
+            # a batch-1-only model runs its tiles one call each: its "batch" is the suite's, not the model's
+            label = f"{model} (tile by tile)" if any(r.tile_by_tile for r in ok) else model
+            ax.plot([r.batch_size for r in ok], [value(r) for r in ok], marker="o", label=label,
                     color=colours[model])
         measured += [value(r) for r in ok]
     _batch_axis(ax, mine)

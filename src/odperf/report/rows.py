@@ -46,6 +46,7 @@ class Row:
     repairs: dict[str, int] | None = None  # detections repaired before scoring (odperf.measure.accuracy)
     runtime: str | None = None  # "tensorflow 2.21.0", "torch 2.14.1+cu130"; None in files before runtimes
     untrained: bool = False  # random weights: timed for time and memory, no mAP
+    tile_by_tile: bool = False  # a batch-1-only model: its "batch" tiles went through one call each
     map_dataset: str | None = None  # the set the mAP was scored on (``scored_on``); None: not recorded
     rounds: tuple[float, ...] = ()  # every round's seconds per image, where the file kept them (stats data)
     model_mb: float | None = None  # the model's own memory: peak minus the runtime's, before the model loaded
@@ -110,6 +111,7 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         repairs=(by.accuracy or {}).get("repairs") if by else None,
         runtime=" ".join(p for p in (rec.backend, rec.runtime_version) if p) or None,
         untrained=bool(rec.untrained),
+        tile_by_tile=rec.batch_mode == "tile_by_tile",
         map_dataset=scored_on(by.accuracy) if by else None,
         rounds=tuple(float(t) for t in ((timing[1] or {}).get("data") or ())) if timing else (),
         model_mb=_float(timing[0].model_memory_mb) if timing else None,
