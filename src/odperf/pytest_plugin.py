@@ -125,7 +125,7 @@ def _register_markers(config: pytest.Config, markers: dict[str, str]) -> None:
 
 def _xdist_workers(config: pytest.Config) -> Any:
     n = getattr(config.option, "numprocesses", None)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # as pytest-benchmark decides that it is disabled
         return os.environ.get("PYTEST_XDIST_WORKER_COUNT", "?")
     return n if n not in (None, 0, "0") else None
 

@@ -75,7 +75,10 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
         run = Pass(f"shard{shard.index}", ",".join(map(str, shard.batch_sizes)),
                    (f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
         cmd = [*pytest_command(args, run, json_path, save=False), "-p", "odperf.scaleout.case_log"]
-        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        # Ray's thread count is not the runtime's to take; a node started from inside a pytest-xdist worker
+        # hands down PYTEST_XDIST_*, with which pytest-benchmark would switch itself off in the shard's pytest
+        env = {k: v for k, v in os.environ.items()
+               if k != "OMP_NUM_THREADS" and not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
         env[CASE_LOG_ENV] = str(log_path)
         report = _Reporter(board, shard, node_id, host, start)
         report.update(log_path)
