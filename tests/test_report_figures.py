@@ -19,6 +19,7 @@ from odperf.report.rows import load_runs, scored_on
 from odperf.results import load_run
 
 REAL = Path(__file__).parent / "data" / "runs" / "real"
+STREAMS = Path(__file__).parent / "data" / "runs" / "stream"  # benchmarks/test_stream.py's saved runs
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,14 @@ def gpu(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, str]:
     mr.main(runs)
     report = build_report(load_runs([runs]))
     index = write_report(report, tmp_path_factory.mktemp("gpu"))
+    return report, index.read_text()
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, str]:
+    """The streaming pass on an H200 (faster_rcnn_fpn_torch, batch 64, the GPU check) and on the CPU."""
+    report = build_report(load_runs([STREAMS]))
+    index = write_report(report, tmp_path_factory.mktemp("stream"))
     return report, index.read_text()
 
 
@@ -153,7 +162,7 @@ def drawn_texts(fig) -> list[Text]:
     return shown
 
 
-@pytest.mark.parametrize("which", ["real", "gpu"])
+@pytest.mark.parametrize("which", ["real", "gpu", "stream"])
 def test_no_label_overlaps_another_or_leaves_the_figure(which: str, request):
     report, _ = request.getfixturevalue(which)
     for p in report.plots:
@@ -205,3 +214,28 @@ def test_a_model_run_tile_by_tile_says_so_in_the_legend(tmp_path: Path):
     write_report(report, tmp_path)
     legend = [t.get_text() for t in main_axes(plot(report, "memory_vs_batch_h200.png")).get_legend().get_texts()]
     assert sorted(legend) == ["faster_rcnn_fpn_torch", "fasterrcnn_resnet50_fpn_v2 (tile by tile)"]
+
+
+def test_the_stream_report_draws_the_knee_with_its_deadline_and_the_latency_at_the_line(stream):
+    report, index = stream
+    run = load_run(STREAMS / "h200.json")
+    peak = next(r for r in run.records if (r.stream or {}).get("scenario") == "peak").stream
+    knee = plot(report, "stream_knee_h200.png")
+    ax = knee.figure.axes[0]
+    steps = sorted(p["rate"] for p in peak["peak"]["points"])
+    drawn = {round(float(x), 6) for line in ax.get_lines() if line.get_marker() == "o" for x in line.get_xdata()}
+    assert {round(r, 6) for r in steps} <= drawn  # every step of the search, at its offered rate
+    assert peak["line"]["deadline_s"] in limit_values(ax)
+    server = plot(report, "stream_latency_h200.png")
+    assert server.figure.axes[0].get_lines()
+    assert "### h200: latency percentiles against offered rate (the knee)\n" in index
+    # with and without the prefetch thread: two measurements, side by side in the capacity table
+    capacity = index.split("## Capacity: does the device hold the line", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in capacity.splitlines() if ln.startswith("| h200 ")]
+    for name, prefetch in (("h200.json", "no"), ("h200-prefetch.json", "yes")):
+        rec = next(r for r in load_run(STREAMS / name).records if (r.stream or {}).get("scenario") == "peak")
+        (row,) = [r for r in rows if r[-1] == prefetch]
+        assert row[2] == "64" and row[6] == "yes"  # batch 64 holds the line
+        assert row[9] == str(rec.stream["capacity"]["cameras_per_device"])
+    labels = [t.get_text() for t in knee.figure.legends[0].get_texts()]
+    assert "faster_rcnn_fpn_torch b64 prefetch p99" in labels and "faster_rcnn_fpn_torch b64 p99" in labels

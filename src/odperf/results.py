@@ -131,8 +131,11 @@ class RunRecord:
     @property
     def key(self) -> RecordKey:
         """What was measured: a run may cover cpu and gpu, and time and score the same batch size; a stream
-        record is one scenario's (kind ``stream:<scenario>``)."""
-        kind = f"{self.kind}:{self.stream.get('scenario')}" if self.kind == STREAM and self.stream else self.kind
+        record is one scenario's (kind ``stream:<scenario>``, ``+prefetch`` where the prefetch thread ran:
+        streams with and without it are different measurements, to be shown side by side)."""
+        kind = self.kind
+        if self.kind == STREAM and self.stream:
+            kind = f"{self.kind}:{self.stream.get('scenario')}" + ("+prefetch" if self.stream.get("prefetch") else "")
         return (self.device_profile, self.model, int(self.batch_size), kind)
 
     def describe(self) -> str:

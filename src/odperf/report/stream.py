@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 
-from odperf.report.plots import Plot, _save, safe_name
+from odperf.report.plots import Plot, _figure, _save, safe_name
 from odperf.report.tables import Table
 from odperf.results import STREAM, RunRecord, SavedRun
 
@@ -23,7 +23,15 @@ def stream_records(runs: Sequence[SavedRun]) -> list[RunRecord]:
         for rec in run.records:
             if rec.kind == STREAM and rec.stream:
                 latest[rec.key] = rec
-    return sorted(latest.values(), key=lambda r: (r.device_profile, r.model, r.batch_size, _order(r)))
+    return sorted(latest.values(), key=lambda r: (r.device_profile, r.model, r.batch_size, _prefetch(r), _order(r)))
+
+
+def _prefetch(rec: RunRecord) -> bool:
+    return bool((rec.stream or {}).get("prefetch"))
+
+
+def _label(rec: RunRecord) -> str:
+    return f"{rec.model} b{rec.batch_size}" + (" prefetch" if _prefetch(rec) else "")
 
 
 def _order(rec: RunRecord) -> int:
@@ -60,11 +68,11 @@ def latency_table(records: Sequence[RunRecord]) -> Table:
 
 
 def capacity_table(records: Sequence[RunRecord]) -> Table:
-    by_case: dict[tuple[str, str, int], dict[str, RunRecord]] = {}
+    by_case: dict[tuple[str, str, int, bool], dict[str, RunRecord]] = {}
     for r in records:
-        by_case.setdefault((r.device_profile, r.model, r.batch_size), {})[(r.stream or {}).get("scenario")] = r
+        by_case.setdefault((r.device_profile, r.model, r.batch_size, _prefetch(r)), {})[(r.stream or {}).get("scenario")] = r
     rows = []
-    for (profile, model, batch), scenarios in sorted(by_case.items()):
+    for (profile, model, batch, prefetch), scenarios in sorted(by_case.items()):
         server, peak = scenarios.get("server"), scenarios.get("peak")
         if server is None and peak is None:
             continue
@@ -76,45 +84,59 @@ def capacity_table(records: Sequence[RunRecord]) -> Table:
         rows.append([profile, model, batch, line.get("rate"), line.get("deadline_s"), lat.get("p99"),
                      None if held is None else ("yes" if held else "no"), (pk.get("peak") or {}).get("rate"),
                      pk.get("implied_rate"), cap.get("cameras_per_device"), cap.get("lines_per_device"),
-                     cap.get("devices_per_line")])
+                     cap.get("devices_per_line"), "yes" if prefetch else "no"])
     return Table(
         name="stream_capacity",
         title="Capacity: does the device hold the line, its peak rate within the deadline, cameras and devices",
         headers=["device", "model", "batch", "line img/s", "deadline s", "p99 at line s", "holds line",
-                 "peak img/s", "1/(s per img)", "cameras/device", "lines/device", "devices/line"],
+                 "peak img/s", "1/(s per img)", "cameras/device", "lines/device", "devices/line", "prefetch"],
         rows=rows,
-        floatfmt=["", "", "", ".3g", ".3g", ".3f", "", ".3g", ".3g", "", ".2f", ""],
+        floatfmt=["", "", "", ".3g", ".3g", ".3f", "", ".3g", ".3g", "", ".2f", "", ""],
         note="Line: 95 camera images per car over the interval between cars (5 cameras); holds: the 99th "
              "percentile latency at the line's rate (Poisson arrivals) is within the deadline. Peak: the highest "
-             "Server rate whose 99th percentile stayed within the deadline (bisection); 1/(s per img): the rate "
-             "the model's time per image implies, measured in the same worker.",
+             "Server rate whose 99th percentile stayed within the deadline (bisection); 1/(s per img): the "
+             "device's throughput, the rate its time per image implies (the fastest of a few images through the "
+             "stream's path, in the same worker): no rate above it counts as held, however short runs look.",
     )
+
+
+STREAM_KNEE, STREAM_LATENCY = "stream_knee", "stream_latency"
+
+
+def _finish(fig: Figure, ax: Any, title: str, file_name: str, out_dir: Path, kind: str, profile: str,
+            caption: str) -> Plot:
+    """Title, legend beside the axes (never over the curves), saved; the Plot the index lists."""
+    ax.set_title(title)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    path = _save(fig, out_dir / f"{file_name}_{safe_name(profile)}.png")
+    return Plot(title, path, kind, profile, caption=caption, figure=fig)
 
 
 def knee_plot(records: Sequence[RunRecord], profile: str, out_dir: Path) -> Plot | None:
     """Latency percentiles against the offered rate, from the peak search: where the queue starts to build."""
-    peaks = [r for r in records if r.device_profile == profile and (r.stream or {}).get("peak")]
+    peaks = [r for r in records if r.device_profile == profile and ((r.stream or {}).get("peak") or {}).get("points")]
     if not peaks:
         return None
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = _figure(8.5, 4.8)
     ax = fig.add_subplot()
+    deadlines = set()
     for i, r in enumerate(peaks):
         points = sorted(r.stream["peak"]["points"], key=lambda p: p["rate"])
         color = f"C{i % 10}"
         rates = [p["rate"] for p in points]
         for name, style in (("p50", ":"), ("p99", "-")):
             ax.plot(rates, [p["latency_s"].get(name) for p in points], style, marker="o", color=color,
-                    label=f"{r.model} b{r.batch_size} {name}")
-        deadline = (r.stream.get("line") or {}).get("deadline_s")
-        if deadline:
-            ax.axhline(deadline, color=color, linewidth=0.8, alpha=0.5)
+                    label=f"{_label(r)} {name}")
+        deadlines.add((r.stream.get("line") or {}).get("deadline_s"))
+    for deadline in sorted(d for d in deadlines if d):
+        ax.axhline(deadline, color="0.35", linewidth=0.9, linestyle="--", gid="limit", label=f"deadline {deadline:g} s")
     ax.set_yscale("log")
-    ax.set_xlabel("offered rate (camera images/s, Poisson)")
-    ax.set_ylabel("latency per image (s)")
-    ax.set_title(f"{profile}: latency against offered rate (thin lines: deadlines)")
-    ax.legend(fontsize=7)
-    path = _save(fig, out_dir / f"stream_knee_{safe_name(profile)}.png")
-    return Plot(f"{profile}: latency percentiles against offered rate (the knee)", path)
+    ax.set_xlabel("offered rate (camera images/s, Poisson arrivals)")
+    ax.set_ylabel("latency per camera image (s)")
+    return _finish(fig, ax, f"{profile}: latency percentiles against offered rate (the knee)", "stream_knee",
+                   out_dir, STREAM_KNEE, profile,
+                   "Each point is one LoadGen Server run of the peak search at that offered rate; the peak is the "
+                   "highest rate whose p99 stayed under the deadline.")
 
 
 def distribution_plot(records: Sequence[RunRecord], profile: str, out_dir: Path) -> Plot | None:
@@ -124,19 +146,19 @@ def distribution_plot(records: Sequence[RunRecord], profile: str, out_dir: Path)
     if not server:
         return None
     marks = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0))
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = _figure(8.5, 4.8)
     ax = fig.add_subplot()
     for r in server:
         lat = _summary(r)["latency_s"]
         xs = [(lat[k], q) for k, q in marks if lat.get(k) is not None]
-        ax.step([x for x, _ in xs], [q for _, q in xs], where="post", marker="o", label=f"{r.model} b{r.batch_size}")
+        ax.step([x for x, _ in xs], [q for _, q in xs], where="post", marker="o", label=_label(r))
     ax.set_xscale("log")
-    ax.set_xlabel("latency per image (s)")
+    ax.set_xlabel("latency per camera image (s)")
     ax.set_ylabel("fraction of images within")
-    ax.set_title(f"{profile}: latency distribution at the line's rate (LoadGen's percentiles)")
-    ax.legend(fontsize=7)
-    path = _save(fig, out_dir / f"stream_latency_{safe_name(profile)}.png")
-    return Plot(f"{profile}: latency distribution at the line's rate", path)
+    return _finish(fig, ax, f"{profile}: latency distribution at the line's rate", "stream_latency", out_dir,
+                   STREAM_LATENCY, profile,
+                   "Drawn from LoadGen's percentiles (min, p50, p90, p95, p99, p99.9, max) of the Server run at "
+                   "the line's rate.")
 
 
 def stream_tables(runs: Sequence[SavedRun]) -> list[Table]:
