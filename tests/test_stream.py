@@ -59,6 +59,27 @@ def test_capacity_follows_from_the_peak_and_the_line():
     assert percentile_key(0.99) == "p99" and percentile_key(0.999) == "p99.9"
 
 
+def test_a_rate_above_the_throughput_is_never_held_however_its_short_run_looked():
+    """A run of a few queries ends before an overloaded device's queue pushes the percentile past a long
+    deadline (measured: 2.8 images/s 'held' within 20 s by a model doing 1 image/s)."""
+    from types import SimpleNamespace
+
+    from odperf.stream.line import holds
+
+    tried = []
+
+    def short_run(rate: float):  # every run's p99 within the deadline, as short runs show it
+        tried.append(rate)
+        return SimpleNamespace(summary=SimpleNamespace(latency_s={"p99": 1.0}, achieved_rate=rate, result="INVALID",
+                                                       scheduled_rate=rate))
+
+    peak = find_peak(short_run, implied_rate=1.0, deadline_s=20.0, steps=4)
+    assert max(tried) <= 1.0 and peak.rate is not None and 0.5 <= peak.rate <= 1.0
+    assert holds({"p99": 6.1}, 20.0, rate=2.76, throughput=0.97) is False
+    assert holds({"p99": 1.2}, 20.0, rate=0.25, throughput=0.97) is True
+    assert holds({}, 20.0, rate=0.25, throughput=0.97) is None
+
+
 def test_memory_slope_ignores_warm_up():
     flat_after_jump = [[t / 10, 100.0 if t < 5 else 200.0] for t in range(60)]
     assert memory_slope(flat_after_jump) == pytest.approx(0.0, abs=1e-6)
@@ -108,7 +129,7 @@ def test_peak_lies_near_the_rate_the_time_per_image_implies(runner):
     peak = find_peak(lambda rate: session.stream(server.at_rate(rate), runner.plan.log_root / f"peak-{rate:.3g}"),
                      implied, 4 * per_image, steps=4)
     assert peak.rate is not None, peak.points
-    assert 0.5 * implied <= peak.rate <= 1.5 * implied, (peak.rate, implied, peak.points)
+    assert 0.5 * implied <= peak.rate <= implied, (peak.rate, implied, peak.points)
     held = [p.rate for p in peak.points if p.held]
     failed = [p.rate for p in peak.points if not p.held]
     assert max(held) == peak.rate and all(f > peak.rate for f in failed)

@@ -6,6 +6,12 @@ that rate (Poisson, LoadGen's Server scenario), the 99th percentile of the per-i
 deadline. The peak is the highest Server rate whose percentile stays within the deadline, found by
 bisection over the rate (each step one short LoadGen Server run); from it, capacity: how many cameras and
 lines one device serves, how many devices a line needs.
+
+Both verdicts are also bounded by the device's throughput, the rate its time per image implies (images
+back to back in the same worker). Above it the queue grows without end, but a run of a few queries ends
+before the queue pushes the percentile past a deadline of several seconds: such a run looked held at 2.8
+times what the model could do. A rate above the throughput is therefore never held, however its short
+run looked; the record keeps both readings.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, Callable
 from odperf.workload import PAPER_CAR, Car
 
 LINE_PERCENTILE = 0.99
-PEAK_BRACKET = (0.25, 1.5)  # the search's first bracket, in multiples of the rate implied by the time per image
+PEAK_BRACKET = (0.25, 1.0)  # the search's bracket, in multiples of the throughput (the rate the time per image implies)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class PeakPoint:
     latency_s: dict[str, float]
     achieved_rate: float | None
     result: str  # LoadGen's VALID / INVALID
+    scheduled_rate: float | None = None  # LoadGen's Poisson schedule as issued
 
 
 @dataclass
@@ -90,10 +97,14 @@ def capacity(peak_rate: float, line: Line) -> Capacity:
     )
 
 
-def holds(latency_s: dict[str, float], deadline_s: float, percentile: float = LINE_PERCENTILE) -> bool | None:
-    """Whether the run's latency at ``percentile`` is within the deadline (None: LoadGen gave no such figure)."""
+def holds(latency_s: dict[str, float], deadline_s: float, percentile: float = LINE_PERCENTILE,
+          rate: float | None = None, throughput: float | None = None) -> bool | None:
+    """Whether the run's latency at ``percentile`` is within the deadline (None: LoadGen gave no such figure)
+    and, given an offered ``rate`` and the device's ``throughput``, whether the rate is within it."""
     value = latency_s.get(percentile_key(percentile))
-    return None if value is None else value <= deadline_s
+    if value is None:
+        return None
+    return value <= deadline_s and (rate is None or throughput is None or rate <= throughput)
 
 
 def percentile_key(percentile: float) -> str:
@@ -103,23 +114,22 @@ def percentile_key(percentile: float) -> str:
 
 def find_peak(run_at: Callable[[float], Any], implied_rate: float, deadline_s: float, steps: int,
               percentile: float = LINE_PERCENTILE) -> Peak:
-    """Bisection (geometric) over the Server rate, first bracket PEAK_BRACKET x ``implied_rate``:
-    ``run_at(rate)`` runs LoadGen's Server scenario and returns its StreamRun. Until a rate fails, the
-    bracket's top doubles with every rate that holds (the time per image it starts from may have been
-    measured in a slow moment); after that each step halves the bracket on a log scale. The peak is the
-    highest rate that held."""
+    """Bisection (geometric) over the Server rate within PEAK_BRACKET x ``implied_rate`` (the throughput:
+    no rate above it is held, see the module's docstring): ``run_at(rate)`` runs LoadGen's Server scenario
+    and returns its StreamRun; a rate that held raises the bracket's floor, one that failed lowers its top.
+    The peak is the highest rate that held."""
     lo, hi = (f * implied_rate for f in PEAK_BRACKET)
     peak = Peak(rate=None, implied_rate=implied_rate)
-    failed = False
     for _ in range(max(1, steps)):
         rate = math.sqrt(lo * hi)
         run = run_at(rate)
-        ok = bool(holds(run.summary.latency_s, deadline_s, percentile))
+        ok = bool(holds(run.summary.latency_s, deadline_s, percentile, rate, implied_rate))
         peak.points.append(PeakPoint(rate=rate, held=ok, latency_s=dict(run.summary.latency_s),
-                                     achieved_rate=run.summary.achieved_rate, result=run.summary.result))
+                                     achieved_rate=run.summary.achieved_rate, result=run.summary.result,
+                                     scheduled_rate=run.summary.scheduled_rate))
         if ok:
-            lo, hi = rate, hi if failed else 2 * hi
+            lo = rate
             peak.rate = max(rate, peak.rate or 0.0)
         else:
-            hi, failed = rate, True
+            hi = rate
     return peak

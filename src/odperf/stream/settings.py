@@ -48,8 +48,8 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # The main job: all five embedded models within 6 minutes on a 2-core CPU.
-    "quick": Budget("quick", min_duration_s=3.0, min_queries=5, max_duration_s=60.0, offline_images=8,
-                    peak_steps=3, multi_queries=3),
+    "quick": Budget("quick", min_duration_s=3.0, min_queries=3, max_duration_s=60.0, offline_images=6,
+                    peak_steps=3, multi_queries=2),
     # CI: every scenario once, as short as LoadGen allows a meaningful percentile.
     "smoke": Budget("smoke", min_duration_s=1.0, min_queries=3, max_duration_s=30.0, offline_images=4,
                     peak_steps=2, multi_queries=2, qsl_images=4),
