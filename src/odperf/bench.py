@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -73,6 +74,13 @@ def summarise_car(images: int = IMAGES_PER_CAR) -> str:
         calls = len(batch_bounds(g.tiles_per_image, b))
         lines.append(f"  batch {b:>2}: {calls:>2} model calls per image, {calls * images:>5} per car")
     return "\n".join(lines)
+
+
+def child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child pytest run: without what a pytest-xdist worker hands down
+    (PYTEST_XDIST_*, with which pytest-benchmark switches itself off and odperf refuses timing)."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items()
+            if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
 
 
 def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True,

@@ -11,7 +11,10 @@ It runs through PyTorch (no TensorFlow needed) and shows, with real figures:
    still runs, with the allocator's peaks beside NVML's;
 3. a batch sweep 1..64 of a trained embedded PyTorch detector and a full-size torchvision architecture
    through the real suite (pytest-benchmark JSON) and ``odperf report`` (time per image, tiles/s, peak GPU
-   memory, mAP for the trained one).
+   memory, mAP for the trained one);
+4. with ``--stream``: the trained detector's streaming pass (MLPerf LoadGen, benchmarks/test_stream.py) at
+   batch 64 against the paper's line (95 images per 2-minute car, 1 s per image at the 99th percentile),
+   with the prefetch thread off and on: the peak rate the GPU holds and the cameras it serves.
 It writes ``gpu_check.md`` (the figures and the command) next to the sweep's JSON and report. Exit
 status: 0 all consistent, 1 a figure disagrees, 2 no GPU here (nothing was checked: never a pass).
 """
@@ -27,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from odperf.bench import child_env
 from odperf.package_data import suite_dir
 
 GIB = 1 << 30
@@ -182,7 +186,7 @@ def sweep(device: str, out: Path, images: int) -> Finding:
            "-q", f"--odperf-models={TRAINED_MODEL},{FULL_SIZE_MODEL}", f"--odperf-devices={device}",
            f"--odperf-images={images}", "--odperf-accuracy", f"--benchmark-json={json_path}"]
     t0 = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     found.rows += [("suite command", " ".join(["python", *cmd[1:]])), ("suite exit", done.returncode),
                    ("suite wall s", time.monotonic() - t0)]
     if done.returncode not in (0, 1) or not json_path.is_file() or json_path.stat().st_size == 0:
@@ -198,6 +202,83 @@ def sweep(device: str, out: Path, images: int) -> Finding:
     return found
 
 
+STREAM_BATCH = 64
+STREAM_DEADLINE_S = 1.0  # the paper's tightest per-image deadline
+# The line on a GPU profile: the paper's 2-minute interval between cars and its 1 s deadline.
+_STREAM_RULES = """[profiles.{profile}]
+car_interval_s = 120.0
+
+[[rule]]
+profiles = ["{profile}"]
+models = ["{model}"]
+tail_latency_s = {deadline}
+"""
+
+
+def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline_s: float = STREAM_DEADLINE_S,
+           prefetch_modes: tuple[bool, ...] = (False, True)) -> Finding:
+    """The streaming pass of the trained detector on the GPU, prefetch off then on, and the report of both."""
+    from odperf.package_data import fixtures_dir
+    from odperf.results import load_run
+
+    found = Finding(f"Streams: {TRAINED_MODEL} at batch {STREAM_BATCH} through MLPerf LoadGen ({budget} budget), "
+                    f"the paper's line at {deadline_s:g} s per image, prefetch "
+                    f"{' and '.join('on' if m else 'off' for m in prefetch_modes)}")
+    rules = out / "stream_expectations.toml"
+    rules.write_text(_STREAM_RULES.format(profile=profile, model=TRAINED_MODEL, deadline=deadline_s),
+                     encoding="utf-8")
+    written = []
+    for prefetch in prefetch_modes:
+        name = "stream-prefetch" if prefetch else "stream"
+        json_path = out / f"{name}.json"
+        cmd = [sys.executable, "-m", "pytest", str(suite_dir() / "test_stream.py"), "-p", "odperf.pytest_plugin",
+               "-p", "no:xdist", "-p", "no:cacheprovider", "-q", f"--odperf-models={TRAINED_MODEL}",
+               f"--odperf-devices={device}", f"--odperf-batch-sizes={STREAM_BATCH}",
+               f"--odperf-stream-budget={budget}", f"--odperf-expectations={fixtures_dir() / 'expectations.toml'}",
+               f"--odperf-expectations={rules}", f"--benchmark-json={json_path}",
+               *(["--odperf-stream-prefetch"] if prefetch else [])]
+        t0 = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+        found.rows += [(f"{name}: command", " ".join(["python", *cmd[1:]])),
+                       (f"{name}: exit; wall s", f"{done.returncode}; {time.monotonic() - t0:.0f}")]
+        try:
+            run = load_run(json_path)
+        except Exception as exc:  # noqa: BLE001 (any unreadable result is the finding)
+            found.problems.append(f"{name}: no readable JSON ({exc}); the suite's output ends:\n```\n"
+                                  f"{(done.stdout + done.stderr)[-2500:]}\n```")
+            continue
+        written.append(str(json_path))
+        for rec in run.records:
+            block = rec.stream or {}
+            scenario = block.get("scenario")
+            lat = (block.get("summary") or {}).get("latency_s", {})
+            rate = (block.get("summary") or {}).get("achieved_rate")
+            cap = block.get("capacity") or {}
+            what = {
+                "peak": f"peak {_fmt((block.get('peak') or {}).get('rate'))} images/s (implied by time per image "
+                        f"{_fmt(block.get('implied_rate'))}); {cap.get('cameras_per_device', '-')} cameras per "
+                        f"device, {_fmt(cap.get('lines_per_device'))} lines per device",
+                "server": f"holds the line: {block.get('holds_line')}; p99 {_fmt(lat.get('p99'))} s",
+                "offline": f"{_fmt(rate)} images/s, {_fmt(block.get('tiles_per_s'))} tiles/s",
+            }.get(scenario, f"p90 {_fmt(lat.get('p90'))} s, {_fmt(rate)} images/s")
+            found.rows.append((f"{name}: {scenario} ({rec.outcome})",
+                               f"{what}; peak memory {_fmt(rec.peak_memory_mb)} MB"))
+            if rec.outcome != "ok":
+                found.problems.append(f"{name}: {scenario} ended {rec.outcome}: {(rec.error or '')[:300]}")
+            if scenario == "peak" and not (block.get("peak") or {}).get("rate"):
+                found.problems.append(f"{name}: the peak search held no rate within {deadline_s:g} s")
+        if done.returncode not in (0, 1):
+            found.problems.append(f"{name}: the suite ended with exit {done.returncode}: "
+                                  f"{(done.stdout + done.stderr)[-1500:]}")
+    if written:
+        report = subprocess.run([sys.executable, "-m", "odperf.cli", "report", *written, "--out",
+                                 str(out / "report-stream")], capture_output=True, text=True)
+        found.rows.append(("report", f"{out / 'report-stream' / 'index.md'} (exit {report.returncode})"))
+        if report.returncode != 0:
+            found.problems.append(f"odperf report of the streams failed: {report.stderr[-500:]}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m odperf.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", default="gpu:0", help="gpu:N, the N-th GPU odperf was given (default gpu:0)")
@@ -207,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="emulated card for the out-of-memory case (default: half of batch 64's measured need)")
     parser.add_argument("--images", type=int, default=3, help="camera images per case in the sweep")
     parser.add_argument("--dataset", default=None, help="COCO-format root (default: the embedded synthetic set)")
-    parser.add_argument("--skip-sweep", action="store_true", help="only the memory and out-of-memory checks")
+    parser.add_argument("--skip-sweep", action="store_true", help="leave out the batch sweep")
+    parser.add_argument("--stream", action="store_true",
+                        help="also the streaming pass (needs MLPerf LoadGen: pip install 'odperf[stream]')")
     args = parser.parse_args(argv)
     reason = no_gpu_reason()
     if reason is not None:
@@ -227,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     findings = [check_memory(args.gpu, int(args.alloc_gib * GIB)), check_emulated_oom(args.gpu, args.dataset, args.cap_mb)]
     if not args.skip_sweep:
         findings.append(sweep(args.gpu, out, args.images))
+    if args.stream:
+        findings.append(stream(args.gpu, gpu.name, out))
     problems = [p for f in findings for p in f.problems]
     head = (f"# GPU check on {gpu.display_name} ({gpu.name}, {gpu.memory_mb:.0f} MB, driver {gpu.driver}, "
             f"CUDA {gpu.cuda})\n\nCommand: `python -m odperf.gpu_check {' '.join(argv if argv is not None else sys.argv[1:])}`"

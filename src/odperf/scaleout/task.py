@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import shutil
 import signal
 import socket
@@ -62,7 +61,7 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
     import ray  # noqa: PLC0415 (runs inside a Ray worker)
     from pytest_benchmark.utils import get_machine_id
 
-    from odperf.bench import Pass, pytest_command
+    from odperf.bench import Pass, child_env, pytest_command
 
     start = time.time()
     node_id, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
@@ -77,8 +76,7 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
         cmd = [*pytest_command(args, run, json_path, save=False), "-p", "odperf.scaleout.case_log"]
         # Ray's thread count is not the runtime's to take; a node started from inside a pytest-xdist worker
         # hands down PYTEST_XDIST_*, with which pytest-benchmark would switch itself off in the shard's pytest
-        env = {k: v for k, v in os.environ.items()
-               if k != "OMP_NUM_THREADS" and not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
+        env = {k: v for k, v in child_env().items() if k != "OMP_NUM_THREADS"}
         env[CASE_LOG_ENV] = str(log_path)
         report = _Reporter(board, shard, node_id, host, start)
         report.update(log_path)
