@@ -5,7 +5,7 @@
 #   bash tasks.sh bench [pytest args...]   the main job: every embedded model x batch size on this machine
 #   bash tasks.sh test  [pytest args...]   the library's tests, the CI smoke run of the real suite, and
 #                                          odperf ab of this commit against its merge base (CI gates itself)
-#   bash tasks.sh calibrate-gate [args...] false alarms (A/A) and detections (planted +25%) of odperf ab
+#   bash tasks.sh calibrate-gate N [args] false alarms (A/A) and detections (planted +25%) of odperf ab
 #   bash tasks.sh setup                    only create/refresh .venv
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 #   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
@@ -48,9 +48,9 @@ gate_self() {
         return 0
     fi
     echo "odperf ab: gating $(git log -1 --format='%h %s' HEAD) against $(git log -1 --format='%h %s' "$base")"
-    # A slowdown must pass +25% and a paired t-test at p < 0.01 over the 4 pairs: CI does not cry wolf.
-    "$PY" -m odperf.cli ab --baseline-ref "$base" --accuracy --strict --time-threshold 0.25 --alpha 0.01 \
-        --out .benchmarks/ab
+    # --ci: a slowdown must pass +25% and a paired t-test at p < 0.01 over the 4 pairs (CI does not cry
+    # wolf); any changed outcome or mAP fails.
+    "$PY" -m odperf.cli ab --baseline-ref "$base" --ci --out .benchmarks/ab
 }
 
 task=${1:-}
@@ -76,7 +76,8 @@ case "$task" in
         ;;
     calibrate-gate)
         setup
-        exec "$PY" tools/calibrate_gate.py "$@"
+        # N A/A comparisons and N against a planted slowdown: bash tasks.sh calibrate-gate 10 [ab options]
+        exec "$PY" -m odperf.cli ab --calibrate "$@"
         ;;
     report)
         setup
@@ -85,10 +86,10 @@ case "$task" in
         exec "$PY" -m odperf.cli report "${runs[@]}" --out reports/main "$@"
         ;;
     gpu-wheels)
-        # For a GPU image with its own Python 3.12 and torch but without pycocotools: carry these along.
+        # For a GPU image with its own Python 3.12 and torch but without the COCO scorers and LoadGen: carry these.
         "${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
             --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-            -d .gpu-wheels "pycocotools==2.0.11"
+            -d .gpu-wheels "pycocotools==2.0.11" "faster-coco-eval==1.8.0" "mlcommons-loadgen==6.0.17"
         ls .gpu-wheels
         ;;
     gpu-check)

@@ -65,3 +65,26 @@ def test_without_a_baseline_it_says_what_to_give(tmp_path: Path):
     assert done.returncode == 2 and "needs a baseline: --baseline-ref" in done.stderr
     done = ab(tmp_path, "--baseline-python", str(tmp_path / "nowhere" / "python"))
     assert done.returncode == 2 and "no such executable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_calibration_counts_false_alarms_and_catches_a_planted_slowdown(tmp_path: Path):
+    """One A/A and one planted comparison (the worker spins 200% of each image's time: unmistakable even on a
+    loaded machine), each gated under the given thresholds and CI's; the planted commit is on no branch."""
+    done = ab(tmp_path, "--calibrate", "1", "--planted-delay", "2.0", "--pairs", "2", "--images", "2",
+              "--batch-sizes", "64")
+    assert done.returncode == 0, done.stderr + done.stdout
+    text = (tmp_path / "ab" / "calibration" / "calibration.md").read_text()
+    assert text.startswith("# odperf ab calibration: 1 A/A and 1 planted +200%")
+    rates = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:4]] for ln in text.splitlines()
+             if ln.startswith("| given") or ln.startswith("| CI's")}
+    assert set(rates) == {"given (+10%, alpha 0.05)", "CI's (+25%, alpha 0.01)"}
+    assert rates["given (+10%, alpha 0.05)"][1] == "1/1"  # the planted slowdown is caught
+    planted = next(ln for ln in text.splitlines() if ln.startswith("| planted 1 |"))
+    ratio = float(planted.split("|")[2].split()[-1])
+    assert ratio > 2.0, planted  # 3x the time per image, less what the spin cannot stretch
+    assert "FAIL time: centernet_tiny batch 64" in planted
+    branches = subprocess.run(["git", "branch", "--all", "--contains", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout
+    assert "planted" not in branches
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "odperf-planted-" not in worktrees and "odperf-ab-" not in worktrees

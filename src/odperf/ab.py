@@ -38,6 +38,9 @@ from odperf.results import load_run
 
 SLOT_TIMEOUT_S = 1800
 DEPLOY_THRESHOLD = 0.25
+# CI's self-gate (``--ci``): a slowdown must pass +25% and be significant at p < 0.01 over the pairs, so
+# that a gate on shared runners does not cry wolf; outcomes and mAP are gated exactly (accuracy, strict).
+CI_SETTINGS = (0.25, 0.01)  # time threshold, alpha
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,20 @@ class Side:
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
+    if args.ci:
+        args.time_threshold, args.alpha = CI_SETTINGS
+        args.accuracy = args.strict = True
+    if getattr(args, "calibrate", None):
+        from odperf.ab_calibrate import calibrate  # noqa: PLC0415 (its own mode)
+
+        return calibrate(args)
+    slots = measure_sides(args)
+    failed = len(gate_slots(slots, args, Path(args.out).resolve()))
+    return 1 if failed else 0
+
+
+def measure_sides(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """Both sides' slots, interleaved A B / B A ...: per side, the JSON of each of its slots in pair order."""
     if not (args.baseline_ref or args.baseline_python or args.baseline_models):
         raise OdperfError("odperf ab needs a baseline: --baseline-ref REF, --baseline-python PYTHON or "
                           "--baseline-models SEL (e.g. NAME=PATH of another model folder)")
@@ -67,24 +84,29 @@ def cmd_ab(args: argparse.Namespace) -> int:
         for i in range(args.pairs):
             for side in (sides if i % 2 == 0 else sides[::-1]):
                 slots[side.label].append(_run_slot(side, args, out / f"{side.label}-{i + 1}.json", i + 1))
+    return slots
+
+
+def gate_slots(slots: dict[str, list[Path]], args: argparse.Namespace, out: Path, show: bool = True) -> list[str]:
+    """The verdict on measured slots under ``args``' thresholds: its failures (none: pass). ``show`` prints
+    the pairs, every comparison and the verdict; the same slots can be gated again under other settings."""
     merged = {label: merge(paths, out / f"{label}.json") for label, paths in slots.items()}
     ratios = pair_ratios(slots["baseline"], slots["candidate"])
-    for (model, batch), values in sorted(ratios.items()):
-        print(f"pairs: {model} batch {batch}: candidate/baseline medians {' '.join(f'{r:.3f}' for r in values)}")
     config = gt.GateConfig(time_threshold=args.time_threshold, memory_threshold=args.memory_threshold,
                            map_tolerance=args.map_tolerance, alpha=args.alpha, strict=args.strict,
                            pair_ratios=ratios)
     result = gt.run_gate(load_run(merged["baseline"]), load_run(merged["candidate"]), config)
     deploy_lines, deploy_failures = deployment(slots["baseline"], slots["candidate"], args.deploy_threshold,
                                                args.alpha)
-    for line in result.times + deploy_lines:
-        print(line)
-    for failure in result.failures + deploy_failures:
-        print(failure)
-    failed = len(result.failures) + len(deploy_failures)
-    print(f"odperf ab: {f'FAIL ({failed} failures)' if failed else 'pass'}: {args.pairs} pairs interleaved; "
-          f"{result.summary()}")
-    return 1 if failed else 0
+    failures = result.failures + deploy_failures
+    if show:
+        for (model, batch), values in sorted(ratios.items()):
+            print(f"pairs: {model} batch {batch}: candidate/baseline medians {' '.join(f'{r:.3f}' for r in values)}")
+        for line in result.times + deploy_lines + failures:
+            print(line)
+        print(f"odperf ab: {f'FAIL ({len(failures)} failures)' if failures else 'pass'}: "
+              f"{len(slots['baseline'])} pairs interleaved; {result.summary()}")
+    return failures
 
 
 @contextmanager
@@ -128,7 +150,7 @@ def _run_slot(side: Side, args: argparse.Namespace, json_path: Path, pair: int) 
                                    accuracy=False, pytest_args=list(args.pytest_args))  # no saved copy
     cmd = bench.pytest_command(selection, bench.Pass(side.label, args.batch_sizes, options), json_path,
                                save=False, root=side.root, python=side.python)
-    env = dict(os.environ)
+    env = bench.child_env()
     if side.root is not None:  # the side's odperf, not the installed one
         env["PYTHONPATH"] = os.pathsep.join([str(side.root / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
     log = json_path.with_suffix(".log")
@@ -268,5 +290,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=sig.DEFAULT_ALPHA, metavar="P",
                    help="significance level of the time tests (default: %(default)s)")
     p.add_argument("--out", default=".benchmarks/ab", help="where the slots' and merged runs go (default: %(default)s)")
+    p.add_argument("--ci", action="store_true",
+                   help=f"CI's self-gate settings: --time-threshold {CI_SETTINGS[0]} --alpha {CI_SETTINGS[1]} "
+                        "--accuracy --strict")
+    p.add_argument("--calibrate", type=int, default=None, metavar="N",
+                   help="instead of one comparison: N A/A comparisons of HEAD and N of HEAD against HEAD with a "
+                        "planted slowdown (--planted-delay) in the worker's timed region; prints the false-alarm "
+                        "and detection rates under these thresholds and CI's (odperf.ab_calibrate)")
+    p.add_argument("--planted-delay", type=float, default=0.25, metavar="FRACTION",
+                   help="--calibrate: the planted slowdown, a fraction of each image's time (default 0.25)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to both sides' pytest (after --)")
     p.set_defaults(func=cmd_ab)

@@ -1,0 +1,128 @@
+"""``odperf ab --calibrate N``: how often the A/B gate cries wolf, and how often it catches a real slowdown.
+
+A/A: both sides are this checkout's HEAD, so every failure is a false alarm. Planted: the candidate is HEAD
+plus a busy wait inside the worker's timed region of DELAY x each image's own time (a slowdown of the
+measured path by that fraction), committed on a detached temporary tree, never on a branch. Each of the
+2N comparisons is a full ``odperf ab`` run of the given selection, alternating A/A and planted so that
+drift over the calibration falls on both. Every comparison's slots are then gated twice: under the
+thresholds given and under CI's self-gate settings (``ab.CI_SETTINGS``), so one calibration states both
+rates. ``calibration.md`` in --out holds each comparison's pair ratios and verdicts, and the rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from odperf import ab
+from odperf.errors import OdperfError
+
+WORKER = "src/odperf/engine/worker.py"
+TIMED = "            seconds = time.perf_counter() - t0\n"  # the end of an image's timed region
+
+
+@dataclass
+class Comparison:
+    """One full A/B run: its kind, the geometric mean of its pair ratios per case, its verdict per setting."""
+
+    kind: str  # "A/A" or "planted"
+    number: int
+    ratios: dict[tuple[str, int], float]
+    failed: dict[str, list] = field(default_factory=dict)  # setting name -> gate failures (empty: pass)
+
+
+def planted_commit(here: Path, delay: float) -> str:
+    """A commit of HEAD whose worker spins ``delay`` x each image's time inside the timed region."""
+    with tempfile.TemporaryDirectory(prefix="odperf-planted-") as tmp:
+        tree = Path(tmp) / "tree"
+        ab._git(here, "worktree", "add", "--detach", str(tree), "HEAD")
+        try:
+            worker = tree / WORKER
+            text = worker.read_text(encoding="utf-8")
+            if TIMED not in text:
+                raise OdperfError(f"{WORKER}: the end of the timed region ({TIMED.strip()!r}) is not there any "
+                                  f"more; update odperf.ab_calibrate.TIMED")
+            spin = (f"            _end = time.perf_counter() + {delay} * (time.perf_counter() - t0)\n"
+                    f"            while time.perf_counter() < _end:\n                pass\n")
+            worker.write_text(text.replace(TIMED, spin + TIMED), encoding="utf-8")
+            ab._git(tree, "-c", "user.name=odperf calibration", "-c", "user.email=calibration@localhost",
+                    "commit", "-qam", f"planted: the worker spins {delay:.0%} of each image's time")
+            return ab._git(tree, "rev-parse", "HEAD").strip()
+        finally:
+            ab._git(here, "worktree", "remove", "--force", str(tree))
+
+
+def settings(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
+    """The gate settings every comparison is judged under: the ones given, and CI's self-gate's."""
+    given = f"given (+{args.time_threshold:.0%}, alpha {args.alpha:g})"
+    ci_threshold, ci_alpha = ab.CI_SETTINGS
+    out = {given: args}
+    if (args.time_threshold, args.alpha) != (ci_threshold, ci_alpha):
+        out[f"CI's (+{ci_threshold:.0%}, alpha {ci_alpha:g})"] = argparse.Namespace(
+            **{**vars(args), "time_threshold": ci_threshold, "alpha": ci_alpha})
+    return out
+
+
+def geometric_means(slots: dict[str, list[Path]]) -> dict[tuple[str, int], float]:
+    return {key: math.exp(sum(math.log(r) for r in values) / len(values))
+            for key, values in ab.pair_ratios(slots["baseline"], slots["candidate"]).items()}
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    runs = args.calibrate
+    if runs < 1:
+        raise OdperfError(f"--calibrate needs at least 1 comparison of each kind, got {runs}")
+    if args.baseline_ref or args.candidate_ref or args.baseline_python or args.baseline_models:
+        raise OdperfError("--calibrate chooses both sides itself (HEAD against HEAD, and against HEAD with a "
+                          "planted slowdown): leave out --baseline-*/--candidate-ref")
+    here = Path(ab._git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
+    out = Path(args.out).resolve() / "calibration"
+    planted = planted_commit(here, args.planted_delay)
+    judged = settings(args)
+    done: list[Comparison] = []
+    t0 = time.monotonic()
+    for k in range(1, runs + 1):
+        for kind, candidate in (("A/A", "HEAD"), ("planted", planted)):
+            one = argparse.Namespace(**{**vars(args), "baseline_ref": "HEAD", "candidate_ref": candidate,
+                                        "out": str(out / f"{'aa' if kind == 'A/A' else 'planted'}-{k}")})
+            slots = ab.measure_sides(one)
+            comparison = Comparison(kind, k, geometric_means(slots))
+            for name, setting in judged.items():
+                comparison.failed[name] = ab.gate_slots(slots, argparse.Namespace(**{**vars(setting), **{
+                    "out": one.out}}), Path(one.out), show=False)
+            done.append(comparison)
+            print(f"odperf ab --calibrate: {kind} {k}: " + "; ".join(
+                f"{name}: {'FAIL' if failed else 'pass'}" for name, failed in comparison.failed.items())
+                + "; ratios " + ", ".join(f"{m} b{b} {r:.3f}" for (m, b), r in sorted(comparison.ratios.items())),
+                flush=True)
+    minutes = (time.monotonic() - t0) / 60
+    text = report(done, list(judged), args, minutes)
+    (out / "calibration.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def report(done: list[Comparison], names: list[str], args: argparse.Namespace, minutes: float) -> str:
+    """The rates per setting, then every comparison: its ratios and verdicts."""
+    aa = [c for c in done if c.kind == "A/A"]
+    planted = [c for c in done if c.kind == "planted"]
+    lines = [f"# odperf ab calibration: {len(aa)} A/A and {len(planted)} planted +{args.planted_delay:.0%}",
+             "", f"Selection: models {args.models}, batch sizes {args.batch_sizes}, {args.images} images per case, "
+             f"{args.pairs} pairs, devices {args.devices}{', accuracy' if args.accuracy else ''}"
+             f"{', strict' if args.strict else ''}; {minutes:.1f} min in all.", "",
+             "| gate setting | false alarms (A/A) | planted slowdown caught |", "|---|---|---|"]
+    for name in names:
+        alarms = sum(bool(c.failed[name]) for c in aa)
+        caught = sum(bool(c.failed[name]) for c in planted)
+        lines.append(f"| {name} | {alarms}/{len(aa)} | {caught}/{len(planted)} |")
+    lines += ["", "| comparison | geometric mean of the pair ratios | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    for c in done:
+        ratios = ", ".join(f"{m} b{b} {r:.3f}" for (m, b), r in sorted(c.ratios.items()))
+        verdicts = " | ".join("; ".join(map(str, c.failed[n]))[:200] or "pass" for n in names)
+        lines.append(f"| {c.kind} {c.number} | {ratios} | {verdicts} |")
+    return "\n".join(lines) + "\n"
