@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import odperf
-from odperf.benchmark_discovery import arg_paths, reaches_benchmarks, uses_case_fixture
+from odperf.benchmark_discovery import arg_paths, names_stream_module, reaches_benchmarks, uses_case_fixture
 from odperf.measure.devices import default_table_path
 from odperf.package_data import fixtures_dir, shipped, suite_dir
 from odperf.zoo.embedded import models_dir
@@ -50,6 +50,16 @@ def test_a_module_counts_when_a_function_takes_a_case_fixture(tmp_path):
     assert not uses_case_fixture(mentions)  # a string, or the suite fixture alone, is no benchmark
     broken = _module(tmp_path / "c" / "test_broken.py", "def test_x(odperf_case:\n")
     assert not uses_case_fixture(broken)  # left to pytest to report
+
+
+def test_naming_a_file_of_stream_benchmarks_asks_for_the_streams_whatever_its_name(tmp_path):
+    team = _module(tmp_path / "repo" / "bench" / "test_line.py", "def test_x(benchmark, odperf_stream_case): pass\n")
+    timing = _module(tmp_path / "repo" / "bench" / "test_stream.py", "def test_x(odperf_case): pass\n")
+    assert names_stream_module([team])
+    assert names_stream_module(arg_paths(["benchmarks/test_stream.py::test_stream"], ROOT, pyargs=False))
+    assert not names_stream_module([timing])  # the file's name is not what counts
+    assert not names_stream_module([tmp_path / "repo" / "bench"])  # a folder's run leaves the streams out
+    assert not names_stream_module([ROOT / "benchmarks"])
 
 
 def test_folders_are_walked_as_pytest_walks_them(tmp_path):

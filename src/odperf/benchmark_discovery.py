@@ -17,7 +17,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterable, Sequence
 
-CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case", "odperf_stream_case"})
+STREAM_FIXTURE = "odperf_stream_case"
+CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case", STREAM_FIXTURE})
 
 
 def arg_paths(args: Iterable[str], invocation_dir: Path, pyargs: bool) -> list[Path]:
@@ -44,16 +45,16 @@ def _module_path(name: str) -> Path | None:
     return origin.parent if spec.submodule_search_locations else origin
 
 
-def uses_case_fixture(module: Path) -> bool:
-    """Whether a function of this module takes one of odperf's case fixtures (a module that does not parse
-    is left to pytest to report)."""
+def uses_case_fixture(module: Path, fixtures: frozenset[str] = CASE_FIXTURES) -> bool:
+    """Whether a function of this module takes one of ``fixtures`` (odperf's case fixtures; a module that does
+    not parse is left to pytest to report)."""
     try:
         tree = ast.parse(module.read_bytes(), filename=str(module))
     except (OSError, SyntaxError, ValueError):
         return False
     return any(
         isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and CASE_FIXTURES & {a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)}
+        and fixtures & {a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)}
         for node in ast.walk(tree)
     )
 
@@ -74,3 +75,9 @@ def reaches_benchmarks(paths: Iterable[Path], python_files: Sequence[str], norec
         if path.is_dir() and any(uses_case_fixture(m) for m in _test_modules(path, python_files, norecurse)):
             return True
     return False
+
+
+def names_stream_module(paths: Iterable[Path]) -> bool:
+    """Whether a test file named on the command line (not a folder) holds stream benchmarks: naming one is
+    asking for the streams, which a folder's run leaves out (they take minutes)."""
+    return any(p.is_file() and uses_case_fixture(p, frozenset({STREAM_FIXTURE})) for p in paths)

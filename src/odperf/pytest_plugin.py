@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from odperf.benchmark_discovery import arg_paths, reaches_benchmarks
+from odperf.benchmark_discovery import arg_paths, names_stream_module, reaches_benchmarks
 from odperf.benchmark_files import json_target
 from odperf.errors import OdperfError
 
@@ -134,12 +134,15 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _arg_paths(config: pytest.Config) -> list[Path]:
+    return arg_paths(config.args or [str(config.invocation_params.dir)], config.invocation_params.dir,
+                     bool(config.option.pyargs))
+
+
 def _collects_benchmarks(config: pytest.Config) -> bool:
     """Whether the run's paths reach benchmarks taking odperf's case fixtures: the shipped suite (by path or
     --pyargs) or a team's own (odperf.benchmark_discovery)."""
-    paths = arg_paths(config.args or [str(config.invocation_params.dir)], config.invocation_params.dir,
-                      bool(config.option.pyargs))
-    return reaches_benchmarks(paths, config.getini("python_files"), config.getini("norecursedirs"))
+    return reaches_benchmarks(_arg_paths(config), config.getini("python_files"), config.getini("norecursedirs"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -195,9 +198,9 @@ def _stream_plan(config: pytest.Config):
 
 
 def _streams_asked(config: pytest.Config) -> bool:
-    """Streams take minutes: they run when asked for (test_stream.py named, ``-m stream``, or a stream
-    option given), not as a side effect of ``pytest benchmarks``."""
-    named = any(Path(str(a).split("::", 1)[0]).name == "test_stream.py" for a in config.args)
+    """Streams take minutes: they run when asked for (a file of stream benchmarks named, whatever its name,
+    ``-m stream``, or a stream option given), not as a side effect of ``pytest benchmarks``."""
+    named = names_stream_module(_arg_paths(config))
     marked = _selects_stream(config.option.markexpr)
     return named or marked or config.getoption("odperf_stream_scenarios") != "all"
 
