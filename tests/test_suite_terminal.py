@@ -28,10 +28,14 @@ def _case(toy_model: Path) -> tuple[str, ...]:
             "--odperf-batch-sizes=1", "--odperf-devices=cpu", "--odperf-images=3")
 
 
+COLUMNS = 100  # the terminal's width
+
+
 def _in_terminal(*args: str) -> str:
     """pytest's output when its stdout is a terminal (a pseudo-terminal here)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(pytest_command(*args), cwd=ROOT, env=suite_env(), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(pytest_command(*args), cwd=ROOT, env={**suite_env(), "COLUMNS": str(COLUMNS)},
+                            stdin=subprocess.DEVNULL,
                             stdout=slave, stderr=slave)
     os.close(slave)
     chunks = []
@@ -57,6 +61,7 @@ def test_progress_is_one_live_line_per_case_on_a_terminal(toy_model: Path):
         "0/3 images", "1/3 images", "2/3 images", "3/3 images"]
     assert "s left" in updates[2] and " in " in updates[3]
     assert updates[3].split()[-2:] == [".", "[100%]"]  # pytest's status letter ends the case's line
+    assert len(updates[3]) == COLUMNS - 1, updates[3]  # and its progress sits at the right edge, as pytest puts it
     assert "odperf: 1 case(s), 3 camera images timed" in text
 
 

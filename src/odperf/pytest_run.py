@@ -123,7 +123,13 @@ class MeasuringRun:
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             start = "\n" if self._progress_width == 0 else "\r"
-            tr.write(start + line.ljust(self._progress_width), flush=True)
+            shown = line.ljust(self._progress_width)
+            tr.write(start + shown, flush=True)
+            writer = getattr(tr, "_tw", None)
+            if writer is not None and hasattr(writer, "_current_line"):
+                # pytest's writer counts every rewrite as more of the line; it right-aligns the [NN%] that
+                # follows the status letter by that count, so it is told what the line now shows
+                writer._current_line = shown
         self._progress_width = max(self._progress_width, len(line))
 
     def _say(self, lines: list[str]) -> None:
