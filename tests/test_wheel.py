@@ -90,6 +90,15 @@ def test_zoo_list_shows_the_embedded_models_from_package_data(installed):
     assert set(present.values()) == {"yes"}, present
 
 
+def test_training_into_the_installed_package_is_refused_with_the_fix(installed):
+    venv, env = installed
+    done = subprocess.run([str(venv / "bin" / "odperf"), "zoo", "train", "centernet_tiny", "--steps", "1"],
+                          cwd=venv.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "--out-dir" in done.stderr and "installed as a package" in done.stderr, done.stderr[-2000:]
+    assert not any((venv / "lib").rglob("centernet_tiny/*.tmp*"))  # nothing was trained or written
+
+
 def test_suite_and_a_teams_own_benchmark_run_from_the_wheel(installed, tmp_path):
     venv, env = installed
     team = tmp_path / "team-repo"

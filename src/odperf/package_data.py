@@ -36,3 +36,11 @@ def fixtures_dir() -> Path:
 def suite_dir() -> Path:
     """The benchmark suite (``pytest --pyargs odperf.benchmarks`` runs the same files)."""
     return shipped("benchmarks")
+
+
+def writable_fixtures() -> Path | None:
+    """The fixtures folder where odperf may write (retrained embedded models): a source tree's or the one
+    ``ODPERF_FIXTURES`` names; None when it is the installed package's, which a reinstall replaces."""
+    folder = fixtures_dir()
+    inside_package = folder.resolve().is_relative_to(Path(__file__).resolve().parent)
+    return None if inside_package and not os.environ.get("ODPERF_FIXTURES") else folder

@@ -16,6 +16,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from odperf.errors import FetchError, ModelError
+from odperf.package_data import writable_fixtures
 from odperf.zoo.registry import ModelSpec, all_models, fixtures_dir, get, resolve_model_dir, select
 
 TRAIN_MODULE = "odperf.zoo.embedded.train"
@@ -51,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     if importlib.util.find_spec(TRAIN_MODULE) is not None:
         p = sub.add_parser("train", help="train and export an embedded detector on the synthetic dataset")
         p.add_argument("name")
-        p.add_argument("--out-dir", help="where NAME/ is written (default: the repository's fixtures/models)")
+        p.add_argument("--out-dir", help="where NAME/ is written (default: the source tree's fixtures/models; "
+                                          "needed when odperf is installed from a wheel)")
         p.add_argument("--dataset-root", help="COCO-format dataset to train on (default: the synthetic one)")
         p.add_argument("--steps", type=int)
         p.add_argument("--batch-size", type=int)
@@ -140,7 +142,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ModelError(f"no embedded model named {args.name!r} to train; choose one of: "
                          f"{', '.join(TF_MODELS + TORCH_MODELS)}")
 
-    out_dir = Path(args.out_dir) if args.out_dir else fixtures_dir() / "models"
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+    elif (fixtures := writable_fixtures()) is not None:
+        out_dir = fixtures / "models"
+    else:
+        raise ModelError(f"odperf is installed as a package ({fixtures_dir()}): a model trained into it would be "
+                         f"lost on the next install; give --out-dir DIR, then run with --odperf-model-dir=DIR")
     meta = train(args.name, out_dir, dataset_root=args.dataset_root, seed=args.seed, steps=args.steps,
                  batch_size=args.batch_size, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(meta, indent=2, default=str))
