@@ -20,6 +20,8 @@ from odperf.results import load_run
 
 REAL = Path(__file__).parent / "data" / "runs" / "real"
 STREAMS = Path(__file__).parent / "data" / "runs" / "stream"  # benchmarks/test_stream.py's saved runs
+# The main job's pass on the emulated 400 MB device with both runtimes: four memory limits close together
+EMULATED = Path(__file__).parent / "data" / "runs" / "emulated"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,13 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, str]:
     """The streaming pass on an H200 (faster_rcnn_fpn_torch, batch 64, the GPU check) and on the CPU."""
     report = build_report(load_runs([STREAMS]))
     index = write_report(report, tmp_path_factory.mktemp("stream"))
+    return report, index.read_text()
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, str]:
+    report = build_report(load_runs([EMULATED]), deadlines_s=[1.0])
+    index = write_report(report, tmp_path_factory.mktemp("emulated"))
     return report, index.read_text()
 
 
@@ -162,7 +171,7 @@ def drawn_texts(fig) -> list[Text]:
     return shown
 
 
-@pytest.mark.parametrize("which", ["real", "gpu", "stream"])
+@pytest.mark.parametrize("which", ["real", "gpu", "stream", "emulated"])
 def test_no_label_overlaps_another_or_leaves_the_figure(which: str, request):
     report, _ = request.getfixturevalue(which)
     for p in report.plots:

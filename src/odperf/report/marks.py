@@ -3,7 +3,8 @@ apart from each other, and seconds on log axes, so a reader never takes a drawn 
 and no label hides another.
 
 Placement is done once the figure's constrained layout has run: each label tries a few offsets around its
-anchor and keeps the first that overlaps no label, point or axes edge (else the one that overlaps least).
+anchor and keeps the first that overlaps no label, tick label, point or axes edge (else the one that
+overlaps least, and never one that leaves the figure where another does not).
 Placed labels are kept out of the layout, so laying the figure out again at saving moves nothing.
 """
 
@@ -28,8 +29,9 @@ _AROUND = ((5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right", "b
            (-10, -12, "right", "top"))
 _ON_LINE = ((-3, 2, "right", "bottom"), (-3, -2, "right", "top"), (-60, 2, "right", "bottom"),
             (-60, -2, "right", "top"))
-_BELOW_TOP = ((-2, -3, "right", "top"), (2, -3, "left", "top"), (-2, -14, "right", "top"),
-              (2, -14, "left", "top"))
+# A vertical line's label below the axes' top, beside the line, stepping down a line at a time: limits close
+# together (a cap beside the runtime it sits above) need several rows.
+_BELOW_TOP = tuple((dx, -3 - 11 * row, ha, "top") for row in range(16) for dx, ha in ((-2, "right"), (2, "left")))
 
 
 def seconds_axis(axis: Any) -> None:
@@ -68,7 +70,9 @@ class Labeller:
         fig.draw_without_rendering()  # the layout and the axes limits are final from here
         self.renderer = fig.canvas.get_renderer()
         self.frame = ax.get_window_extent(self.renderer)
-        self.taken = [t.get_window_extent(self.renderer) for t in ax.texts if t.get_visible() and t.get_text()]
+        self.figure_box = fig.bbox
+        shown = [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+        self.taken = [t.get_window_extent(self.renderer) for t in shown if t.get_visible() and t.get_text()]
         for x, y in points:
             px, py = ax.transData.transform((x, y))
             self.taken.append(Bbox.from_extents(px - 4, py - 4, px + 4, py + 4))
@@ -81,7 +85,8 @@ class Labeller:
                                    ha=ha, va=va, fontsize=7, annotation_clip=False, **style)
             ann.set_in_layout(False)
             box = ann.get_window_extent(self.renderer)
-            cost = _area_outside(box, self.frame) * 4 + sum(_overlap(box, t) for t in self.taken)
+            cost = (_area_outside(box, self.figure_box) * 100 + _area_outside(box, self.frame) * 4
+                    + sum(_overlap(box, t) for t in self.taken))
             if best is None or cost < best[0]:
                 if best is not None:
                     best[1].remove()
