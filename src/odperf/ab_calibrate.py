@@ -92,8 +92,7 @@ def calibrate(args: argparse.Namespace) -> int:
             slots = ab.measure_sides(one)
             comparison = Comparison(kind, k, geometric_means(slots))
             for name, setting in judged.items():
-                comparison.failed[name] = ab.gate_slots(slots, argparse.Namespace(**{**vars(setting), **{
-                    "out": one.out}}), Path(one.out), show=False)
+                comparison.failed[name] = ab.gate_slots(slots, setting, Path(one.out), show=False)
             done.append(comparison)
             print(f"odperf ab --calibrate: {kind} {k}: " + "; ".join(
                 f"{name}: {'FAIL' if failed else 'pass'}" for name, failed in comparison.failed.items())
