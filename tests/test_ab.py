@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from suite_runs import ROOT, suite_env
 
 from odperf.results import load_run
@@ -76,9 +77,11 @@ def test_calibration_counts_false_alarms_and_catches_a_planted_slowdown(tmp_path
     text = (tmp_path / "ab" / "calibration" / "calibration.md").read_text()
     assert text.startswith("# odperf ab calibration: 1 A/A and 1 planted +200%")
     rates = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:4]] for ln in text.splitlines()
-             if ln.startswith("| given") or ln.startswith("| CI's")}
-    assert set(rates) == {"given (+10%, alpha 0.05)", "CI's (+25%, alpha 0.01)"}
-    assert rates["given (+10%, alpha 0.05)"][1] == "1/1"  # the planted slowdown is caught
+             if ln.startswith("| given") or ln.startswith("| CI's") or ln.startswith("| default")}
+    given = "given (+10%, alpha 0.05, slot alpha 0.01, 2 pairs)"
+    assert set(rates) == {given}  # CI's and the default need more pairs than were measured: said so
+    assert rates[given][1] == "1/1"  # the planted slowdown is caught
+    assert "- CI's (+15%, alpha 0.05, slot alpha 0.01, 6 pairs): not judged, it needs 6 pairs" in text
     planted = next(ln for ln in text.splitlines() if ln.startswith("| planted 1 |"))
     ratio = float(planted.split("|")[2].split()[-1])
     assert ratio > 2.0, planted  # 3x the time per image, less what the spin cannot stretch
@@ -88,3 +91,46 @@ def test_calibration_counts_false_alarms_and_catches_a_planted_slowdown(tmp_path
     assert "planted" not in branches
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "odperf-planted-" not in worktrees and "odperf-ab-" not in worktrees
+
+
+def ab_args(*argv: str):
+    from odperf.cli import build_parser
+
+    return build_parser().parse_args(["ab", *argv])
+
+
+def test_a_calibration_judges_every_setting_on_its_own_first_pairs():
+    """Measured with 6 pairs: the given thresholds, CI's and the defaults (4 pairs) are all judged, each on
+    the slots a run of its own number of pairs would have measured."""
+    from odperf import ab, ab_calibrate
+
+    judged, skipped = ab_calibrate.settings(ab_args("--calibrate", "10", "--pairs", "6", "--time-threshold", "0.2"))
+    assert not skipped
+    assert {name: s.pairs for name, s in judged.items()} == {
+        "given (+20%, alpha 0.05, slot alpha 0.01, 6 pairs)": 6,
+        "CI's (+15%, alpha 0.05, slot alpha 0.01, 6 pairs)": 6,
+        "default (+10%, alpha 0.05, slot alpha 0.01, 4 pairs)": 4}
+    judged, _ = ab_calibrate.settings(ab_args("--calibrate", "10", *sum(
+        ([f"--{k.replace('_', '-')}", str(v)] for k, v in ab.CI_SETTINGS.items()), [])))
+    assert list(judged) == ["given (+15%, alpha 0.05, slot alpha 0.01, 6 pairs)", "default (+10%, alpha 0.05, "
+                            "slot alpha 0.01, 4 pairs)"]  # CI's is the given one: judged once
+    slots = {"baseline": [Path(f"b{i}") for i in range(6)], "candidate": [Path(f"c{i}") for i in range(6)]}
+    assert ab_calibrate.first_pairs(slots, 4) == {"baseline": slots["baseline"][:4],
+                                                   "candidate": slots["candidate"][:4]}
+
+
+def test_ci_settings_are_what_ci_runs(monkeypatch):
+    """--ci sets CI's calibrated thresholds and pairs, and gates outcomes and mAP exactly."""
+    from odperf import ab
+
+    seen: dict = {}
+
+    def stop(args):  # what would be measured, without measuring it
+        seen.update(vars(args))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ab, "measure_sides", stop)
+    with pytest.raises(SystemExit):
+        ab.cmd_ab(ab_args("--ci", "--baseline-ref", "HEAD"))
+    assert {k: seen[k] for k in ab.CI_SETTINGS} == ab.CI_SETTINGS
+    assert seen["accuracy"] and seen["strict"]

@@ -110,3 +110,34 @@ def test_pairs_are_tested_one_ratio_each_not_as_pooled_rounds():
     assert one_slow_pair.verdict == NOT_SIGNIFICANT
     too_few = compare_pairs([1.5, 1.6], threshold=0.10)
     assert too_few.verdict == UNDECIDED and "over 2 pairs" in too_few.text() and "Mann-Whitney" not in too_few.text()
+
+
+def test_memory_over_pairs_is_a_regression_only_when_its_growth_is_significant(tmp_path: Path):
+    """odperf ab's memory: one figure of the model's own memory per slot. Slot to slot it moves by several
+    percent (the 10 ms sampler catches more or less of a transient peak); one ratio above the threshold
+    among A/A pairs is noise, a growth every pair shows is a regression."""
+    base = [Bench("m", 64, [1.0] * 5, peak_mb=960.0, model_mb=264.0)]
+    cur = [Bench("m", 64, [1.0] * 5, peak_mb=990.0, model_mb=292.0)]  # +10.6%: the single figure fails
+    assert [f.kind for f in gate(tmp_path, base, cur).failures] == ["memory"]
+    key = ("cpu", "m", 64)
+    aa = gate(tmp_path, base, cur, memory_pair_ratios={key: [1.11, 0.93, 1.02, 1.06, 0.97, 1.08]})
+    assert aa.passed, aa.failures
+    [line] = [t for t in aa.times if t.startswith("memory:")]
+    assert "m batch 64: model's own memory, geometric mean ratio" in line and "over 6 pairs" in line
+    grown = gate(tmp_path, base, cur, memory_pair_ratios={key: [1.31, 1.27, 1.35, 1.29, 1.33, 1.30]})
+    [failure] = grown.failures
+    assert failure.kind == "memory" and "significant, geometric mean ratio 1.3" in str(failure)
+    assert "model's own memory 264 MB -> 292 MB" in str(failure)
+    few = gate(tmp_path, base, cur, memory_pair_ratios={key: [1.3, 1.32]})  # too few pairs to decide
+    assert "run more pairs (--pairs)" in str(few.failures[0])
+    # the memory test has its own alpha: p = 0.03 passes at 0.01 and fails at 0.05
+    edgy = [1.35, 1.02, 1.28, 1.15]
+    p = sig.compare_pairs(edgy, 0.10).p_slower
+    assert 0.01 < p < 0.05, p
+    assert gate(tmp_path, base, cur, memory_pair_ratios={key: edgy}).passed
+    assert not gate(tmp_path, base, cur, memory_pair_ratios={key: edgy}, memory_alpha=0.05).passed
+
+
+def test_the_geometric_mean_of_ratios_is_taken_in_logs():
+    assert sig.geometric_mean([1.25, 0.8]) == 1.0
+    assert sig.compare_pairs([1.25, 0.8, 1.1], 0.1).ratio == sig.geometric_mean([1.25, 0.8, 1.1])

@@ -4,15 +4,16 @@ A/A: both sides are this checkout's HEAD, so every failure is a false alarm. Pla
 plus a busy wait inside the worker's timed region of DELAY x each image's own time (a slowdown of the
 measured path by that fraction), committed on a detached temporary tree, never on a branch. Each of the
 2N comparisons is a full ``odperf ab`` run of the given selection, alternating A/A and planted so that
-drift over the calibration falls on both. Every comparison's slots are then gated twice: under the
-thresholds given and under CI's self-gate settings (``ab.CI_SETTINGS``), so one calibration states both
-rates. ``calibration.md`` in --out holds each comparison's pair ratios and verdicts, and the rates.
+drift over the calibration falls on both. Every comparison's slots are then gated under each setting: the
+thresholds given, CI's self-gate (``ab.CI_SETTINGS``) and ``odperf ab``'s defaults, each on the first of
+the --pairs measured that it asks for (what a run of that many pairs measures: A B, B A, ...), so one
+calibration states every rate. ``calibration.md`` in --out holds each comparison's pair ratios and
+verdicts, and the rates.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from odperf import ab
 from odperf.errors import OdperfError
+from odperf.report import significance as sig
 
 WORKER = "src/odperf/engine/worker.py"
 TIMED = "            seconds = time.perf_counter() - t0\n"  # the end of an image's timed region
@@ -56,20 +58,34 @@ def planted_commit(here: Path, delay: float) -> str:
             ab._git(here, "worktree", "remove", "--force", str(tree))
 
 
-def settings(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
-    """The gate settings every comparison is judged under: the ones given, and CI's self-gate's."""
-    given = f"given (+{args.time_threshold:.0%}, alpha {args.alpha:g})"
-    ci_threshold, ci_alpha = ab.CI_SETTINGS
-    out = {given: args}
-    if (args.time_threshold, args.alpha) != (ci_threshold, ci_alpha):
-        out[f"CI's (+{ci_threshold:.0%}, alpha {ci_alpha:g})"] = argparse.Namespace(
-            **{**vars(args), "time_threshold": ci_threshold, "alpha": ci_alpha})
-    return out
+def settings(args: argparse.Namespace) -> tuple[dict[str, argparse.Namespace], list[str]]:
+    """The gate settings every comparison is judged under: the ones given, CI's self-gate's and odperf ab's
+    defaults, each on its own first pairs of the --pairs measured; and a line for each that needs more."""
+    judged: dict[str, argparse.Namespace] = {}
+    skipped: list[str] = []
+    seen: list[dict] = []
+    for label, values in (("given", {}), ("CI's", ab.CI_SETTINGS), ("default", ab.DEFAULT_SETTINGS)):
+        setting = argparse.Namespace(**{**vars(args), **values})
+        if vars(setting) in seen:
+            continue
+        seen.append(vars(setting))
+        name = (f"{label} (+{setting.time_threshold:.0%}, alpha {setting.alpha:g}, slot alpha "
+                f"{setting.slot_alpha:g}, {setting.pairs} pairs)")
+        if setting.pairs > args.pairs:
+            skipped.append(f"{name}: not judged, it needs {setting.pairs} pairs (give --pairs {setting.pairs})")
+        else:
+            judged[name] = setting
+    return judged, skipped
 
 
 def geometric_means(slots: dict[str, list[Path]]) -> dict[tuple[str, int], float]:
-    return {key: math.exp(sum(math.log(r) for r in values) / len(values))
-            for key, values in ab.pair_ratios(slots["baseline"], slots["candidate"]).items()}
+    return {(model, batch): sig.geometric_mean(values) for (_, model, batch), values
+            in ab.pair_ratios(slots["baseline"], slots["candidate"], ab._medians).items()}
+
+
+def first_pairs(slots: dict[str, list[Path]], pairs: int) -> dict[str, list[Path]]:
+    """The slots of the first ``pairs`` pairs: what a run of that many pairs would have measured (A B, B A...)."""
+    return {label: paths[:pairs] for label, paths in slots.items()}
 
 
 def calibrate(args: argparse.Namespace) -> int:
@@ -82,7 +98,7 @@ def calibrate(args: argparse.Namespace) -> int:
     here = Path(ab._git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
     out = Path(args.out).resolve() / "calibration"
     planted = planted_commit(here, args.planted_delay)
-    judged = settings(args)
+    judged, skipped = settings(args)
     done: list[Comparison] = []
     t0 = time.monotonic()
     for k in range(1, runs + 1):
@@ -92,33 +108,37 @@ def calibrate(args: argparse.Namespace) -> int:
             slots = ab.measure_sides(one)
             comparison = Comparison(kind, k, geometric_means(slots))
             for name, setting in judged.items():
-                comparison.failed[name] = ab.gate_slots(slots, setting, Path(one.out), show=False)
+                comparison.failed[name] = ab.gate_slots(first_pairs(slots, setting.pairs), setting,
+                                                        Path(one.out), show=False)
             done.append(comparison)
             print(f"odperf ab --calibrate: {kind} {k}: " + "; ".join(
                 f"{name}: {'FAIL' if failed else 'pass'}" for name, failed in comparison.failed.items())
                 + "; ratios " + ", ".join(f"{m} b{b} {r:.3f}" for (m, b), r in sorted(comparison.ratios.items())),
                 flush=True)
     minutes = (time.monotonic() - t0) / 60
-    text = report(done, list(judged), args, minutes)
+    text = report(done, list(judged), args, minutes, skipped)
     (out / "calibration.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
 
 
-def report(done: list[Comparison], names: list[str], args: argparse.Namespace, minutes: float) -> str:
+def report(done: list[Comparison], names: list[str], args: argparse.Namespace, minutes: float,
+           skipped: list[str]) -> str:
     """The rates per setting, then every comparison: its ratios and verdicts."""
     aa = [c for c in done if c.kind == "A/A"]
     planted = [c for c in done if c.kind == "planted"]
     lines = [f"# odperf ab calibration: {len(aa)} A/A and {len(planted)} planted +{args.planted_delay:.0%}",
              "", f"Selection: models {args.models}, batch sizes {args.batch_sizes}, {args.images} images per case, "
-             f"{args.pairs} pairs, devices {args.devices}{', accuracy' if args.accuracy else ''}"
+             f"{args.pairs} pairs measured (each setting judged on its first pairs), devices {args.devices}"
+             f"{', accuracy' if args.accuracy else ''}"
              f"{', strict' if args.strict else ''}; {minutes:.1f} min in all.", "",
              "| gate setting | false alarms (A/A) | planted slowdown caught |", "|---|---|---|"]
     for name in names:
         alarms = sum(bool(c.failed[name]) for c in aa)
         caught = sum(bool(c.failed[name]) for c in planted)
         lines.append(f"| {name} | {alarms}/{len(aa)} | {caught}/{len(planted)} |")
-    lines += ["", "| comparison | geometric mean of the pair ratios | " + " | ".join(names) + " |",
+    lines += ([""] + [f"- {line}" for line in skipped]) if skipped else []
+    lines += ["", "| comparison | geometric mean of the pair ratios (all pairs) | " + " | ".join(names) + " |",
               "|---|---|" + "---|" * len(names)]
     for c in done:
         ratios = ", ".join(f"{m} b{b} {r:.3f}" for (m, b), r in sorted(c.ratios.items()))

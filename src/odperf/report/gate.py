@@ -9,7 +9,8 @@ It fails (one readable reason per failure) on:
   figures, and the line says so. ``mean`` may be gated too, as a plain ratio;
 - memory: the model's own memory (peak minus the runtime's memory before the model loaded) grew by more
   than ``memory_threshold`` (default 0.10); the whole peak where either run lacks the model's figure (older
-  files), saying so; or the current run lost the figure the baseline had;
+  files), saying so; or the current run lost the figure the baseline had. Given one ratio per interleaved
+  pair (``odperf ab``), the growth must also be significant over the pairs, as time's is;
 - map: a model's mAP fell below the baseline (exactly, when both runs used the same runtime and version:
   the embedded models score deterministically; by more than ``map_tolerance``, default 0.01 absolute COCO
   AP, across versions), or below its floor from a floors file, or disappeared;
@@ -52,9 +53,13 @@ class GateConfig:
     alpha: float = sig.DEFAULT_ALPHA  # significance level of the time test
     strict: bool = False  # any changed outcome or mAP fails, improvements included
     allow_profile_change: bool = False
-    # (model, batch) -> one candidate/baseline ratio of medians per interleaved pair of runs (odperf ab):
+    # (profile, model, batch) -> one candidate/baseline ratio of medians per interleaved pair of runs (odperf ab):
     # tested instead of the pooled rounds, whose independence pairs do not assume
-    pair_ratios: dict[tuple[str, int], list[float]] | None = None
+    pair_ratios: dict[tuple[str, str, int], list[float]] | None = None
+    # the same for the model's own memory (one figure per run): its growth must pass the threshold and be
+    # significant at ``memory_alpha``; a peak sampled every 10 ms moves by several percent from run to run
+    memory_pair_ratios: dict[tuple[str, str, int], list[float]] | None = None
+    memory_alpha: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("time_threshold", "memory_threshold", "map_tolerance"):
@@ -103,7 +108,7 @@ class GateResult:
     failures: list[Failure]
     notes: list[str]
     compared: Compared = field(default_factory=Compared)
-    times: list[str] = field(default_factory=list)  # one line per time comparison: ratio, interval, verdict
+    times: list[str] = field(default_factory=list)  # one line per tested comparison: ratio, interval, verdict
 
     @property
     def passed(self) -> bool:
@@ -191,7 +196,7 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
         compared.times[metric] += 1
         change = f"{metric} time per image {bt:.4g} s -> {ct:.4g} s ({ct / bt - 1:+.1%}, threshold " \
                  f"+{cfg.time_threshold:.0%})"
-        pairs = (cfg.pair_ratios or {}).get((key[1], batch))
+        pairs = (cfg.pair_ratios or {}).get(key)
         if metric == "median" and (pairs or (b.rounds and c.rounds)):
             verdict = (sig.compare_pairs(pairs, cfg.time_threshold, cfg.alpha) if pairs
                        else sig.compare_rounds(b.rounds, c.rounds, cfg.time_threshold, cfg.alpha))
@@ -207,12 +212,15 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
                          f"{'the baseline' if not b.rounds else 'the current run'}: not tested for significance")
         if ct > bt * (1 + cfg.time_threshold):
             out += fail("time", change)
-    return out + _check_memory(model, batch, b, c, cfg, notes, compared)
+    pairs = (cfg.memory_pair_ratios or {}).get(key)
+    return out + _check_memory(model, batch, b, c, cfg, notes, compared, pairs, times)
 
 
 def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes: list[str],
-                  compared: Compared) -> list[Failure]:
-    """The model's own memory where both runs have it, else the whole peak (runtime included)."""
+                  compared: Compared, pairs: list[float] | None = None,
+                  times: list[str] | None = None) -> list[Failure]:
+    """The model's own memory where both runs have it, else the whole peak (runtime included); with
+    ``pairs`` (one ratio of the model's own memory per interleaved pair) the growth must be significant."""
     own = b.model_mb is not None and c.model_mb is not None
     was, now = (b.model_mb, c.model_mb) if own else (b.peak_mb, c.peak_mb)
     what = "model's own memory" if own else "peak memory"
@@ -224,12 +232,20 @@ def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes
         notes.append(f"{model} batch {batch}: memory probe changed {b.probe} -> {c.probe}; memory not compared")
     else:
         compared.memory += 1
-        if now > was * (1 + cfg.memory_threshold):
-            total = (f", peak {b.peak_mb:.0f} -> {c.peak_mb:.0f} MB" if b.peak_mb and c.peak_mb else "") if own \
-                else ", runtime included: a run lacks the model's own figure"
-            return [Failure("memory", model, batch, f"{what} {was:.0f} MB -> {now:.0f} MB "
-                                                    f"({now / was - 1:+.1%}, threshold +{cfg.memory_threshold:.0%}, "
-                                                    f"probe {c.probe}{total})")]
+        total = (f", peak {b.peak_mb:.0f} -> {c.peak_mb:.0f} MB" if b.peak_mb and c.peak_mb else "") if own \
+            else ", runtime included: a run lacks the model's own figure"
+        change = (f"{what} {was:.0f} MB -> {now:.0f} MB ({now / was - 1:+.1%}, threshold "
+                  f"+{cfg.memory_threshold:.0%}, probe {c.probe}{total})")
+        if own and pairs:
+            verdict = sig.compare_pairs(pairs, cfg.memory_threshold, cfg.memory_alpha)
+            if times is not None:
+                times.append(f"memory: {model} batch {batch}: model's own memory, {verdict.text()}")
+            if verdict.regression:
+                return [Failure("memory", model, batch, f"{change}: significant, {verdict.text()}")]
+            if verdict.verdict == sig.UNDECIDED and verdict.ratio > 1 + cfg.memory_threshold:
+                return [Failure("memory", model, batch, f"{change}: {verdict.text()}; run more pairs (--pairs)")]
+        elif now > was * (1 + cfg.memory_threshold):
+            return [Failure("memory", model, batch, change)]
     return []
 
 

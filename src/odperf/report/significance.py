@@ -105,14 +105,25 @@ def bootstrap_ratio(b: np.ndarray, c: np.ndarray, samples: int = BOOTSTRAP_SAMPL
 MIN_PAIRS = 3  # below this a test over pairs says nothing
 
 
-def compare_pairs(ratios: Sequence[float], threshold: float, alpha: float = DEFAULT_ALPHA) -> TimeChange:
-    """The verdict on one candidate/baseline ratio of medians per interleaved pair of runs."""
-    from scipy.stats import ttest_1samp
-
+def _logs(ratios: Sequence[float]) -> np.ndarray:
     logs = np.log(np.asarray(ratios, dtype=np.float64))
     if logs.size == 0 or not np.all(np.isfinite(logs)):
-        raise ValueError(f"compare_pairs needs positive ratios, got {list(ratios)}")
-    ratio = float(np.exp(logs.mean()))
+        raise ValueError(f"pair ratios must be positive, got {list(ratios)}")
+    return logs
+
+
+def geometric_mean(ratios: Sequence[float]) -> float:
+    """The mean ratio of pairs: ratios multiply, so their mean is taken in logs (1.25 and 0.8 average to 1)."""
+    return float(np.exp(_logs(ratios).mean()))
+
+
+def compare_pairs(ratios: Sequence[float], threshold: float, alpha: float = DEFAULT_ALPHA) -> TimeChange:
+    """The verdict on one candidate/baseline ratio per interleaved pair of runs (of medians, or of a figure
+    measured once per run such as deployment time or memory)."""
+    from scipy.stats import ttest_1samp
+
+    logs = _logs(ratios)
+    ratio = geometric_mean(ratios)
     if logs.size < MIN_PAIRS:
         return TimeChange(ratio, ratio, ratio, 1.0, (int(logs.size), int(logs.size)), UNDECIDED, test="pairs")
     rng = np.random.default_rng(SEED)
