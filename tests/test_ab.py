@@ -104,7 +104,8 @@ def test_a_calibration_judges_every_setting_on_its_own_first_pairs():
     the slots a run of its own number of pairs would have measured."""
     from odperf import ab, ab_calibrate
 
-    judged, skipped = ab_calibrate.settings(ab_args("--calibrate", "10", "--pairs", "6", "--time-threshold", "0.2"))
+    judged, skipped = ab_calibrate.settings(ab_args("--calibrate", "10", "--pairs", "6", "--time-threshold", "0.2",
+                                                    "--batch-sizes", "64"))
     assert not skipped
     assert {name: s.pairs for name, s in judged.items()} == {
         "given (+20%, alpha 0.05, slot alpha 0.01, 6 pairs)": 6,
@@ -114,6 +115,9 @@ def test_a_calibration_judges_every_setting_on_its_own_first_pairs():
         ([f"--{k.replace('_', '-')}", str(v)] for k, v in ab.CI_SETTINGS.items()), [])))
     assert list(judged) == ["given (+15%, alpha 0.05, slot alpha 0.01, 6 pairs)", "default (+10%, alpha 0.05, "
                             "slot alpha 0.01, 4 pairs)"]  # CI's is the given one: judged once
+    _, skipped = ab_calibrate.settings(ab_args("--calibrate", "10", "--pairs", "6", "--batch-sizes", "1,64"))
+    assert skipped == ["CI's (+15%, alpha 0.05, slot alpha 0.01, 6 pairs): not judged, it runs batch sizes 64 "
+                       "(give --batch-sizes 64)"]  # another selection than the one measured
     slots = {"baseline": [Path(f"b{i}") for i in range(6)], "candidate": [Path(f"c{i}") for i in range(6)]}
     assert ab_calibrate.first_pairs(slots, 4) == {"baseline": slots["baseline"][:4],
                                                    "candidate": slots["candidate"][:4]}

@@ -71,7 +71,10 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, argparse.Namespace], l
         seen.append(vars(setting))
         name = (f"{label} (+{setting.time_threshold:.0%}, alpha {setting.alpha:g}, slot alpha "
                 f"{setting.slot_alpha:g}, {setting.pairs} pairs)")
-        if setting.pairs > args.pairs:
+        if setting.batch_sizes != args.batch_sizes:
+            skipped.append(f"{name}: not judged, it runs batch sizes {setting.batch_sizes} (give --batch-sizes "
+                           f"{setting.batch_sizes})")
+        elif setting.pairs > args.pairs:
             skipped.append(f"{name}: not judged, it needs {setting.pairs} pairs (give --pairs {setting.pairs})")
         else:
             judged[name] = setting
