@@ -100,14 +100,14 @@ def gate_slots(slots: dict[str, list[Path]], args: argparse.Namespace, out: Path
     """The verdict on measured slots under ``args``' thresholds: its failures (none: pass). ``show`` prints
     the pairs, every comparison and the verdict; the same slots can be gated again under other settings."""
     merged = {label: merge(paths, out / f"{label}.json") for label, paths in slots.items()}
-    ratios = pair_ratios(slots["baseline"], slots["candidate"], _medians)
+    sides = slots["baseline"], slots["candidate"]
+    ratios = pair_ratios(*sides, median_times)
     config = gt.GateConfig(time_threshold=args.time_threshold, memory_threshold=args.memory_threshold,
                            map_tolerance=args.map_tolerance, alpha=args.alpha, strict=args.strict,
                            pair_ratios=ratios, memory_alpha=args.slot_alpha,
-                           memory_pair_ratios=pair_ratios(slots["baseline"], slots["candidate"], _model_memory))
+                           memory_pair_ratios=pair_ratios(*sides, model_memories))
     result = gt.run_gate(load_run(merged["baseline"]), load_run(merged["candidate"]), config)
-    deploy_lines, deploy_failures = deployment(slots["baseline"], slots["candidate"], args.deploy_threshold,
-                                               args.slot_alpha)
+    deploy_lines, deploy_failures = deployment(*sides, args.deploy_threshold, args.slot_alpha)
     failures = result.failures + deploy_failures
     if show:
         for (_, model, batch), values in sorted(ratios.items()):
@@ -232,7 +232,7 @@ def deployment(baseline: list[Path], candidate: list[Path], threshold: float,
                alpha: float) -> tuple[list[str], list[str]]:
     """Deployment (worker start to a warm model), one figure per slot: one ratio per pair, tested as time is."""
     lines, failures = [], []
-    for (_, model, batch), values in sorted(pair_ratios(baseline, candidate, _deploy_total).items()):
+    for (_, model, batch), values in sorted(pair_ratios(baseline, candidate, deploy_totals).items()):
         change = sig.compare_pairs(values, threshold, alpha)
         where = f"{model} batch {batch}"
         lines.append(f"deployment: {where}: {change.text()} (one per slot, threshold +{threshold:.0%})")
@@ -253,7 +253,7 @@ def pair_ratios(baseline: list[Path], candidate: list[Path],
     return ratios
 
 
-def _medians(path: Path) -> dict[Key, float]:
+def median_times(path: Path) -> dict[Key, float]:
     """A slot's median time per image per case, from pytest-benchmark's stats."""
     out: dict[Key, float] = {}
     for bm in json.loads(path.read_text())["benchmarks"]:
@@ -269,12 +269,12 @@ def _timed_records(path: Path) -> Iterator[tuple[Key, dict[str, Any]]]:
             yield (rec["device_profile"], rec["model"], int(rec["batch_size"])), rec
 
 
-def _deploy_total(path: Path) -> dict[Key, float]:
+def deploy_totals(path: Path) -> dict[Key, float]:
     return {key: float(rec["deploy_s"]["total"]) for key, rec in _timed_records(path)
             if (rec.get("deploy_s") or {}).get("total") is not None}
 
 
-def _model_memory(path: Path) -> dict[Key, float]:
+def model_memories(path: Path) -> dict[Key, float]:
     return {key: float(rec["model_memory_mb"]) for key, rec in _timed_records(path)
             if rec.get("model_memory_mb") is not None}
 
