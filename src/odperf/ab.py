@@ -39,7 +39,7 @@ from odperf.results import load_run
 
 SLOT_TIMEOUT_S = 1800
 DEPLOY_THRESHOLD = 0.25
-SLOT_ALPHA = 0.01
+SLOT_ALPHA = gt.DEFAULT_SLOT_ALPHA
 # CI's self-gate (``--ci``), calibrated on a 2-core machine (reports/gate-calibration): centernet_tiny at batch
 # 64 (one worker start per slot: 6 pairs cost what 4 pairs of batches 1 and 64 did); a slowdown must pass
 # +15% and be significant at p < 0.05 over the 6 pairs; deployment and the model's own memory, one figure
@@ -259,7 +259,7 @@ def median_times(path: Path) -> dict[Key, float]:
     for bm in json.loads(path.read_text())["benchmarks"]:
         rec = bm.get("extra_info") or {}
         if rec.get("model") is not None and rec.get("batch_size") is not None:
-            out[(rec.get("device_profile", ""), rec["model"], int(rec["batch_size"]))] = float(bm["stats"]["median"])
+            out[(rec["device_profile"], rec["model"], int(rec["batch_size"]))] = float(bm["stats"]["median"])
     return out
 
 

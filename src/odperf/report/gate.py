@@ -40,6 +40,9 @@ from odperf.results import FAILED_OUTCOMES, SavedRun
 DEFAULT_TIME_THRESHOLD = 0.10
 DEFAULT_MEMORY_THRESHOLD = 0.10
 DEFAULT_MAP_TOLERANCE = 0.01
+# significance level of a figure measured once per run (the model's own memory, deployment), tested over
+# interleaved pairs: it spreads more than a median of rounds, so it must be stronger to count
+DEFAULT_SLOT_ALPHA = 0.01
 DEFAULT_TIME_METRICS = ("median",)
 
 
@@ -59,7 +62,7 @@ class GateConfig:
     # the same for the model's own memory (one figure per run): its growth must pass the threshold and be
     # significant at ``memory_alpha``; a peak sampled every 10 ms moves by several percent from run to run
     memory_pair_ratios: dict[tuple[str, str, int], list[float]] | None = None
-    memory_alpha: float = 0.01
+    memory_alpha: float = DEFAULT_SLOT_ALPHA
 
     def __post_init__(self) -> None:
         for name in ("time_threshold", "memory_threshold", "map_tolerance"):

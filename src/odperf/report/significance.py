@@ -123,7 +123,7 @@ def compare_pairs(ratios: Sequence[float], threshold: float, alpha: float = DEFA
     from scipy.stats import ttest_1samp
 
     logs = _logs(ratios)
-    ratio = geometric_mean(ratios)
+    ratio = float(np.exp(logs.mean()))  # geometric_mean, on the logs already taken
     if logs.size < MIN_PAIRS:
         return TimeChange(ratio, ratio, ratio, 1.0, (int(logs.size), int(logs.size)), UNDECIDED, test="pairs")
     rng = np.random.default_rng(SEED)
