@@ -1,6 +1,6 @@
 """The package layout, which pyproject.toml cannot express: odperf's modules under src/, plus the benchmark
 suite and the fixtures, which stay at the top of the repository and ship inside the package as
-``odperf.benchmarks`` and ``odperf/fixtures`` (found through odperf.package_data); the fixtures' folders
+``odperf.benchmarks`` and ``odperf/fixtures`` (found through odperf.util.package_data); the fixtures' folders
 (the embedded models' files) are data packages. Everything else is in pyproject.toml."""
 
 from setuptools import find_namespace_packages, find_packages, setup

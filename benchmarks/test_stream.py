@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from odperf.benchmark_files import json_target
-from odperf.checks import check_run
+from odperf.plugin.files import json_target
+from odperf.suite.judging import check_run
 from odperf.results import STREAM
 from odperf.stream.cases import StreamRunner, line_for
-from odperf.stream.plan import check_logs
+from odperf.stream.options import check_logs
 from odperf.stream.record import check_stream, fill_record
 from odperf.zoo.registry import ModelMissing
 

@@ -15,10 +15,10 @@ from odperf.engine.runtime import worker_env
 from odperf.errors import WorkloadError
 from odperf.measure import kinds, probes
 from odperf.measure.devices import DeviceError, DeviceProfile, DeviceRef, load_table, parse_device
-from odperf.names import slug
+from odperf.util.names import slug
 from odperf.measure.kinds import DeviceKind, detect_profiles, detected, external_probes, get_profile, kind_of
 from odperf.measure.probes import RssProbe
-from odperf.targets import build_targets
+from odperf.suite.targets import build_targets
 
 GIB = 1024**3
 

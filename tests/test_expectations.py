@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from odperf.checks import check_run
-from odperf.expectations import Expectation, ExpectationsError, ModelTags, load
+from odperf.suite.judging import check_run
+from odperf.suite.expectations import Expectation, ExpectationsError, ModelTags, load
 from odperf.results import RunRecord
 from odperf.zoo.registry import fixtures_dir, get
 

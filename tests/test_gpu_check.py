@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from odperf.gpu_check import Finding, no_gpu_reason, within
+from odperf.commands.gpu_check import Finding, no_gpu_reason, within
 
 
 def test_without_a_gpu_it_checks_nothing_and_says_why(tmp_path: Path):
     out = tmp_path / "report"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-m", "odperf.gpu_check", "--out", str(out)], env=env,
+    done = subprocess.run([sys.executable, "-m", "odperf.commands.gpu_check", "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "no GPU to check here" in done.stderr and "Nothing was checked" in done.stderr
@@ -37,7 +37,7 @@ def test_findings_render_their_figures_and_problems():
 
 
 def test_emulated_card_is_half_of_what_batch_64_needs_unless_given():
-    from odperf.gpu_check import emulated_cap_mb
+    from odperf.commands.gpu_check import emulated_cap_mb
 
     assert emulated_cap_mb(3000.0, None) == 1500  # cannot hold the measured need, whatever the model's input
     assert emulated_cap_mb(3000.0, 2000) == 2000  # --cap-mb wins
@@ -47,7 +47,7 @@ def test_emulated_card_is_half_of_what_batch_64_needs_unless_given():
 def test_the_stream_part_runs_the_suite_and_renders_its_report(tmp_path: Path):
     """The GPU check's streaming part is device-agnostic: here on the CPU, smoke-sized, with the prefetch
     thread (on an H200 its report once stopped on a bug in the stream figures)."""
-    from odperf.gpu_check import stream
+    from odperf.commands.gpu_check import stream
 
     found = stream("cpu", "cpu", tmp_path, budget="smoke", deadline_s=60.0, prefetch_modes=(True,))
     assert not found.problems, found.markdown()

@@ -12,7 +12,7 @@ import pytest
 import zoo_artifacts as za
 from odperf.errors import ModelError
 from odperf.zoo import ModelMissing, get
-from odperf.zoo.detector import Detections
+from odperf.backends.contract import Detections
 from odperf.backends import find_artifact
 from odperf.zoo.loaders import load_detector, probe_tiles
 

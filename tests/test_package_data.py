@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import odperf
-from odperf.benchmark_discovery import arg_paths, names_stream_module, reaches_benchmarks, uses_case_fixture
+from odperf.plugin.discovery import arg_paths, names_stream_module, reaches_benchmarks, uses_case_fixture
 from odperf.measure.devices import default_table_path
-from odperf.package_data import fixtures_dir, shipped, suite_dir
+from odperf.util.package_data import fixtures_dir, shipped, benchmarks_dir
 from odperf.zoo.embedded import models_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ NORECURSE = ["*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_modules", "v
 
 def test_a_checkout_finds_its_top_level_folders(monkeypatch):
     monkeypatch.delenv("ODPERF_FIXTURES", raising=False)
-    assert fixtures_dir() == ROOT / "fixtures" and suite_dir() == ROOT / "benchmarks"
+    assert fixtures_dir() == ROOT / "fixtures" and benchmarks_dir() == ROOT / "benchmarks"
     assert default_table_path() == ROOT / "fixtures" / "devices.toml"
     assert models_dir() == ROOT / "fixtures" / "models"
     assert not (Path(odperf.__file__).parent / "fixtures").exists()  # a source tree: nothing inside the package
@@ -29,7 +29,7 @@ def test_a_checkout_finds_its_top_level_folders(monkeypatch):
 def test_odperf_fixtures_names_another_folder_and_unknown_names_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ODPERF_FIXTURES", str(tmp_path))
     assert fixtures_dir() == tmp_path and default_table_path() == tmp_path / "devices.toml"
-    assert suite_dir() == ROOT / "benchmarks"  # the override is for fixtures only
+    assert benchmarks_dir() == ROOT / "benchmarks"  # the override is for fixtures only
     with pytest.raises(ValueError, match="ships no folder 'tests'"):
         shipped("tests")
 

@@ -8,11 +8,11 @@ import pytest
 
 from nvml_standin import FakeGpu, NvmlStandIn
 from odperf.errors import OdperfError
-from odperf.expectations import load
+from odperf.suite.expectations import load
 from odperf.measure.kinds import cpu_profile, nvml_gpus
-from odperf.suite import ModelRef, build_cases, marker_catalogue, model_refs, parse_batch_sizes
-from odperf.suite_state import SuiteState
-from odperf.targets import build_targets
+from odperf.suite.matrix import ModelRef, build_cases, marker_catalogue, model_refs, parse_batch_sizes
+from odperf.suite.state import SuiteState
+from odperf.suite.targets import build_targets
 from odperf.zoo.registry import ExportedModel, ModelError, path_model_name, select
 
 GIB = 1024**3

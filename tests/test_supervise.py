@@ -17,7 +17,7 @@ from child_env import child_env
 
 DRIVER = """
 import json, sys
-from odperf.supervise import run_child
+from odperf.util.supervise import run_child
 r = run_child([sys.executable, "-c", sys.argv[2], sys.argv[3]], grace_s=float(sys.argv[1]), name="the child")
 print(json.dumps({"returncode": r.returncode, "stopped_by": r.stopped_by, "killed": r.killed,
                   "leftovers": r.leftovers}))

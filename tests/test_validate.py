@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from odperf.validate import VAL2017_NOTE, reference_map, render, validation_of
+from odperf.commands.validate import VAL2017_NOTE, reference_map, render, validation_of
 from odperf.zoo.registry import embedded_models, get
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections, Detector
+from odperf.backends.contract import Detections, Detector
 
 
 def dets(b: int, n: int, fill: float) -> Detections:

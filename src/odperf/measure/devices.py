@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from odperf._toml import tomllib
+from odperf.util.tomlfile import tomllib
 from odperf.errors import OdperfError
-from odperf.package_data import fixtures_dir
+from odperf.util.package_data import fixtures_dir
 
 GIB = 1024**3
 

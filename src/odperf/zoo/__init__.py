@@ -22,8 +22,8 @@ from odperf.zoo.registry import (
 )
 
 _LAZY = {
-    "Detections": "odperf.zoo.detector",
-    "Detector": "odperf.zoo.detector",
+    "Detections": "odperf.backends.contract",
+    "Detector": "odperf.backends.contract",
     "load_detector": "odperf.zoo.loaders",
     "fetch": "odperf.zoo.fetch",
 }

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from odperf.errors import ModelError
-from odperf.package_data import fixtures_dir
+from odperf.util.package_data import fixtures_dir
 from odperf.results import MAP_GROUPS
 from odperf.zoo import catalog, torchvision_catalog
 from odperf.zoo.metadata import MODEL_FILE, read_metadata

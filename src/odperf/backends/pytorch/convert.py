@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections, RunFn
+from odperf.backends.contract import Detections, RunFn
 
 MAX_DETECTIONS = 100
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from odperf.backends.tensorflow.outputs import MASKS, STANDARD, OutputMap, named_outputs
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections
+from odperf.backends.contract import Detections
 
 FROZEN_GRAPH = "frozen_inference_graph.pb"
 SAVED_MODEL = "saved_model.pb"

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections
+from odperf.backends.contract import Detections
 
 STANDARD = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 MASKS = "detection_masks"

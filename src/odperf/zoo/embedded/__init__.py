@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from odperf.package_data import fixtures_dir
+from odperf.util.package_data import fixtures_dir
 from odperf.zoo.embedded.specs import SPECS, TfModelSpec, get_spec
 
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from odperf.package_data import fixtures_dir
+from odperf.util.package_data import fixtures_dir
 from odperf.zoo.embedded_torch.specs import MODEL_NAMES, SPECS, TorchModelSpec, get_spec
 
 
@@ -38,7 +38,7 @@ def load_embedded(folder: str | Path, device: str = "cpu"):  # -> torch.nn.Modul
     return _load(folder, device)
 
 
-def load_run(folder: str | Path, device: str = "cpu"):  # -> odperf.zoo.detector.RunFn
+def load_run(folder: str | Path, device: str = "cpu"):  # -> odperf.backends.contract.RunFn
     """``run(uint8 batch) -> Detections`` of the shipped detector in ``folder``, classes as category ids."""
     from odperf.zoo.embedded_torch.export import load_run as _load_run
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from odperf.datasets.coco import CocoDataset
 from odperf.workload import normalized_to_xywh
-from odperf.zoo.detector import RunFn
+from odperf.backends.contract import RunFn
 from odperf.zoo.embedded.data import CI_TILES, Split
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from odperf.backends.pytorch.convert import MAX_DETECTIONS, make_run
 from odperf.errors import ModelError
-from odperf.zoo.detector import RunFn
+from odperf.backends.contract import RunFn
 from odperf.zoo.metadata import MODEL_FILE, read_metadata, write_metadata
 
 WEIGHTS_FILE = "weights.pt"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from odperf.errors import OdperfError
-from odperf.names import slug
-from odperf.expectations import ModelTags
+from odperf.util.names import slug
+from odperf.suite.expectations import ModelTags
 from odperf.workload import PAPER_BATCH_SIZES, PAPER_GRID
 from odperf.zoo.registry import FAMILIES, MAP_GROUPS, META_ARCHS, ExportedModel, path_model_name
 

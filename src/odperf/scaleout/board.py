@@ -13,7 +13,7 @@ from typing import Any
 
 from odperf.results import OUTCOMES
 from odperf.scaleout.gather import ProfileRun
-from odperf.scaleout.plan import Shard
+from odperf.scaleout.shards import Shard
 
 
 PREFIX = "odperf bench --ray"

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from odperf import bench
+from odperf.commands import bench
 from odperf.errors import OdperfError, ResultsError
 from odperf.report import gate as gt
 from odperf.report import significance as sig
@@ -68,7 +68,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
             setattr(args, name, value)
         args.accuracy = args.strict = True
     if getattr(args, "calibrate", None):
-        from odperf.ab_calibrate import calibrate  # noqa: PLC0415 (its own mode)
+        from odperf.commands.ab.calibrate import calibrate  # noqa: PLC0415 (its own mode)
 
         return calibrate(args)
     slots = measure_sides(args)
@@ -318,7 +318,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", type=int, default=None, metavar="N",
                    help="instead of one comparison: N A/A comparisons of HEAD and N of HEAD against HEAD with a "
                         "planted slowdown (--planted-delay) in the worker's timed region; prints the false-alarm "
-                        "and detection rates under these thresholds and CI's (odperf.ab_calibrate)")
+                        "and detection rates under these thresholds and CI's (odperf.commands.ab.calibrate)")
     p.add_argument("--planted-delay", type=float, default=0.25, metavar="FRACTION",
                    help="--calibrate: the planted slowdown, a fraction of each image's time (default 0.25)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to both sides' pytest (after --)")

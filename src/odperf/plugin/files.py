@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from odperf.storage import write_atomic
+from odperf.util.atomic import write_atomic
 
 DEFAULT_STORAGE = "file://./.benchmarks"
 

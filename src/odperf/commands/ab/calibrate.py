@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odperf import ab
+from odperf.commands import ab
 from odperf.errors import OdperfError
 from odperf.report import significance as sig
 
@@ -47,7 +47,7 @@ def planted_commit(here: Path, delay: float) -> str:
             text = worker.read_text(encoding="utf-8")
             if TIMED not in text:
                 raise OdperfError(f"{WORKER}: the end of the timed region ({TIMED.strip()!r}) is not there any "
-                                  f"more; update odperf.ab_calibrate.TIMED")
+                                  f"more; update odperf.commands.ab.calibrate.TIMED")
             spin = (f"            _end = time.perf_counter() + {delay} * (time.perf_counter() - t0)\n"
                     f"            while time.perf_counter() < _end:\n                pass\n")
             worker.write_text(text.replace(TIMED, spin + TIMED), encoding="utf-8")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from odperf._toml import tomllib
+from odperf.util.tomlfile import tomllib
 from odperf.errors import OdperfError
 
 FIELDS = ("deadline_image_s", "deadline_car_s", "oom", "map_floor", "line_rate", "tail_latency_s", "peak_rate_floor")

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from odperf.errors import OdperfError
 
 RESOURCE_PREFIX = "odperf:"
-EMULATED_ON = "_on_"  # p100_on_h100: the emulated card, then the real one (odperf.targets)
+EMULATED_ON = "_on_"  # p100_on_h100: the emulated card, then the real one (odperf.suite.targets)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Shard:
         return f"#{self.index} {self.model.name} b{sizes} on {self.profile.name}"
 
     def case_ids(self) -> list[str]:
-        """The suite's test ids for this shard (odperf.suite.Case.id: gpu:0 is labelled gpu)."""
+        """The suite's test ids for this shard (odperf.suite.matrix.Case.id: gpu:0 is labelled gpu)."""
         label = "cpu" if self.profile.devices == "cpu" else "gpu"
         return [f"{self.model.name}-b{b}-{label}" for b in self.batch_sizes]
 
@@ -95,7 +95,7 @@ def resolve_profile(name: str, emulations: dict[str, str]) -> Profile:
 
 def emulation_names(specs: Iterable[str]) -> dict[str, str]:
     """``--emulate NAME:MB`` values by NAME (checked as ``--odperf-emulate`` checks them)."""
-    from odperf.targets import parse_emulation
+    from odperf.suite.targets import parse_emulation
 
     out = {}
     for spec in specs:
@@ -115,7 +115,7 @@ def declared_profiles(resources: dict[str, Any]) -> list[str]:
 
 def select_models(selectors: str) -> list[ModelEntry]:
     """The models a selection names, as nodes will be told them (a path keeps its name: NAME=PATH)."""
-    from odperf.suite import slug
+    from odperf.suite.matrix import slug
     from odperf.zoo.registry import ExportedModel, path_model_name, select
 
     out = []

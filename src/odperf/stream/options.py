@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from odperf.errors import OdperfError
-from odperf.storage import check_folder
+from odperf.util.atomic import check_folder
 from odperf.stream.cases import StreamPlan
 from odperf.stream.settings import SCENARIOS, budget_named
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from odperf.errors import OdperfError
 from odperf.measure.devices import DEVICE_FORMS, DeviceError, load_table, parse_device
-from odperf.suite import EMULATED_MARKER, Target
+from odperf.suite.matrix import EMULATED_MARKER, Target
 
 CPU_EXAMPLE = "cpu_12gb:12000"
 

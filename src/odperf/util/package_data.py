@@ -25,7 +25,7 @@ def shipped(name: str) -> Path:
     installed = files("odperf") / name
     if isinstance(installed, Path) and installed.is_dir():
         return installed
-    return Path(__file__).resolve().parents[2] / name  # a source tree: src/odperf/ -> the repository
+    return Path(__file__).resolve().parents[3] / name  # a source tree: src/odperf/util/ -> the repository
 
 
 def fixtures_dir() -> Path:
@@ -33,7 +33,7 @@ def fixtures_dir() -> Path:
     return shipped("fixtures")
 
 
-def suite_dir() -> Path:
+def benchmarks_dir() -> Path:
     """The benchmark suite (``pytest --pyargs odperf.benchmarks`` runs the same files)."""
     return shipped("benchmarks")
 
@@ -42,5 +42,5 @@ def writable_fixtures() -> Path | None:
     """The fixtures folder where odperf may write (retrained embedded models): a source tree's or the one
     ``ODPERF_FIXTURES`` names; None when it is the installed package's, which a reinstall replaces."""
     folder = fixtures_dir()
-    inside_package = folder.resolve().is_relative_to(Path(__file__).resolve().parent)
+    inside_package = folder.resolve().is_relative_to(Path(__file__).resolve().parents[1])
     return None if inside_package and not os.environ.get("ODPERF_FIXTURES") else folder
