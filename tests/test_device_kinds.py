@@ -116,14 +116,14 @@ class Rocm(DeviceKind):
 
 
 def test_a_new_kind_of_device_is_one_entry_and_its_profiles(monkeypatch, tmp_path):
-    """What the architecture document promises: a kind's entry in KINDS and its [[kind]] profiles in the
+    """What the architecture document promises: a kind's entry in DEVICE_KINDS and its [[kind]] profiles in the
     device table reach detection, the targets and their markers, the worker's environment and the probes."""
     table_path = tmp_path / "devices.toml"
     table_path.write_text('[cpu]\nmarkers = ["cpu"]\n'
                           '[[rocm]]\nname = "mi250x"\nmatch = "MI250X"\nmemory_gib = 64\nmarkers = ["rocm", "mi250x"]\n')
     monkeypatch.setenv("ODPERF_FIXTURES", str(tmp_path))
     rocm = Rocm(["AMD Instinct MI250X", "AMD Radeon PRO W7900"])
-    monkeypatch.setattr(kinds, "KINDS", (kinds.Cpu(), rocm, *kinds.KINDS[1:]))
+    monkeypatch.setattr(kinds, "DEVICE_KINDS", (kinds.Cpu(), rocm, *kinds.DEVICE_KINDS[1:]))
     table = load_table(table_path)
     assert [r.kind for r in table.rules] == ["rocm"]
     found = detect_profiles(table)

@@ -22,7 +22,7 @@ import pytest
 
 from odperf.results import load_run
 from odperf.scaleout.gather import SHARD_KEY, ProfileRun, others_on_node, write
-from odperf.scaleout.shards import (ModelEntry, Profile, declared_profiles, make_shards, ray_options,
+from odperf.scaleout.shards import (ModelEntry, ClusterProfile, declared_profiles, make_shards, ray_options,
                                   resolve_profile)
 from odperf.scaleout.task import ShardResult
 
@@ -32,10 +32,10 @@ CPU_400MB = {"cpu_400mb": "cpu_400mb:400"}
 
 # --- planning (no Ray) ------------------------------------------------------------------------------
 def test_profiles_resolve_to_what_their_shards_need():
-    assert resolve_profile("cpu", CPU_400MB) == Profile("cpu", "cpu")
-    assert resolve_profile("cpu_400mb", CPU_400MB) == Profile("cpu_400mb", "cpu", emulate="cpu_400mb:400")
-    assert resolve_profile("v100_sxm2", {}) == Profile("v100_sxm2", "gpu", gpu=True)
-    assert resolve_profile("p100_on_h100", {}) == Profile("p100_on_h100", "gpu", emulate="p100", gpu=True)
+    assert resolve_profile("cpu", CPU_400MB) == ClusterProfile("cpu", "cpu")
+    assert resolve_profile("cpu_400mb", CPU_400MB) == ClusterProfile("cpu_400mb", "cpu", emulate="cpu_400mb:400")
+    assert resolve_profile("v100_sxm2", {}) == ClusterProfile("v100_sxm2", "gpu", gpu=True)
+    assert resolve_profile("p100_on_h100", {}) == ClusterProfile("p100_on_h100", "gpu", emulate="p100", gpu=True)
     assert resolve_profile("tx2", {}).gpu is False  # a Jetson board: Ray counts no GPU there
     assert declared_profiles({"CPU": 4, "odperf:v100_sxm2": 2, "odperf:cpu": 1, "GPU": 2}) == ["cpu", "v100_sxm2"]
 

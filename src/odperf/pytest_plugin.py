@@ -21,14 +21,12 @@ from typing import Any
 
 import pytest
 
-from odperf.plugin.discovery import arg_paths, names_stream_module, reaches_benchmarks
-from odperf.plugin.files import json_target
+from odperf.plugin.discovery import MEASURED_FIXTURES, arg_paths, names_stream_module, reaches_benchmarks
+from odperf.plugin.files import DEFAULT_STORAGE, json_target
 from odperf.errors import OdperfError
 
-_DEFAULT_STORAGE = "file://./.benchmarks"
 _STATE = pytest.StashKey[Any]()  # the run's odperf.suite.state.SuiteState, once built
 _STREAM_PLAN = pytest.StashKey[Any]()  # the streaming pass's odperf.stream.cases.StreamPlan, once built
-_CASE_FIXTURES = ("odperf_case", "odperf_accuracy_case")
 TIMING_MARKER = "timing"  # what the timing benchmarks carry: pytest-benchmark saves nothing under xdist
 STREAM_MARKER = "stream"  # the streaming benchmarks: timed as well, so refused under xdist too
 _XDIST_MESSAGE = (
@@ -165,12 +163,12 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         run = MeasuringRun(config, state)
         run.check_outputs()
-        if config.getoption("benchmark_storage", None) == _DEFAULT_STORAGE and any(
+        if config.getoption("benchmark_storage", None) == DEFAULT_STORAGE and any(
             config.getoption(o, None) for o in ("benchmark_save", "benchmark_autosave", "benchmark_compare")
         ):
             # pytest-benchmark names its storage folder after the OS and Python only; keep each hardware
             # profile's runs apart so that runs from two GPUs never mix (its own configure runs after this).
-            config.option.benchmark_storage = f"{_DEFAULT_STORAGE}/{state.profile_name}"
+            config.option.benchmark_storage = f"{DEFAULT_STORAGE}/{state.profile_name}"
         run.check_storage()
         state.prepare()
     except OdperfError as exc:
@@ -221,7 +219,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for case in cases for scenario in _stream_plan(metafunc.config).scenarios
         ])
         return
-    name = next((n for n in _CASE_FIXTURES if n in metafunc.fixturenames), None)
+    name = next((n for n in MEASURED_FIXTURES if n in metafunc.fixturenames), None)
     if name is None:
         return
     state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
@@ -252,7 +250,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
 
 def _case_of(item: pytest.Item) -> Any:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return next((params[n] for n in _CASE_FIXTURES if n in params), None)
+    return next((params[n] for n in MEASURED_FIXTURES if n in params), None)
 
 
 def _refuse_xdist_timing(config: pytest.Config, state: Any) -> None:

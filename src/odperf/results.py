@@ -51,7 +51,7 @@ RecordKind = Literal["timing", "accuracy", "stream"]
 TIMING: Final = "timing"  # timed rounds of a batch size (benchmarks/test_inference.py)
 ACCURACY: Final = "accuracy"  # an untimed pass that only scores mAP (benchmarks/test_accuracy.py)
 STREAM: Final = "stream"  # a LoadGen scenario run over a stream of camera images (benchmarks/test_stream.py)
-KINDS: tuple[str, ...] = (TIMING, ACCURACY, STREAM)
+RECORD_KINDS: tuple[str, ...] = (TIMING, ACCURACY, STREAM)
 
 # In schema 1, the accuracy benchmark always ran at this batch size.
 V1_ACCURACY_BATCH = 64
@@ -67,7 +67,7 @@ class RunRecord:
     device_profile: str
     batch_size: int
     outcome: str = "ok"
-    kind: str = TIMING  # one of KINDS
+    kind: str = TIMING  # one of RECORD_KINDS
     meta_arch: str | None = None
     map_group: str | None = None
     backend: str | None = None  # the runtime that ran the model (odperf.backends); None in old files
@@ -113,8 +113,8 @@ class RunRecord:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ResultsError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if self.kind not in KINDS:
-            raise ResultsError(f"record kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in RECORD_KINDS:
+            raise ResultsError(f"record kind must be one of {RECORD_KINDS}, got {self.kind!r}")
 
     def to_extra_info(self) -> dict[str, Any]:
         return _plain(asdict(self))

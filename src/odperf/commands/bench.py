@@ -21,49 +21,35 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
-from odperf.util.package_data import benchmarks_dir
-from odperf.report.cli import report_runs
+from odperf.report.render import report_runs
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
+from odperf.suite.launch import EMULATED, MAIN_IMAGES, STREAMS, Selection, SuiteRun, pytest_command
 from odperf.util.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
 
-MAIN_IMAGES = 10
 SMOKE_IMAGES = 2
-EMULATED = "cpu_400mb:400"
 STREAM_BATCH = "8"  # near the best batch of every embedded model on the reference CPU
 
 
-@dataclass(frozen=True)
-class Pass:
-    """One pytest run of the suite: its saved name, batch sizes and extra options."""
-
-    name: str
-    batch_sizes: str
-    options: tuple[str, ...] = ()
-    suite: str = "test_inference.py"  # the benchmark file it runs
-
-
-def passes(args: argparse.Namespace) -> list[Pass]:
+def passes(args: argparse.Namespace) -> list[SuiteRun]:
     if args.smoke:
-        smoke = [Pass("smoke", args.batch_sizes or "1,64"), Pass("smoke-cpu_400mb", "8,64", (f"--odperf-emulate={EMULATED}",))]
+        smoke = [SuiteRun("smoke", args.batch_sizes or "1,64"), SuiteRun("smoke-cpu_400mb", "8,64", (f"--odperf-emulate={EMULATED}",))]
         if args.stream:
-            smoke.append(Pass("smoke-stream", "64", ("--odperf-stream-budget=smoke",), "test_stream.py"))
+            smoke.append(SuiteRun("smoke-stream", "64", ("--odperf-stream-budget=smoke",), STREAMS))
         return smoke
-    main = [Pass(args.name, args.batch_sizes or "paper")]
+    main = [SuiteRun(args.name, args.batch_sizes or "paper")]
     if args.emulate and args.devices in ("all", "cpu"):
-        main.append(Pass(f"{args.name}-cpu_400mb", "1,8,64", (f"--odperf-emulate={EMULATED}",)))
+        main.append(SuiteRun(f"{args.name}-cpu_400mb", "1,8,64", (f"--odperf-emulate={EMULATED}",)))
     if args.stream:
-        main.append(Pass(f"{args.name}-stream", args.stream_batch_sizes,
-                         (f"--odperf-stream-budget={args.stream_budget}",), "test_stream.py"))
+        main.append(SuiteRun(f"{args.name}-stream", args.stream_batch_sizes,
+                         (f"--odperf-stream-budget={args.stream_budget}",), STREAMS))
     return main
 
 
@@ -76,47 +62,19 @@ def summarise_car(images: int = IMAGES_PER_CAR) -> str:
     return "\n".join(lines)
 
 
-def child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child pytest run: without what a pytest-xdist worker hands down
-    (PYTEST_XDIST_*, with which pytest-benchmark switches itself off and odperf refuses timing)."""
-    return {k: v for k, v in (os.environ if environ is None else environ).items()
-            if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
-
-
-def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: bool = True,
-                   root: Path | None = None, python: str = sys.executable) -> list[str]:
-    """The suite shipped with odperf (the files ``pytest --pyargs odperf.benchmarks`` runs), from the
-    current directory; the plugin is named so that a source tree on PYTHONPATH runs the same way.
-    ``save``: also keep a copy in the storage folder (--benchmark-save); ``root`` and ``python``: the suite
-    of another source tree, with another environment (``odperf ab``)."""
+def selection(args: argparse.Namespace) -> Selection:
+    """What every pass of this job measures, from ``odperf bench``'s options (the smoke run never scores)."""
     images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
-    suite = root / "benchmarks" if root is not None else benchmarks_dir()
-    cmd = [
-        python, "-m", "pytest", str(suite / run.suite),
-        "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",
-        f"--odperf-models={args.models}",
-        f"--odperf-devices={args.devices}",
-        f"--odperf-images={images}",
-        f"--odperf-batch-sizes={run.batch_sizes}",
-        f"--benchmark-json={json_path}",
-        "--benchmark-columns=mean,median,max,rounds",
-        "--benchmark-sort=name",
-        "--benchmark-disable-gc",  # the worker times with GC off too: neither clock counts a collection
-        *run.options,
-    ]
-    if save and not args.smoke:
-        cmd.append(f"--benchmark-save={run.name}")
-    if args.accuracy and not args.smoke and run.suite == "test_inference.py":
-        cmd += ["--odperf-accuracy", f"--odperf-scorer={args.scorer}"]
-    return cmd + [a for a in args.pytest_args if a != "--"]
+    return Selection(args.models, args.devices, images, accuracy=args.accuracy and not args.smoke,
+                     scorer=args.scorer, pytest_args=tuple(args.pytest_args))
 
 
-def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, Path | None, bool]:
+def run_pass(args: argparse.Namespace, run: SuiteRun, out_dir: Path) -> tuple[int, Path | None, bool]:
     """Run one pass; returns its exit code, the JSON it saved (if any), and whether a signal stopped it."""
     json_path = out_dir / f"{run.name}.json"
     if json_path.exists():
         json_path.unlink()  # never read back a file left by an earlier run
-    cmd = pytest_command(args, run, json_path)
+    cmd = pytest_command(run, selection(args), json_path, save=not args.smoke)
     print("odperf bench: " + " ".join(cmd), flush=True)
     child = run_child(cmd, name="pytest")
     for line in child.leftovers:

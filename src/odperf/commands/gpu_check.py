@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odperf.commands.bench import child_env
-from odperf.util.package_data import benchmarks_dir
+from odperf.report.render import report_runs
+from odperf.suite.launch import STREAMS, Selection, SuiteRun, child_env, pytest_command
 
 GIB = 1 << 30
 TOLERANCE = 0.05
@@ -181,10 +181,8 @@ def sweep(device: str, out: Path, images: int) -> Finding:
     """The real suite over batch sizes 1..64 on the GPU, then odperf's report of its JSON."""
     found = Finding("Batch sweep 1..64 through the suite and the report")
     json_path = out / "gpu.json"
-    cmd = [sys.executable, "-m", "pytest", str(benchmarks_dir() / "test_inference.py"), "-p", "odperf.pytest_plugin",
-           "-p", "no:xdist", "-p", "no:cacheprovider",
-           "-q", f"--odperf-models={TRAINED_MODEL},{FULL_SIZE_MODEL}", f"--odperf-devices={device}",
-           f"--odperf-images={images}", "--odperf-accuracy", f"--benchmark-json={json_path}"]
+    cmd = pytest_command(SuiteRun("gpu", "paper", ("-q",)),
+                         Selection(f"{TRAINED_MODEL},{FULL_SIZE_MODEL}", device, images, accuracy=True), json_path)
     t0 = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     found.rows += [("suite command", " ".join(["python", *cmd[1:]])), ("suite exit", done.returncode),
@@ -194,12 +192,17 @@ def sweep(device: str, out: Path, images: int) -> Finding:
                               f"{'a JSON' if json_path.is_file() and json_path.stat().st_size else 'no JSON'}; "
                               f"its output ends:\n```\n{(done.stdout + done.stderr)[-2500:]}\n```")
         return found
-    report = subprocess.run([sys.executable, "-m", "odperf.cli", "report", str(json_path), "--out", str(out / "report")],
-                            capture_output=True, text=True)
-    found.rows.append(("report", f"{out / 'report' / 'index.md'} (exit {report.returncode})"))
-    if report.returncode != 0:
-        found.problems.append(f"odperf report failed: {report.stderr[-500:]}")
+    _report(found, [str(json_path)], out / "report")
     return found
+
+
+def _report(found: Finding, paths: list[str], out: Path) -> None:
+    """odperf's report of ``paths`` into ``out``, as a row of the finding (a failure as a problem)."""
+    try:
+        report_runs(paths, out, quiet=True)
+        found.rows.append(("report", f"{out / 'index.md'}"))
+    except Exception as exc:  # noqa: BLE001 (any failure to render is the finding)
+        found.problems.append(f"odperf report of {', '.join(paths)} failed: {type(exc).__name__}: {exc}")
 
 
 STREAM_BATCH = 64
@@ -231,12 +234,11 @@ def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline
     for prefetch in prefetch_modes:
         name = "stream-prefetch" if prefetch else "stream"
         json_path = out / f"{name}.json"
-        cmd = [sys.executable, "-m", "pytest", str(benchmarks_dir() / "test_stream.py"), "-p", "odperf.pytest_plugin",
-               "-p", "no:xdist", "-p", "no:cacheprovider", "-q", f"--odperf-models={TRAINED_MODEL}",
-               f"--odperf-devices={device}", f"--odperf-batch-sizes={STREAM_BATCH}",
-               f"--odperf-stream-budget={budget}", f"--odperf-expectations={fixtures_dir() / 'expectations.toml'}",
-               f"--odperf-expectations={rules}", f"--benchmark-json={json_path}",
-               *(["--odperf-stream-prefetch"] if prefetch else [])]
+        options = ("-q", f"--odperf-stream-budget={budget}",
+                   f"--odperf-expectations={fixtures_dir() / 'expectations.toml'}", f"--odperf-expectations={rules}",
+                   *(["--odperf-stream-prefetch"] if prefetch else []))
+        cmd = pytest_command(SuiteRun(name, str(STREAM_BATCH), options, STREAMS),
+                             Selection(TRAINED_MODEL, device, None), json_path)
         t0 = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         found.rows += [(f"{name}: command", " ".join(["python", *cmd[1:]])),
@@ -271,11 +273,7 @@ def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline
             found.problems.append(f"{name}: the suite ended with exit {done.returncode}: "
                                   f"{(done.stdout + done.stderr)[-1500:]}")
     if written:
-        report = subprocess.run([sys.executable, "-m", "odperf.cli", "report", *written, "--out",
-                                 str(out / "report-stream")], capture_output=True, text=True)
-        found.rows.append(("report", f"{out / 'report-stream' / 'index.md'} (exit {report.returncode})"))
-        if report.returncode != 0:
-            found.problems.append(f"odperf report of the streams failed: {report.stderr[-500:]}")
+        _report(found, written, out / "report-stream")
     return found
 
 

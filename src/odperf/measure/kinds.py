@@ -2,9 +2,9 @@
 memory from the parent, and what environment a worker on one of them starts in.
 
 A device string names a slot (``cpu``, or ``gpu:N``, the N-th GPU odperf was given); the kind behind a
-GPU slot is the first accelerator kind present on this machine, in ``KINDS`` order (a Jetson board has
+GPU slot is the first accelerator kind present on this machine, in ``DEVICE_KINDS`` order (a Jetson board has
 no NVML, so it is asked before NVIDIA's discrete GPUs). A new kind (AMD ROCm, Apple's GPU) is one class
-here, its line in ``KINDS`` and its ``[[<name>]]`` profiles in ``fixtures/devices.toml``.
+here, its line in ``DEVICE_KINDS`` and its ``[[<name>]]`` profiles in ``fixtures/devices.toml``.
 """
 
 from __future__ import annotations
@@ -117,13 +117,13 @@ class Jetson(NvidiaGpu):
         return [jetson_probe()]  # jetson-stats where its service answers, else /proc/meminfo
 
 
-KINDS: tuple[DeviceKind, ...] = (Cpu(), Jetson(), NvidiaGpu())
+DEVICE_KINDS: tuple[DeviceKind, ...] = (Cpu(), Jetson(), NvidiaGpu())
 """Every kind of device, in the order they are asked: the first present kind of a slot owns it."""
 
 
 def none_found() -> str:
     """What a machine with only its CPU lacks, discrete GPUs first: ``"no NVIDIA GPU or Jetson found"``."""
-    titles = [k.title for k in reversed(KINDS) if k.slot != "cpu"]
+    titles = [k.title for k in reversed(DEVICE_KINDS) if k.slot != "cpu"]
     return f"no {' or '.join(filter(None, [', '.join(titles[:-1]), titles[-1]]))} found"
 
 
@@ -131,7 +131,7 @@ def kind_of(device: str | DeviceRef) -> DeviceKind:
     """The kind of device a device string reaches on this machine (for a GPU slot with no kind present,
     the last one listed, NVIDIA's, whose probes then read nothing but the host)."""
     slot = (device if isinstance(device, DeviceRef) else parse_device(device)).slot
-    candidates = [k for k in KINDS if k.slot == slot]
+    candidates = [k for k in DEVICE_KINDS if k.slot == slot]
     return next((k for k in candidates if k.present()), candidates[-1])
 
 

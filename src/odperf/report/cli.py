@@ -3,57 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Sequence
 
-from odperf.errors import ResultsError
 from odperf.suite.expectations import load as load_expectations
 from odperf.report import compare as cmp
 from odperf.report import gate as gt
-from odperf.report.index import build_report, write_report
-from odperf.report.rows import latest_named, load_runs
-from odperf.results import SavedRun, load_run
-
-
-def _latest(path: str) -> SavedRun:
-    """A file, or the newest odperf run in a storage folder."""
-    if not Path(path).is_dir():
-        return load_run(path)
-    return max(load_runs([path]), key=lambda r: (r.datetime or "", r.path.name))
+from odperf.report.render import compare_files, report_runs
+from odperf.results import load_run
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     return report_runs(args.runs, args.out, latest=args.latest, deadlines=args.deadline or (), quiet=args.quiet)
 
 
-def report_runs(paths: Sequence[str], out: str | Path, latest: str | None = None,
-                deadlines: Sequence[float] = (), quiet: bool = False) -> int:
-    """``odperf report`` on saved runs, for this command and for ``odperf bench``'s closing report."""
-    runs = load_runs(list(paths))
-    if latest:
-        runs = latest_named(runs, latest)
-    report = build_report(runs, tuple(deadlines))
-    index = write_report(report, out)
-    if not quiet:
-        print(report.terminal())
-        print()
-    print(f"report written: {index} ({len(report.plots)} figures, {len(report.tables)} tables)")
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    if len(args.runs) < 2:
-        raise ResultsError("compare needs at least two runs: RUN_A RUN_B [RUN_C ...] (each compared with RUN_A)")
-    runs = [_latest(p) for p in args.runs]
-    comparisons = [cmp.compare_runs(runs[0], other, args.metric) for other in runs[1:]]
-    print("\n\n".join(cmp.render(c) for c in comparisons))
-    if args.markdown:
-        md = Path(args.markdown)
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text("# odperf compare\n\n" + "\n".join(cmp.render(c, markdown=True) for c in comparisons))
-    if args.csv:
-        cmp.write_csv(comparisons, args.csv)
-    return 0
+    return compare_files(args.runs, args.metric, markdown=args.markdown, csv=args.csv)
 
 
 def cmd_gate(args: argparse.Namespace) -> int:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from odperf.errors import OdperfError
+from odperf.suite.launch import EMULATED, MAIN_IMAGES
 from odperf.scaleout.gather import ProfileRun, write
-from odperf.scaleout.shards import (Profile, Shard, ShardOptions, declared_profiles, emulation_names, make_shards,
+from odperf.scaleout.shards import (ClusterProfile, Shard, ShardOptions, declared_profiles, emulation_names, make_shards,
                                   ray_options, resolve_profile, select_models)
 from odperf.scaleout.board import PREFIX, Board, Summary, shard_line
 from odperf.scaleout.task import ShardResult, run_shard
@@ -48,10 +49,8 @@ def connect(ray: Any, address: str) -> None:
                           "one (ray start --head) and give its address, or 'auto' on one of its nodes") from None
 
 
-def profiles_to_run(ray: Any, args: argparse.Namespace) -> list[Profile]:
+def profiles_to_run(ray: Any, args: argparse.Namespace) -> list[ClusterProfile]:
     """The profiles asked for (default: every one a node declares), each checked against the cluster."""
-    from odperf.commands.bench import EMULATED
-
     declared = declared_profiles(ray.cluster_resources())
     how = "start its nodes with ray start --resources '{\"odperf:<profile>\": N}' (odperf device names a node's profile)"
     if not declared:
@@ -197,7 +196,6 @@ class ClusterRun:
 
 def run_cluster(args: argparse.Namespace) -> int:
     """Run the selection on the cluster at ``args.ray``; the exit code is the worst of the shards' and report's."""
-    from odperf.commands.bench import MAIN_IMAGES
     from odperf.suite.matrix import parse_batch_sizes
 
     if args.smoke:
@@ -206,7 +204,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     models = select_models(args.models)
     sizes = parse_batch_sizes(args.batch_sizes)
     options = ShardOptions(images=args.images or MAIN_IMAGES, accuracy=args.accuracy,
-                           pytest_args=[a for a in args.pytest_args if a != "--"])
+                           pytest_args=[a for a in args.pytest_args if a != "--"], scorer=args.scorer)
     connect(ray, args.ray)
     try:
         shards = make_shards(profiles_to_run(ray, args), models, sizes, by_case=args.shard_by_case)
@@ -246,16 +244,16 @@ def _render(args: argparse.Namespace, paths: list[Path]) -> int:
     """``odperf report`` over every profile's file and ``odperf compare`` of each against the first."""
     if not args.report or not paths:
         return 0
-    from odperf.cli import main as odperf_main
+    from odperf.report.render import compare_files, report_runs
 
     out = Path(args.report_dir) if args.report_dir else Path("reports") / args.name
-    code = odperf_main(["report", *map(str, paths), "--out", str(out)])
+    code = report_runs(list(map(str, paths)), out)
     if len(paths) > 1:
-        code = max(code, odperf_main(["compare", *map(str, paths), "--markdown", str(out / "compare.md")]))
+        code = max(code, compare_files(list(map(str, paths)), markdown=out / "compare.md"))
     return code
 
 
-def _fits(profile: Profile, resources: dict[str, float]) -> bool:
+def _fits(profile: ClusterProfile, resources: dict[str, float]) -> bool:
     return resources.get(profile.resource, 0) >= 1 and (not profile.gpu or resources.get("GPU", 0) >= 1)
 
 

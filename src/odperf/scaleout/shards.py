@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from odperf.errors import OdperfError
+from odperf.suite.targets import emulated_on, parse_emulation, split_emulated_on
 
 RESOURCE_PREFIX = "odperf:"
-EMULATED_ON = "_on_"  # p100_on_h100: the emulated card, then the real one (odperf.suite.targets)
+
+
+class ShardFailed(Exception):
+    """pytest on the node saved no results for a shard that had cases to run (Ray retries it)."""
 
 
 @dataclass(frozen=True)
-class Profile:
+class ClusterProfile:
     """A device profile as the cluster runs it: what the shard's pytest is told, and what it needs."""
 
     name: str
@@ -52,7 +56,7 @@ class Shard:
     """One Ray task: some batch sizes of one model on one profile, run as one pytest session on a node."""
 
     index: int
-    profile: Profile
+    profile: ClusterProfile
     model: ModelEntry
     batch_sizes: tuple[int, ...]
 
@@ -74,35 +78,35 @@ class ShardOptions:
     images: int
     accuracy: bool
     pytest_args: list[str] = field(default_factory=list)
+    scorer: str | None = None  # --odperf-scorer of an accuracy run (None: the suite's default)
 
 
-def resolve_profile(name: str, emulations: dict[str, str]) -> Profile:
+def resolve_profile(name: str, emulations: dict[str, str]) -> ClusterProfile:
     """The profile a resource ``odperf:<name>`` stands for. ``emulations``: NAME -> NAME:MB (CPU sizes)."""
     from odperf.measure.devices import load_table
 
     table = load_table()
     if name == "cpu":
-        return Profile(name, "cpu")
+        return ClusterProfile(name, "cpu")
     if name in emulations:
-        return Profile(name, "cpu", emulate=emulations[name])
-    emulated, _, real = name.partition(EMULATED_ON)
-    if real and table.rule(emulated) is not None:
-        return Profile(name, "gpu", emulate=emulated, gpu=True)
+        return ClusterProfile(name, "cpu", emulate=emulations[name])
+    on = split_emulated_on(name)
+    if on is not None and table.rule(on[0]) is not None:
+        return ClusterProfile(name, "gpu", emulate=on[0], gpu=True)
     rule = table.rule(name)
     # A Jetson board has no NVML and Ray counts no GPU on it: its profile resource alone places the shard.
-    return Profile(name, "gpu", gpu=rule is None or rule.kind == "gpu")
+    return ClusterProfile(name, "gpu", gpu=rule is None or rule.kind == "gpu")
 
 
 def emulation_names(specs: Iterable[str]) -> dict[str, str]:
     """``--emulate NAME:MB`` values by NAME (checked as ``--odperf-emulate`` checks them)."""
-    from odperf.suite.targets import parse_emulation
 
     out = {}
     for spec in specs:
         emu = parse_emulation(spec)
         if emu.table_profile:
             raise OdperfError(f"--emulate {spec}: on a cluster an emulated card is a profile of its own: declare "
-                              f"odperf:{emu.name}{EMULATED_ON}<real profile> on the nodes that have the real card")
+                              f"odperf:{emulated_on(emu.name, '<real profile>')} on the nodes that have the real card")
         out[emu.name] = spec
     return out
 
@@ -130,7 +134,7 @@ def select_models(selectors: str) -> list[ModelEntry]:
     return out
 
 
-def make_shards(profiles: Sequence[Profile], models: Sequence[ModelEntry], batch_sizes: Sequence[int],
+def make_shards(profiles: Sequence[ClusterProfile], models: Sequence[ModelEntry], batch_sizes: Sequence[int],
                 by_case: bool = False) -> list[Shard]:
     """Every model on every profile; a model's batch sizes in one shard unless ``by_case``."""
     groups = [(b,) for b in batch_sizes] if by_case else [tuple(batch_sizes)]
@@ -141,8 +145,6 @@ def make_shards(profiles: Sequence[Profile], models: Sequence[ModelEntry], batch
 def ray_options(shard: Shard, retries: int) -> dict[str, Any]:
     """The task's Ray options: one GPU for a GPU shard, one slot of its profile, one CPU; Ray retries a
     shard whose node or worker died and one whose pytest wrote no results (``ShardFailed``)."""
-    from odperf.scaleout.task import ShardFailed
-
     return {
         "num_cpus": 1,
         "num_gpus": 1 if shard.profile.gpu else 0,

@@ -11,7 +11,6 @@ nothing measuring on the node. Progress goes to the driver's board as cases star
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import shutil
@@ -26,14 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from odperf.scaleout.case_log import ENV as CASE_LOG_ENV
-from odperf.scaleout.shards import Shard, ShardOptions
+from odperf.scaleout.shards import Shard, ShardFailed, ShardOptions
 
 POLL_S = 1.0
 TAIL_LINES = 30
-
-
-class ShardFailed(Exception):
-    """pytest on the node saved no results for a shard that had cases to run (Ray retries it)."""
 
 
 @dataclass
@@ -61,22 +56,21 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
     import ray  # noqa: PLC0415 (runs inside a Ray worker)
     from pytest_benchmark.utils import get_machine_id
 
-    from odperf.commands.bench import Pass, child_env, pytest_command
+    from odperf.suite.launch import Selection, SuiteRun, child_env, pytest_command
 
     start = time.time()
     node_id, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
     folder = Path(tempfile.mkdtemp(prefix="odperf-shard-"))
     try:
         json_path, log_path = folder / "shard.json", folder / "cases.jsonl"
-        args = argparse.Namespace(models=shard.model.selector, devices=shard.profile.devices, smoke=False,
-                                  images=options.images, accuracy=options.accuracy,
-                                  pytest_args=list(options.pytest_args))
-        run = Pass(f"shard{shard.index}", ",".join(map(str, shard.batch_sizes)),
+        selection = Selection(shard.model.selector, shard.profile.devices, options.images,
+                              accuracy=options.accuracy, scorer=options.scorer, pytest_args=tuple(options.pytest_args))
+        run = SuiteRun(f"shard{shard.index}", ",".join(map(str, shard.batch_sizes)),
                    (f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
-        cmd = [*pytest_command(args, run, json_path, save=False), "-p", "odperf.scaleout.case_log"]
+        cmd = pytest_command(run, selection, json_path, plugins=("odperf.scaleout.case_log",))
         # Ray's thread count is not the runtime's to take; a node started from inside a pytest-xdist worker
         # hands down PYTEST_XDIST_*, with which pytest-benchmark would switch itself off in the shard's pytest
-        env = {k: v for k, v in child_env().items() if k != "OMP_NUM_THREADS"}
+        env = child_env(drop=("OMP_NUM_THREADS",))
         env[CASE_LOG_ENV] = str(log_path)
         report = _Reporter(board, shard, node_id, host, start)
         report.update(log_path)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from odperf import __version__
 from odperf.suite.expectations import Expectation, Expectations, load as load_expectations, merge
 from odperf.measure.scorers import DEFAULT_SCORER
-from odperf.plugin.case_progress import Progress
+from odperf.suite.progress import Progress
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
 from odperf.suite.matrix import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
@@ -73,7 +73,7 @@ class SuiteState:
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
-        from odperf.suite.matrix import preflight
+        from odperf.suite import preflight
         from odperf.measure.kinds import detected
         from odperf.suite.targets import build_targets
         from odperf.zoo.registry import select
@@ -193,7 +193,7 @@ class SuiteState:
     def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None,
                    kind: str = TIMING) -> RunRecord:
         """The record of a measurement (its figures are the measurement's own), named after the case, not
-        the worker's view of it; ``kind`` says what it measured (odperf.results.KINDS)."""
+        the worker's view of it; ``kind`` says what it measured (odperf.results.RECORD_KINDS)."""
         return measurement.to_record(
             kind=kind,
             model=case.model.name,

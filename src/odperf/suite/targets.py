@@ -17,6 +17,18 @@ from odperf.measure.devices import DEVICE_FORMS, DeviceError, load_table, parse_
 from odperf.suite.matrix import EMULATED_MARKER, Target
 
 CPU_EXAMPLE = "cpu_12gb:12000"
+EMULATED_ON = "_on_"  # p100_on_h100: the emulated card, then the real one
+
+
+def emulated_on(emulated: str, real: str) -> str:
+    """The profile name of a card emulated on a bigger one (``p100_on_h100``)."""
+    return f"{emulated}{EMULATED_ON}{real}"
+
+
+def split_emulated_on(name: str) -> tuple[str, str] | None:
+    """``p100_on_h100`` -> (``p100``, ``h100``); None for a name that is no emulated card's."""
+    emulated, _, real = name.partition(EMULATED_ON)
+    return (emulated, real) if real and emulated else None
 
 
 def detected_targets(devices: str, profiles: Sequence[Any]) -> list[Target]:
@@ -104,7 +116,7 @@ def emulate(targets: list[Target], spec: str, profiles: Sequence[Any]) -> list[T
             f"--odperf-emulate={spec}: {emu.name} has {emu.memory_mb:.0f} MB but {real.profile} only "
             f"{real.memory_mb:.0f} MB: emulation caps memory, so it needs a device at least as large"
         )
-    name = f"{emu.name}_on_{real.profile}" if emu.table_profile else emu.name
+    name = emulated_on(emu.name, real.profile) if emu.table_profile else emu.name
     markers = tuple(dict.fromkeys((*real.markers, EMULATED_MARKER)))
     emulated = replace(real, profile=name, markers=markers, memory_mb=emu.memory_mb,
                        emulated_from=real.profile, rules_profile=emu.name)

@@ -9,6 +9,8 @@ used for the paper's mAP groups.
 
 from __future__ import annotations
 
+from odperf.backends.pytorch.labels import COCO_CLASSES  # noqa: F401 (the catalog's label space)
+
 # name (torchvision's builder) -> (meta_arch, feature extractor, reported COCO box mAP in percent)
 ARCHITECTURES: dict[str, tuple[str, str, float]] = {
     "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn", "ResNet-50 FPN (v2)", 46.7),
@@ -20,4 +22,3 @@ ARCHITECTURES: dict[str, tuple[str, str, float]] = {
     "ssd300_vgg16": ("ssd", "VGG-16", 25.1),
     "ssdlite320_mobilenet_v3_large": ("ssdlite", "MobileNetV3-Large", 21.3),
 }
-COCO_CLASSES = 91  # torchvision's COCO label space: category ids 1..90 with gaps, 0 = background

@@ -186,7 +186,7 @@ def build(architecture: str, kwargs: dict[str, Any]) -> Any:
     """A detector by architecture name: odperf's embedded PyTorch architectures, else torchvision's."""
     from torchvision.models import detection
 
-    from odperf.zoo.embedded_torch.architectures import BUILDERS
+    from odperf.backends.pytorch.architectures import BUILDERS
 
     if architecture in BUILDERS:
         return BUILDERS[architecture](**kwargs)
@@ -194,7 +194,7 @@ def build(architecture: str, kwargs: dict[str, Any]) -> Any:
     if builder is None or not callable(builder) or architecture.startswith("_"):
         raise ModelError(f"unknown PyTorch detection architecture {architecture!r}: not an embedded one "
                          f"({', '.join(BUILDERS)}) nor a torchvision.models.detection builder")
-    from odperf.zoo.torchvision_catalog import COCO_CLASSES
+    from odperf.backends.pytorch.labels import COCO_CLASSES
 
     return builder(**{"weights": None, "weights_backbone": None, "num_classes": COCO_CLASSES, **kwargs})
 

@@ -5,7 +5,7 @@ plus a busy wait inside the worker's timed region of DELAY x each image's own ti
 measured path by that fraction), committed on a detached temporary tree, never on a branch. Each of the
 2N comparisons is a full ``odperf ab`` run of the given selection, alternating A/A and planted so that
 drift over the calibration falls on both. Every comparison's slots are then gated under each setting: the
-thresholds given, CI's self-gate (``ab.CI_SETTINGS``) and ``odperf ab``'s defaults, each on the first of
+thresholds given, CI's self-gate (``CI_SETTINGS``) and ``odperf ab``'s defaults, each on the first of
 the --pairs measured that it asks for (what a run of that many pairs measures: A B, B A, ...), so one
 calibration states every rate. ``calibration.md`` in --out holds each comparison's pair ratios and
 verdicts, and the rates.
@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odperf.commands import ab
+from odperf.commands.ab.settings import CI_SETTINGS, DEFAULT_SETTINGS
+from odperf.commands.ab.sides import git, measure_sides
+from odperf.commands.ab.verdict import gate_slots, median_times, pair_ratios
 from odperf.errors import OdperfError
 from odperf.report import significance as sig
 
@@ -41,7 +43,7 @@ def planted_commit(here: Path, delay: float) -> str:
     """A commit of HEAD whose worker spins ``delay`` x each image's time inside the timed region."""
     with tempfile.TemporaryDirectory(prefix="odperf-planted-") as tmp:
         tree = Path(tmp) / "tree"
-        ab._git(here, "worktree", "add", "--detach", str(tree), "HEAD")
+        git(here, "worktree", "add", "--detach", str(tree), "HEAD")
         try:
             worker = tree / WORKER
             text = worker.read_text(encoding="utf-8")
@@ -51,11 +53,11 @@ def planted_commit(here: Path, delay: float) -> str:
             spin = (f"            _end = time.perf_counter() + {delay} * (time.perf_counter() - t0)\n"
                     f"            while time.perf_counter() < _end:\n                pass\n")
             worker.write_text(text.replace(TIMED, spin + TIMED), encoding="utf-8")
-            ab._git(tree, "-c", "user.name=odperf calibration", "-c", "user.email=calibration@localhost",
+            git(tree, "-c", "user.name=odperf calibration", "-c", "user.email=calibration@localhost",
                     "commit", "-qam", f"planted: the worker spins {delay:.0%} of each image's time")
-            return ab._git(tree, "rev-parse", "HEAD").strip()
+            return git(tree, "rev-parse", "HEAD").strip()
         finally:
-            ab._git(here, "worktree", "remove", "--force", str(tree))
+            git(here, "worktree", "remove", "--force", str(tree))
 
 
 def settings(args: argparse.Namespace) -> tuple[dict[str, argparse.Namespace], list[str]]:
@@ -64,7 +66,7 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, argparse.Namespace], l
     judged: dict[str, argparse.Namespace] = {}
     skipped: list[str] = []
     seen: list[dict] = []
-    for label, values in (("given", {}), ("CI's", ab.CI_SETTINGS), ("default", ab.DEFAULT_SETTINGS)):
+    for label, values in (("given", {}), ("CI's", CI_SETTINGS), ("default", DEFAULT_SETTINGS)):
         setting = argparse.Namespace(**{**vars(args), **values})
         if vars(setting) in seen:
             continue
@@ -83,7 +85,7 @@ def settings(args: argparse.Namespace) -> tuple[dict[str, argparse.Namespace], l
 
 def geometric_means(slots: dict[str, list[Path]]) -> dict[tuple[str, int], float]:
     return {(model, batch): sig.geometric_mean(values) for (_, model, batch), values
-            in ab.pair_ratios(slots["baseline"], slots["candidate"], ab.median_times).items()}
+            in pair_ratios(slots["baseline"], slots["candidate"], median_times).items()}
 
 
 def first_pairs(slots: dict[str, list[Path]], pairs: int) -> dict[str, list[Path]]:
@@ -98,7 +100,7 @@ def calibrate(args: argparse.Namespace) -> int:
     if args.baseline_ref or args.candidate_ref or args.baseline_python or args.baseline_models:
         raise OdperfError("--calibrate chooses both sides itself (HEAD against HEAD, and against HEAD with a "
                           "planted slowdown): leave out --baseline-*/--candidate-ref")
-    here = Path(ab._git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
+    here = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
     out = Path(args.out).resolve() / "calibration"
     planted = planted_commit(here, args.planted_delay)
     judged, skipped = settings(args)
@@ -108,12 +110,12 @@ def calibrate(args: argparse.Namespace) -> int:
         for kind, candidate in (("A/A", "HEAD"), ("planted", planted)):
             one = argparse.Namespace(**{**vars(args), "baseline_ref": "HEAD", "candidate_ref": candidate,
                                         "out": str(out / f"{'aa' if kind == 'A/A' else 'planted'}-{k}")})
-            slots = ab.measure_sides(one)
+            slots = measure_sides(one)
             comparison = Comparison(kind, k, geometric_means(slots))
             for name, setting in judged.items():  # fewer pairs than measured: their pooled runs apart
                 where = Path(one.out) / ("" if setting.pairs == args.pairs else f"first-{setting.pairs}-pairs")
                 where.mkdir(exist_ok=True)
-                comparison.failed[name] = ab.gate_slots(first_pairs(slots, setting.pairs), setting, where,
+                comparison.failed[name] = gate_slots(first_pairs(slots, setting.pairs), setting, where,
                                                         show=False)
             done.append(comparison)
             print(f"odperf ab --calibrate: {kind} {k}: " + "; ".join(

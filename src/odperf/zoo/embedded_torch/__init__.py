@@ -25,8 +25,8 @@ def models_dir() -> Path:
 
 
 def build(architecture: str, **kwargs):  # -> torch.nn.Module
-    """A fresh detector of ``architecture`` (see :mod:`odperf.zoo.embedded_torch.architectures`)."""
-    from odperf.zoo.embedded_torch.architectures import build as _build
+    """A fresh detector of ``architecture`` (see :mod:`odperf.backends.pytorch.architectures`)."""
+    from odperf.backends.pytorch.architectures import build as _build
 
     return _build(architecture, **kwargs)
 

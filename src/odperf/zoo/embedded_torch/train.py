@@ -34,7 +34,7 @@ from torch import nn
 from odperf.zoo.embedded.data import Split, batches, load_split
 from odperf.zoo.embedded_torch import export
 from odperf.backends.pytorch.convert import MAX_DETECTIONS, to_tensor_batch
-from odperf.zoo.embedded_torch.architectures import build, full_kwargs
+from odperf.backends.pytorch.architectures import build, full_kwargs
 from odperf.zoo.embedded_torch.evaluate import accuracy_figures, seconds_per_batch
 from odperf.zoo.embedded_torch.specs import TorchModelSpec, get_spec
 from odperf.zoo.metadata import read_metadata, write_metadata

@@ -30,7 +30,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from odperf.errors import ModelError
-from odperf.zoo.embedded_torch.backbone import BackboneFPN, max_pool_level
+from odperf.backends.pytorch.backbone import BackboneFPN, max_pool_level
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -123,7 +123,7 @@ def full_kwargs(architecture: str, **kwargs: Any) -> dict[str, Any]:
         bound = inspect.signature(builder).bind(**kwargs)
     except TypeError as exc:
         raise ModelError(f"{architecture}: bad arguments {sorted(kwargs)} ({exc}); see "
-                         f"odperf.zoo.embedded_torch.architectures.{builder.__name__}") from exc
+                         f"odperf.backends.pytorch.architectures.{builder.__name__}") from exc
     bound.apply_defaults()
     return json.loads(json.dumps(dict(bound.arguments)))
 
@@ -136,7 +136,7 @@ def build(architecture: str, **kwargs: Any) -> nn.Module:
         return builder(**args)
     except TypeError as exc:
         raise ModelError(f"{architecture}: bad arguments {sorted(kwargs)} ({exc}); see "
-                         f"odperf.zoo.embedded_torch.architectures.{builder.__name__}") from exc
+                         f"odperf.backends.pytorch.architectures.{builder.__name__}") from exc
 
 
 def _tuples(value: Any) -> Any:
