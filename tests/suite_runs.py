@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from odperf.suite.launch import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def suite_env(env: dict | None = None) -> dict:
-    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    full.pop("PYTEST_XDIST_WORKER", None)
-    full.pop("PYTEST_XDIST_WORKER_COUNT", None)
-    return full
+    return {**child_env(), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
 
 
 def pytest_command(*args: str) -> list[str]:

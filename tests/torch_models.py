@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from odperf.suite.launch import child_env
 
 BOX_XYXY = (0.1, 0.2, 0.5, 0.6)
 LABEL = 3
@@ -26,11 +27,6 @@ ARTIFACTS = {
 }
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 WRITER = Path(__file__).with_name("torch_model_writer.py")
-
-
-def child_env() -> dict[str, str]:
-    """This environment without pytest-xdist's variables (a child pytest would think it is a worker)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
 
 
 def build(out_dir: Path) -> dict[str, Path]:

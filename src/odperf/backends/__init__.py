@@ -13,14 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from odperf.backends.base import Backend, RuntimeInfo, version_of
+from odperf.backends.names import BACKENDS, DEFAULT
 from odperf.errors import ModelError, OdperfError
 
-# name -> module; the first is the default (the paper's runtime)
-BACKENDS: dict[str, str] = {
-    "tensorflow": "odperf.backends.tensorflow",
-    "torch": "odperf.backends.pytorch",
-}
-DEFAULT = next(iter(BACKENDS))
 
 __all__ = ["BACKENDS", "DEFAULT", "Backend", "RuntimeInfo", "check_model", "find_artifact", "get_backend",
            "installed"]

@@ -68,6 +68,11 @@ class Backend(Protocol):
     def load(self, fmt: str, artifact: Path, spec: Any | None) -> Loaded:
         """In the worker, after ``start``: the model behind a uint8 [B, H, W, 3] -> Detections callable."""
 
+    def weights_for(self, folder: Path) -> Path | None:
+        """A user's weights file for a registry architecture in ``folder`` (None: none, or the runtime's models
+        carry their weights): without one, the architecture runs untrained."""
+        return None
+
     def allocator_stats(self) -> dict[str, float] | None:
         """The framework allocator's figures in MB (current_mb, peak_mb, ...), None where it keeps none."""
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from odperf.backends.names import DEFAULT
 from odperf.errors import ModelError
 
 BATCH_MODES = ("batched", "tile_by_tile")
@@ -103,7 +104,7 @@ class Detector:
     """
 
     def __init__(self, name: str, source: Path, format: str, run: RunFn, *, batch_mode: str = "batched",
-                 max_batch: int | None = None, batch_note: str = "", backend: str = "tensorflow",
+                 max_batch: int | None = None, batch_note: str = "", backend: str = DEFAULT,
                  untrained: bool = False) -> None:
         if batch_mode not in BATCH_MODES:
             raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")

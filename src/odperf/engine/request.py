@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from odperf.backends.names import DEFAULT
 from odperf.errors import WorkloadError
 from odperf.measure.scorers import DEFAULT_SCORER, check_scorer
 from odperf.measure.devices import DeviceError, parse_device
@@ -28,7 +29,7 @@ class MeasureRequest:
     batch_size: int
     images: int  # camera images timed (rounds)
     device: str = "cpu"  # "cpu" or "gpu:N"
-    backend: str = "tensorflow"  # the runtime the worker starts (odperf.backends)
+    backend: str = DEFAULT  # the runtime the worker starts (odperf.backends)
     model_dir: str | None = None
     dataset_root: str | None = None  # COCO-format root; None -> the embedded synthetic dataset
     dataset_split: str = "val"  # "val" names the embedded dataset's validation split (val2017)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from odperf.backends.names import DEFAULT
 from odperf.errors import OdperfError
 from odperf.util.names import slug
 from odperf.suite.expectations import ModelTags
@@ -53,7 +54,7 @@ class ModelRef:
     meta_arch: str | None = None
     family: str | None = None
     map_group: str | None = None
-    backend: str = "tensorflow"  # the runtime that reads it (odperf.backends); a marker too
+    backend: str = DEFAULT  # the runtime that reads it (odperf.backends); a marker too
     untrained: bool = False  # random weights (an architecture without the user's weights): no mAP
 
     @property
@@ -138,9 +139,10 @@ def _untrained(spec: object, model_dir: str | None) -> bool:
     """A registry architecture with no weights file in the model folder runs with random weights."""
     if getattr(spec, "architecture", None) is None:
         return False
-    from odperf.backends.pytorch import weights_file
+    from odperf.backends import get_backend
 
-    return weights_file(spec.local_dir(model_dir)) is None  # type: ignore[attr-defined]
+    backend = get_backend(getattr(spec, "backend", DEFAULT))
+    return backend.weights_for(spec.local_dir(model_dir)) is None  # type: ignore[attr-defined]
 
 
 def _refuse_duplicate_names(refs: Sequence[ModelRef]) -> None:

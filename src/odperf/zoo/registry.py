@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from odperf.backends.names import DEFAULT
 from odperf.errors import ModelError
 from odperf.util.package_data import fixtures_dir
 from odperf.results import MAP_GROUPS
@@ -88,7 +89,7 @@ class ModelSpec:
     path: Path | None = None  # embedded models: the exported detector's folder
     measured: dict[str, Any] = field(default_factory=dict, compare=False)  # embedded: odperf_model.json
     aliases: tuple[str, ...] = ()
-    backend: str = "tensorflow"  # the runtime that reads it (odperf.backends)
+    backend: str = DEFAULT  # the runtime that reads it (odperf.backends)
     architecture: str | None = None  # a builder the runtime knows: no file needed, weights optional
 
     @property
@@ -215,7 +216,7 @@ def _embedded_spec(folder: Path) -> ModelSpec:
         name=str(meta.get("name") or folder.name), family="embedded",
         meta_arch=str(meta.get("meta_arch") or "unknown"),
         feature_extractor=str(meta.get("feature_extractor") or "unknown"),
-        input_size=size, path=folder, measured=meta, backend=str(meta.get("backend") or "tensorflow"),
+        input_size=size, path=folder, measured=meta, backend=str(meta.get("backend") or DEFAULT),
     )
     group = meta.get("map_group")
     group = group.lower() if isinstance(group, str) and group.lower() in MAP_GROUPS else map_group(spec.measured_map)

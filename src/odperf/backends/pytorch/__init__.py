@@ -159,6 +159,9 @@ class TorchBackend:
         return Loaded(run=make_run(model, self.device, label_map=label_map, stacked=stacked), format=fmt,
                       source=artifact, declared_batch=declared, untrained=untrained)
 
+    def weights_for(self, folder: Path) -> Path | None:
+        return weights_file(folder)
+
     def allocator_stats(self) -> dict[str, float] | None:
         import torch
 
