@@ -66,6 +66,11 @@ def test_without_a_baseline_it_says_what_to_give(tmp_path: Path):
     assert done.returncode == 2 and "needs a baseline: --baseline-ref" in done.stderr
     done = ab(tmp_path, "--baseline-python", str(tmp_path / "nowhere" / "python"))
     assert done.returncode == 2 and "no such executable" in done.stderr and "Traceback" not in done.stderr
+    done = ab(tmp_path, "--baseline-ref", "no-such-ref")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "no-such-ref" in line and "git rev-parse" in line
+    assert not (tmp_path / "ab").exists()  # a bad ref leaves no empty --out folder behind
 
 
 def test_calibration_counts_false_alarms_and_catches_a_planted_slowdown(tmp_path: Path):

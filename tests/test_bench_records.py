@@ -11,6 +11,7 @@ from pathlib import Path
 
 import odperf
 from odperf.commands import bench
+from odperf.suite.launch import pytest_command
 from child_env import child_env
 
 ROOT = Path(odperf.__file__).resolve().parents[2]
@@ -63,8 +64,8 @@ def test_bench_passes_its_scorer_to_pytest():
     bench.register(parser.add_subparsers())
     for argv, scorer in ((["bench"], "faster-coco-eval"), (["bench", "--scorer", "pycocotools"], "pycocotools")):
         args = parser.parse_args(argv)
-        cmd = bench.pytest_command(args, bench.passes(args)[0], Path("main.json"))
+        cmd = pytest_command(bench.passes(args)[0], bench.selection(args), Path("main.json"))
         assert cmd[cmd.index("--odperf-accuracy") + 1] == f"--odperf-scorer={scorer}"
     smoke = parser.parse_args(["bench", "--smoke"])
-    assert not any(c.startswith("--odperf-scorer") for c in bench.pytest_command(smoke, bench.passes(smoke)[0],
-                                                                                 Path("smoke.json")))
+    cmd = pytest_command(bench.passes(smoke)[0], bench.selection(smoke), Path("smoke.json"))
+    assert not any(c.startswith("--odperf-scorer") or c == "--odperf-accuracy" for c in cmd)  # never scored

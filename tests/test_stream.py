@@ -190,15 +190,16 @@ def _bench_args(*argv: str):
 
 
 def test_bench_streams_in_the_main_job_and_the_smoke_run():
-    from odperf.commands.bench import passes, pytest_command
+    from odperf.commands.bench import passes, selection
+    from odperf.suite.launch import pytest_command
 
     args = _bench_args()
-    stream = [p for p in passes(args) if p.suite == "test_stream.py"]
+    stream = [p for p in passes(args) if p.file == "test_stream.py"]
     assert [p.name for p in stream] == ["main-stream"]
-    cmd = pytest_command(args, stream[0], __import__("pathlib").Path("x.json"))
+    cmd = pytest_command(stream[0], selection(args), __import__("pathlib").Path("x.json"))
     assert cmd[3].endswith("test_stream.py") and "--odperf-stream-budget=quick" in cmd
     assert "--odperf-accuracy" not in cmd  # streams are not scored
-    smoke = [p for p in passes(_bench_args("--smoke")) if p.suite == "test_stream.py"]
+    smoke = [p for p in passes(_bench_args("--smoke")) if p.file == "test_stream.py"]
     assert [(p.name, p.options) for p in smoke] == [("smoke-stream", ("--odperf-stream-budget=smoke",))]
-    assert not [p for p in passes(_bench_args("--no-stream")) if p.suite == "test_stream.py"]
+    assert not [p for p in passes(_bench_args("--no-stream")) if p.file == "test_stream.py"]
 
