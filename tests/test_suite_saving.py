@@ -11,6 +11,7 @@ import json
 import resource
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -34,17 +35,49 @@ def _saved_copy(storage: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _worker_of(proc: psutil.Process) -> psutil.Process:
-    """Wait until the run has a measuring worker (odperf.engine.worker) among its children."""
-    while True:
+def _alive(proc: psutil.Process) -> bool:
+    """Running, not a zombie: a child that has exited but is not yet reaped is gone for this test."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _worker_of(proc: psutil.Process, timeout: float = 600.0) -> psutil.Process:
+    """Wait until the run has a measuring worker (odperf.engine.worker) among its children; polls every
+    0.1 s and gives up after ``timeout`` s or once the run itself has ended (zombie included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         for child in proc.children(recursive=True):
             try:
-                if "odperf.engine.worker" in " ".join(child.cmdline()):
+                if "odperf.engine.worker" in " ".join(child.cmdline()) and _alive(child):
                     return child
             except psutil.NoSuchProcess:
                 continue
-        if not proc.is_running():
+        if not _alive(proc):
             raise AssertionError("the run ended before its second case started")
+        time.sleep(0.1)
+    raise AssertionError(f"no measuring worker among the run's children after {timeout:.0f} s")
+
+
+def test_waiting_for_a_worker_ends_on_a_finished_run_or_a_timeout():
+    """_worker_of cannot hang a test: an exited, unreaped run (a zombie) and a run without workers end it."""
+    import sys
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    zombie = psutil.Process(done.pid)
+    while zombie.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    with pytest.raises(AssertionError, match="the run ended before"):
+        _worker_of(zombie)
+    done.wait()
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(AssertionError, match="no measuring worker among the run's children after 1 s"):
+            _worker_of(psutil.Process(idle.pid), timeout=1.0)
+    finally:
+        idle.kill()
+        idle.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
