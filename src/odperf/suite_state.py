@@ -92,7 +92,7 @@ class SuiteState:
             preflight.check_model_dir(model_dir)
             preflight.check_results_dir(results_dir)
             preflight.check_models(refs, model_dir)
-            preflight.check_dataset(dataset, split)
+            preflight.check_dataset(dataset, split, accuracy)
         return cls(
             models=refs,
             batch_sizes=sizes,
