@@ -33,6 +33,8 @@ def places(tmp_path_factory) -> dict[str, Path]:
     for owner in ("m1", "m2", "a/model", "b/model"):  # the TF2 zoo's layout: <name>/saved_model/
         shutil.copytree(FIXTURE_MODEL, root / owner / "saved_model")
     damaged_datasets(root)
+    (root / "typo.toml").write_text('[[rule]]\nmodels = ["group:lowest", "ssd", "embedded", "*"]\nmap_floor = 0.0\n'
+                                    '[[rule]]\nmodels = ["centernet_tinyy"]\ndeadline_image_s = 0.001\n')
     return {"root": root, "file": a_file}
 
 
@@ -102,6 +104,9 @@ FAULTS = [
      "2 models would be named 'model' ({root}/a/model/saved_model, {root}/b/model) and one would hide the other"),
     ("model_dir", ["--odperf-model-dir={root}/nowhere"], "--odperf-model-dir={root}/nowhere: no such folder"),
     ("expectations", ["--odperf-expectations={root}/nowhere.toml"], "expectations file {root}/nowhere.toml does not exist"),
+    ("expectations_model_typo", ["--odperf-expectations={root}/typo.toml"],
+     "{root}/typo.toml, rule 2: models entry 'centernet_tinyy' names no model, meta-architecture, family or "
+     "group:<mAP group> odperf knows; did you mean centernet_tiny, centernet?"),
     ("emulate_gpu_on_cpu", ["-k", "gpu", "--odperf-emulate=p100"],
      "emulating the GPU profile 'p100' needs a GPU to run on (this machine has no GPU"),
     ("emulate_real_name", ["--odperf-emulate=cpu:400"], "'cpu' is the real CPU's profile"),

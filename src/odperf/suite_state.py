@@ -87,8 +87,12 @@ class SuiteState:
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
         refs = model_refs(select(selectors), model_dir)
-        rules = merge(load_expectations(f) for f in files)
+        loaded = [load_expectations(f) for f in files]
+        rules = merge(loaded)
         if check:
+            from odperf.zoo.rule_models import check_rule_models
+
+            check_rule_models(loaded, refs)
             preflight.check_model_dir(model_dir)
             preflight.check_results_dir(results_dir)
             preflight.check_models(refs, model_dir)
