@@ -115,6 +115,10 @@ FAULTS = [
      "--benchmark-json {root}/nowhere/run.json: its folder {root}/nowhere does not exist; create it"),
     ("json_folder_unwritable", ["--benchmark-json={file}/run.json"], "--benchmark-json {file}/run.json: its folder"),
     ("json_is_a_folder", ["--benchmark-json={root}"], "is a folder; give a file name"),
+    ("stream_scenarios", ["--odperf-stream-scenarios=singlestream"],
+     "--odperf-stream-scenarios: unknown scenario(s) singlestream; choose from single_stream, multi_stream"),
+    ("stream_budget", ["--odperf-stream-budget=long"],
+     "--odperf-stream-budget: stream budget must be one of quick, smoke, mlperf, got 'long'"),
     ("storage", ["--benchmark-save=x", "--benchmark-storage={file}/store"],
      "--benchmark-storage folder {file}/store cannot be created"),
 ]
