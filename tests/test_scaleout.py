@@ -149,6 +149,19 @@ def saved(tmp: Path, profile: str) -> dict:
 
 
 @needs_ray
+def test_an_address_where_no_cluster_listens_is_one_line_before_ray_tries(tmp_path):
+    """`--ray 127.0.0.1:1`: refused by a TCP connect before ray.init, whose own retries last minutes."""
+    done = subprocess.run([sys.executable, "-m", "odperf.cli", "bench", "--ray", "127.0.0.1:1", "--models",
+                           "centernet_tiny", "--out-dir", str(tmp_path / "bench")], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "odperf bench: error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); start one "
+        "(ray start --head) and give its address (host:6379), or 'auto' on one of its nodes"]
+    assert not (tmp_path / "bench").exists()
+
+
+@needs_ray
 def test_two_nodes_of_two_profiles_give_a_run_each_and_a_comparison(tmp_path):
     cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:cpu": 1}},
                             {"num_cpus": 1, "resources": {"odperf:cpu_400mb": 1}})
