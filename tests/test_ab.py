@@ -110,7 +110,8 @@ def ab_args(*argv: str):
 def test_a_calibration_judges_every_setting_on_its_own_first_pairs():
     """Measured with 6 pairs: the given thresholds, CI's and the defaults (4 pairs) are all judged, each on
     the slots a run of its own number of pairs would have measured."""
-    from odperf import ab, ab_calibrate
+    from odperf.commands import ab
+    from odperf.commands.ab import calibrate as ab_calibrate
 
     judged, skipped = ab_calibrate.settings(ab_args("--calibrate", "10", "--pairs", "6", "--time-threshold", "0.2",
                                                     "--batch-sizes", "64"))
@@ -133,7 +134,7 @@ def test_a_calibration_judges_every_setting_on_its_own_first_pairs():
 
 def test_ci_settings_are_what_ci_runs(monkeypatch):
     """--ci sets CI's calibrated thresholds and pairs, and gates outcomes and mAP exactly."""
-    from odperf import ab
+    from odperf.commands import ab
 
     seen: dict = {}
 

@@ -9,7 +9,7 @@ import pytest
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.measure import kinds, probes
 from odperf.measure.devices import DeviceError, load_table
-from odperf.names import slug
+from odperf.util.names import slug
 from odperf.measure.kinds import detect_profiles, get_profile, gpu_profile, jetson_profile
 
 GIB = 1024**3

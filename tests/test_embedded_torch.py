@@ -25,7 +25,7 @@ from odperf.zoo import registry
 from odperf.zoo.embedded.data import load_split
 from odperf.zoo.embedded_torch import MODEL_NAMES, SPECS, build, load_embedded, load_run, models_dir
 from odperf.backends.pytorch.convert import make_run, to_detections, to_tensor_batch
-from odperf.zoo.embedded_torch.architectures import full_kwargs
+from odperf.backends.pytorch.architectures import full_kwargs
 from odperf.zoo.embedded_torch.evaluate import CI_TILES, coco_figures, detect_split
 from odperf.zoo.metadata import MODEL_FILE as METADATA_FILE, read_metadata
 from odperf.zoo.embedded_torch.train import to_targets, train

@@ -22,7 +22,7 @@ import pytest
 
 from odperf.results import load_run
 from odperf.scaleout.gather import SHARD_KEY, ProfileRun, others_on_node, write
-from odperf.scaleout.plan import (ModelEntry, Profile, declared_profiles, make_shards, ray_options,
+from odperf.scaleout.shards import (ModelEntry, Profile, declared_profiles, make_shards, ray_options,
                                   resolve_profile)
 from odperf.scaleout.task import ShardResult
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from odperf.storage import StorageError, check_file, check_folder, write_atomic
+from odperf.util.atomic import StorageError, check_file, check_folder, write_atomic
 
 
 def test_write_atomic_replaces_the_file_and_leaves_no_temp_file(tmp_path: Path):
@@ -32,7 +32,7 @@ def _umask() -> int:
 # larger file fails half-way, as on a full disk.
 _FULL_DISK = """
 import resource, signal, sys
-from odperf.storage import write_atomic
+from odperf.util.atomic import write_atomic
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 try:
@@ -79,7 +79,7 @@ def test_benchmark_json_given_as_a_path_or_as_the_file_older_pytest_benchmark_op
     an open file, which left an empty file and crashed the run on a GPU image with 5.2.3."""
     import argparse
 
-    from odperf.benchmark_files import json_target
+    from odperf.plugin.files import json_target
 
     target = tmp_path / "run.json"
     opened = argparse.FileType("wb")(str(target))
@@ -95,7 +95,7 @@ def test_a_benchmark_stopped_inside_its_first_round_is_left_out_not_the_whole_fi
 
     from pytest_benchmark.stats import Stats
 
-    from odperf.benchmark_files import measured
+    from odperf.plugin.files import measured
 
     done, stopped = SimpleNamespace(stats=Stats()), SimpleNamespace(stats=Stats())
     done.stats.update(0.25)
@@ -107,7 +107,7 @@ def test_a_benchmark_stopped_inside_its_first_round_is_left_out_not_the_whole_fi
 SAVER = """
 import sys, time
 from pathlib import Path
-from odperf.storage import write_numbered
+from odperf.util.atomic import write_numbered
 folder, me, go = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 while time.time() < go:  # every process saves at the same instant
     pass
@@ -135,7 +135,7 @@ def test_saves_at_one_instant_never_overwrite_a_saved_run(tmp_path: Path):
 
 
 def test_without_hard_links_a_save_reserves_its_number_exclusively(tmp_path: Path, monkeypatch):
-    from odperf import storage
+    from odperf.util import atomic as storage
 
     def no_links(src, dst):
         raise PermissionError(1, "Operation not permitted")

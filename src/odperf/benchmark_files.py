@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from odperf.storage import write_atomic, write_numbered
+from odperf.util.atomic import write_atomic, write_numbered
 
 DEFAULT_STORAGE = "file://./.benchmarks"
 

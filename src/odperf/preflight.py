@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 from odperf.errors import DatasetError, ModelError, OdperfError
-from odperf.storage import check_folder
+from odperf.util.atomic import check_folder
 
 
 def check_options(*, images: int | None, warmup_images: int, timeout_s: float, sample_period_ms: float,
                   seed: int) -> None:
-    """The numeric options (batch sizes are checked where they are parsed, in odperf.suite)."""
+    """The numeric options (batch sizes are checked where they are parsed, in odperf.suite.matrix)."""
     if images is not None and images < 1:
         raise OdperfError(f"--odperf-images={images}: time at least 1 camera image per case (a car is 95)")
     if warmup_images < 1:

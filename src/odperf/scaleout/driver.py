@@ -1,6 +1,6 @@
 """``odperf bench --ray ADDRESS``: the benchmark matrix spread over a Ray cluster, gathered per profile.
 
-The driver splits the selected cases into shards (odperf.scaleout.plan), hands each to Ray as a task that
+The driver splits the selected cases into shards (odperf.scaleout.shards), hands each to Ray as a task that
 needs one slot of its profile's resource (and one GPU for a GPU profile), writes each profile's returned
 shards where a local run of that profile saves (odperf.scaleout.gather), and at the end renders
 ``odperf report`` over every profile and the ``odperf compare`` tables of each profile against the first.
@@ -22,9 +22,9 @@ from typing import Any
 
 from odperf.errors import OdperfError
 from odperf.scaleout.gather import ProfileRun, write
-from odperf.scaleout.plan import (Profile, Shard, ShardOptions, declared_profiles, emulation_names, make_shards,
+from odperf.scaleout.shards import (Profile, Shard, ShardOptions, declared_profiles, emulation_names, make_shards,
                                   ray_options, resolve_profile, select_models)
-from odperf.scaleout.progress import PREFIX, Board, Summary, shard_line
+from odperf.scaleout.board import PREFIX, Board, Summary, shard_line
 from odperf.scaleout.task import ShardResult, run_shard
 
 POLL_S = 1.0
@@ -73,7 +73,7 @@ def connect(ray: Any, address: str) -> None:
 
 def profiles_to_run(ray: Any, args: argparse.Namespace) -> list[Profile]:
     """The profiles asked for (default: every one a node declares), each checked against the cluster."""
-    from odperf.bench import EMULATED
+    from odperf.commands.bench import EMULATED
 
     declared = declared_profiles(ray.cluster_resources())
     how = "start its nodes with ray start --resources '{\"odperf:<profile>\": N}' (odperf device names a node's profile)"
@@ -220,8 +220,8 @@ class ClusterRun:
 
 def run_cluster(args: argparse.Namespace) -> int:
     """Run the selection on the cluster at ``args.ray``; the exit code is the worst of the shards' and report's."""
-    from odperf.bench import MAIN_IMAGES
-    from odperf.suite import parse_batch_sizes
+    from odperf.commands.bench import MAIN_IMAGES
+    from odperf.suite.matrix import parse_batch_sizes
 
     if args.smoke:
         raise OdperfError("--ray runs the benchmark matrix; --smoke is the local check: give one of them")

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from odperf.results import SCHEMA_VERSION, Outcome, RunRecord
-from odperf.scaleout.plan import Shard
+from odperf.scaleout.shards import Shard
 from odperf.scaleout.task import ShardResult
-from odperf.storage import write_atomic, write_numbered
+from odperf.util.atomic import write_atomic, write_numbered
 
 SHARD_KEY = "ray_shard"
 
