@@ -26,8 +26,11 @@ from odperf.results import ACCURACY, SCHEMA_VERSION, TIMING, RunRecord
 
 OPTIONS = {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0,
            "min_time": 5e-06, "warmup": False}
+SYNTHETIC = ("invented test data written by tests/make_runs.py for the report tests: no machine ran these "
+             "figures, and the device named is the one the data pretends to be")
 MACHINE = {
-    "node": "bench-host", "processor": "x86_64", "machine": "x86_64", "python_compiler": "GCC 12.2.0",
+    "synthetic": SYNTHETIC,
+    "node": "synthetic-test-data", "processor": "x86_64", "machine": "x86_64", "python_compiler": "GCC 12.2.0",
     "python_implementation": "CPython", "python_implementation_version": "3.11.2", "python_version": "3.11.2",
     "python_build": ["main", "Mar 13 2023 12:18:29"], "release": "6.1.0-18-amd64", "system": "Linux",
     "cpu": {"arch": "X86_64", "bits": 64, "count": 2, "brand_raw": "Intel(R) Xeon(R) CPU"},
@@ -96,7 +99,7 @@ def run_json(profile: str, benches: Sequence[Bench], memory_mb: float | None = N
         for t in b.times:
             meta.update(t)
         metas.append(meta)
-    machine = dict(MACHINE, odperf={"profile": profile, "device_name": device_name or profile})
+    machine = dict(MACHINE, odperf={"profile": profile, "device_name": device_name or profile, "synthetic": True})
     if memory_mb is not None:
         machine["odperf"]["memory_mb"] = memory_mb
     out = pytest_benchmark_generate_json(config=None, benchmarks=metas, include_data=include_data,

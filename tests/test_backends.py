@@ -72,13 +72,52 @@ def test_torch_detector_meets_the_contract(artifacts, key, fmt, mode):
     """))
     assert got["meta"] == ["torch", fmt, mode, artifacts[key].parent.name if key != "state_dict" else "fcos_sd"]
     assert got["dtypes"] == ["float32", "int32"]
-    if key == "state_dict":  # random weights: the contract's shapes, not a known answer
+    if key == "state_dict":  # random weights: checked against torchvision itself below
         assert len(got["counts"]) == 3
         return
     assert got["counts"] == [1, 1, 1] and got["classes"] == [tm.LABEL] * 3
     expected = (tm.BOX_XYXY[1], tm.BOX_XYXY[0], tm.BOX_XYXY[3], tm.BOX_XYXY[2])  # ymin, xmin, ymax, xmax
     np.testing.assert_allclose(got["first"], [expected] * 3, atol=1e-6)
     assert all(0 < s < 1 for s in got["scores"])
+
+
+def test_a_state_dict_detector_gives_what_torchvision_gives_in_the_contracts_terms(artifacts, tmp_path):
+    """The random-weight FCOS folder, its score threshold at 0 so every image has detections: odperf's
+    boxes, scores and classes are torchvision's own outputs for the same tiles, converted here by hand
+    (pixels x1, y1, x2, y2 -> normalized ymin, xmin, ymax, xmax; best first; 100 slots)."""
+    import shutil
+
+    folder = tmp_path / "fcos_sd"
+    shutil.copytree(artifacts["state_dict"], folder)
+    meta = json.loads((folder / "odperf_model.json").read_text())
+    meta["kwargs"] = {**meta["kwargs"], "score_thresh": 0.0}
+    (folder / "odperf_model.json").write_text(json.dumps(meta))
+    got = tm.run_python(textwrap.dedent(f"""
+        import json
+        import numpy as np
+        import torch
+        from torchvision.models import detection
+        from odperf.zoo.loaders import load_detector
+        tiles = np.random.default_rng(0).integers(0, 255, (2, 300, 300, 3), dtype=np.uint8)
+        out = load_detector({str(folder)!r})(tiles)
+        model = detection.fcos_resnet50_fpn(weights=None, weights_backbone=None, **{meta["kwargs"]!r})
+        model.load_state_dict(torch.load({str(folder / "weights.pth")!r}))
+        with torch.no_grad():
+            ref = model.eval()([torch.from_numpy(t).permute(2, 0, 1).float() / 255 for t in tiles])
+        print(json.dumps({{"odperf": [out.counts.tolist(), out.boxes.tolist(), out.scores.tolist(),
+                                      out.classes.tolist()],
+                          "torchvision": [[{{k: v.tolist() for k, v in r.items()}} for r in ref]]}}))
+    """))
+    counts, boxes, scores, classes = (np.asarray(x) for x in got["odperf"])
+    for i, ref in enumerate(got["torchvision"][0]):
+        order = np.argsort(-np.asarray(ref["scores"]), kind="stable")[:100]
+        k = len(order)
+        assert k > 0 and counts[i] == k  # detections to compare, every one of them kept
+        x1, y1, x2, y2 = np.asarray(ref["boxes"])[order].T
+        np.testing.assert_allclose(boxes[i, :k], np.clip(np.stack([y1, x1, y2, x2], 1) / 300, 0, 1), atol=1e-4)
+        np.testing.assert_allclose(scores[i, :k], np.asarray(ref["scores"])[order], atol=1e-5)
+        assert classes[i, :k].tolist() == np.asarray(ref["labels"])[order].tolist()
+        assert not boxes[i, k:].any() and not scores[i, k:].any() and not classes[i, k:].any()  # zero padding
 
 
 def test_torch_oom_words_are_oom():

@@ -126,3 +126,27 @@ def test_image_problems_are_found_when_the_image_is_read(root: Path) -> None:
         ds.load_image(7)
     with pytest.raises(DatasetError, match="no image with id 5"):
         ds.load_image(5)
+
+
+def test_the_file_check_passes_whole_images_and_decides_odd_ends_by_decoding(tmp_path):
+    """Whole JPEG and PNG files pass on their end markers; a JPEG with bytes after its end marker (as some
+    cameras write) is decoded in full and passes; one cut short fails, naming the file."""
+    from odperf.datasets.check import check_images
+
+    root = tmp_path / "coco"
+    (root / "val2017").mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    images = []
+    for i, (name, fmt) in enumerate([("a.jpg", "JPEG"), ("b.png", "PNG"), ("c.jpg", "JPEG")], start=1):
+        Image.fromarray(pixels).save(root / "val2017" / name, format=fmt)
+        images.append({"id": i, "file_name": name, "width": 60, "height": 40})
+    with open(root / "val2017" / "c.jpg", "ab") as f:
+        f.write(b"trailing camera data" * 10)
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(
+        {"images": images, "annotations": [], "categories": [{"id": 1, "name": "car"}]}))
+    check_images(CocoDataset.from_root(root))
+    whole = (root / "val2017" / "a.jpg").read_bytes()
+    (root / "val2017" / "a.jpg").write_bytes(whole[: len(whole) - 200])
+    with pytest.raises(DatasetError, match=r"a\.jpg \(id 1\) cannot be read \(image file is truncated"):
+        check_images(CocoDataset.from_root(root))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
@@ -179,3 +181,46 @@ def test_odperf_device_prints_the_cpu_profile(capsys, monkeypatch):
     import json
 
     assert json.loads(capsys.readouterr().out)[0]["name"] == "cpu"
+
+
+OLD_BINDING = """
+import sys
+from nvml_standin import FakeGpu, NvmlStandIn
+from odperf.measure import kinds, probes
+
+
+class OldBinding:
+    '''An NVML binding from before MIG: none of the MIG calls (nvmlDeviceIsMigDeviceHandle, ...).'''
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if "Mig" in name:
+            raise AttributeError(f"module 'pynvml' has no attribute {name!r}")
+        return getattr(self._inner, name)
+
+
+probes.import_nvml = lambda: OldBinding(NvmlStandIn([FakeGpu("Tesla T4", 16 * 1024**3)]))
+kinds.jetson_model = lambda: None
+from odperf.cli import main
+
+sys.exit(main(["device"]))
+"""
+
+
+@pytest.mark.parametrize("visible", ["GPU-00000000-1111-2222-3333-000000000000", "GPU-0000", "0"])
+def test_odperf_device_with_an_nvml_binding_from_before_mig(visible):
+    """`odperf device` in a real process whose NVML binding lacks nvmlDeviceIsMigDeviceHandle: the GPU the
+    CUDA_VISIBLE_DEVICES entry names (full UUID, prefix, index) is found and shown, without a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    done = subprocess.run([sys.executable, "-c", OLD_BINDING], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": visible,
+                               "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent / "src")])})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [line.split()[:4] for line in done.stdout.splitlines() if line.startswith("t4 ")] == [
+        ["t4", "gpu", "gpu:0", "Tesla"]]

@@ -142,9 +142,10 @@ def test_a_hanging_worker_times_out_and_is_killed(engine_models, engine_dataset)
 def test_a_missing_model_raises_the_users_error_and_leaves_no_worker(tmp_path, engine_dataset):
     req = request(tmp_path / "no-such-model", engine_dataset, images=1, timeout_s=120)
     with WorkerSession(req) as session:
-        with pytest.raises(ModelError):
+        with pytest.raises(ModelError) as refused:
             session.start()
         pid = session.pid
+    assert str(refused.value).splitlines()[0] == f"{tmp_path / 'no-such-model'}: no such model file or folder"
     assert gone(pid)
 
 

@@ -12,6 +12,7 @@ import sys
 import tarfile
 import threading
 import urllib.parse
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -268,3 +269,13 @@ def test_zoo_fetch_command(server, tmp_path):
     assert done.returncode == 2  # A lands, rfcn is not on the mirror
     assert "ssd_mobilenet_v1: ready" in done.stderr and "rfcn_resnet101: " in done.stderr and "HTTP 404" in done.stderr
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [SPEC.tarball]
+
+
+def test_no_registry_entry_has_a_hash_or_size_odperf_never_took():
+    """The README says no zoo entry carries a sha256 or size (none was ever taken from a download): an entry
+    given one must come with that sentence changed."""
+    from odperf.zoo.registry import all_models
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "so no entry has them: a zoo download is checked for completeness" in readme
+    assert [s.name for s in all_models() if s.sha256 is not None or s.size is not None] == []

@@ -132,6 +132,8 @@ def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
 
     helped = subprocess.run([sys.executable, "-m", "odperf.cli", "gate", "--help"], capture_output=True, text=True)
     assert "default: 0.1" in helped.stdout and "default: 0.01" in helped.stdout
+    memory_help = " ".join(helped.stdout.rsplit("--memory-threshold FRACTION", 1)[1].split("--map-tolerance")[0].split())
+    assert memory_help.startswith("largest allowed growth of the model's own memory")  # what _check_memory compares
 
 
 # --- mAP of the accuracy benchmark -------------------------------------------------------------------------

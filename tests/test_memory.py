@@ -53,25 +53,41 @@ def test_sampler_keeps_its_period_and_reports_its_cost():
 
 
 ALLOCATE = """
-import sys, time
+import sys
 import numpy as np
 print("ready", flush=True)
-time.sleep(0.3)
+sys.stdin.readline()
 block = np.ones(int(sys.argv[1]) * 1_000_000 // 8)  # every page written
-time.sleep(0.3)
+print("allocated", flush=True)
+sys.stdin.readline()
 del block
-time.sleep(0.3)
+print("freed", flush=True)
+sys.stdin.readline()
 """
 
 
+def _samples_after(sampler: MemorySampler, count: int, more: int = 5) -> None:
+    """Wait until the sampler has taken ``more`` samples beyond ``count`` (however slow a loaded machine)."""
+    while len(sampler._times) < count + more:
+        time.sleep(0.01)
+
+
 def test_rss_peak_of_another_process_rises_by_what_it_allocates():
-    """Sampled from outside, as the engine samples its workers: a process allocates 500 MB."""
+    """Sampled from outside, as the engine samples its workers: a process allocates 500 MB. Each step waits
+    for the sampler to have seen the one before (no time windows a loaded machine could close)."""
     n_mb = 500
-    proc = subprocess.Popen([sys.executable, "-c", ALLOCATE, str(n_mb)], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", ALLOCATE, str(n_mb)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == b"ready"
+        assert proc.stdout.readline().strip() == "ready"
         with MemorySampler([RssProbe(proc.pid)], period_ms=10) as sampler:
-            proc.wait(timeout=60)
+            for step in ("allocated", "freed", None):
+                _samples_after(sampler, len(sampler._times))
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                if step:
+                    assert proc.stdout.readline().strip() == step
+            proc.wait(timeout=120)
         stats = sampler.stop()
     finally:
         proc.kill()

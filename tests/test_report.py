@@ -200,3 +200,14 @@ def test_report_of_runs_with_no_success_and_no_accuracy(tmp_path: Path, recwarn)
     rows = report.table("deadlines").rows
     assert [(r[0], r[1], r[2]) for r in rows if r[0] == "tx2"] == [("tx2", 1.0, 0), ("tx2", 4.0, 0), ("tx2", 32.0, 0)]
     assert report.table("pareto").rows == []
+
+
+def test_invented_runs_say_so_where_a_reader_of_the_file_looks(two_profiles: Path):
+    """tests/data/runs/{cpu,v100_sxm2}.json name real devices but hold invented figures: their machine_info
+    says so first, in the committed files and in what tests/make_runs.py writes."""
+    committed = Path(__file__).parent / "data" / "runs"
+    for folder in (committed, two_profiles):
+        for name in ("cpu.json", "v100_sxm2.json"):
+            machine = json.loads((folder / name).read_text())["machine_info"]
+            assert next(iter(machine)) == "synthetic" and "invented test data" in machine["synthetic"], folder / name
+            assert machine["node"] == "synthetic-test-data" and machine["odperf"]["synthetic"] is True

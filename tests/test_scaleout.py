@@ -149,6 +149,19 @@ def saved(tmp: Path, profile: str) -> dict:
 
 
 @needs_ray
+def test_an_address_where_no_cluster_listens_is_one_line_before_ray_tries(tmp_path):
+    """`--ray 127.0.0.1:1`: refused by a TCP connect before ray.init, whose own retries last minutes."""
+    done = subprocess.run([sys.executable, "-m", "odperf.cli", "bench", "--ray", "127.0.0.1:1", "--models",
+                           "centernet_tiny", "--out-dir", str(tmp_path / "bench")], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "odperf bench: error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); start one "
+        "(ray start --head) and give its address (host:6379), or 'auto' on one of its nodes"]
+    assert not (tmp_path / "bench").exists()
+
+
+@needs_ray
 def test_two_nodes_of_two_profiles_give_a_run_each_and_a_comparison(tmp_path):
     cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:cpu": 1}},
                             {"num_cpus": 1, "resources": {"odperf:cpu_400mb": 1}})
@@ -193,14 +206,15 @@ def test_a_node_lost_mid_run_loses_no_case(tmp_path):
         cluster.shutdown()
     doc = saved(tmp_path, "cpu")
     records = {r["batch_size"]: r for r in doc["odperf"]["records"]}
-    assert sorted(records) == [1, 8]  # nothing missing: both cases measured, or a crash record says why
-    for rec in records.values():
-        assert rec["outcome"] == "ok" or (rec["outcome"] == "crash" and "failed on the cluster" in rec["error"])
+    # The victim was running a shard (seen above) that could not have finished: its pytest had just started.
+    # Ray must have retried it on the node left: both cases measured, none filed as a crash.
+    assert sorted(records) == [1, 8] and all(r["outcome"] == "ok" for r in records.values()), records
     returned = [s for s in doc["odperf"]["ray_shards"] if "start" in s]
-    assert all(s["node"] != victim.node_id for s in returned)
+    assert len(returned) == 2 and not [s for s in doc["odperf"]["ray_shards"] if "failed" in s]
+    assert all(s["node"] != victim.node_id for s in returned)  # what came back ran on the surviving node
     retried = [s for s in returned if s["start"] > lost_at]
-    assert retried or any(r["outcome"] == "crash" for r in records.values())
-    assert code == (0 if all(r["outcome"] == "ok" for r in records.values()) else 1)
+    assert retried, returned  # a shard (re)started after the node was lost: Ray's retry, observed
+    assert code == 0
     told = next((t for t, line in zip(driver.seen_at, driver.lines) if "will be retried" in line), None)
     for s in retried:
         print(f"node lost -> shard {s['label']} restarted on another node after {s['start'] - lost_at:.1f} s"

@@ -102,3 +102,47 @@ def test_a_benchmark_stopped_inside_its_first_round_is_left_out_not_the_whole_fi
     with pytest.raises(Exception):
         stopped.stats.as_dict()  # what writing the file met
     assert measured([done, stopped]) == [done] and done.stats.as_dict()["rounds"] == 1
+
+
+SAVER = """
+import sys, time
+from pathlib import Path
+from odperf.util.atomic import write_numbered
+folder, me, go = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+while time.time() < go:  # every process saves at the same instant
+    pass
+print(write_numbered(folder, "run", '{"saved_by": "%s"}' % me, start=1).name)
+"""
+
+
+def test_saves_at_one_instant_never_overwrite_a_saved_run(tmp_path: Path):
+    """Eight processes save a run into one storage folder at the same instant, all told number 0001 is
+    next (as pytest-benchmark's count said before any of them saved): eight files, each whole, none lost."""
+    import time
+
+    (tmp_path / "0001_run.json").write_text('{"saved_by": "earlier"}')  # the number they are all given
+    go = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), str(i), str(go)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+             for i in range(8)]
+    names = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(names) == [f"{n:04d}_run.json" for n in range(2, 10)]
+    owners = {json.loads((tmp_path / n).read_text())["saved_by"] for n in names}
+    assert owners == {str(i) for i in range(8)}
+    assert json.loads((tmp_path / "0001_run.json").read_text()) == {"saved_by": "earlier"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001_run.json", *sorted(names)]  # no temporary left
+
+
+def test_without_hard_links_a_save_reserves_its_number_exclusively(tmp_path: Path, monkeypatch):
+    from odperf.util import atomic as storage
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(storage.os, "link", no_links)
+    (tmp_path / "0003_run.json").write_text("{}")
+    assert storage.write_numbered(tmp_path, "run", '{"a": 1}', start=3).name == "0004_run.json"
+    assert storage.write_numbered(tmp_path, "run", '{"a": 2}').name == "0005_run.json"
+    assert (tmp_path / "0003_run.json").read_text() == "{}" and json.loads((tmp_path / "0004_run.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0003_run.json", "0004_run.json", "0005_run.json"]

@@ -3,13 +3,17 @@ its fix, exit code 4, no traceback. Real pytest processes over the real suite (n
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from suite_runs import ROOT, run_pytest
+
+from odperf.datasets.synthetic import VAL_SPLIT, ensure_embedded
 
 FIXTURE_MODEL = ROOT / "fixtures" / "models" / "centernet_tiny" / "saved_model"
 # a fault's own option comes later and wins; a check that let a run through would measure one small case
@@ -28,7 +32,41 @@ def places(tmp_path_factory) -> dict[str, Path]:
     (truncated / "saved_model.pb").write_bytes((FIXTURE_MODEL / "saved_model.pb").read_bytes()[:2000])
     for owner in ("m1", "m2", "a/model", "b/model"):  # the TF2 zoo's layout: <name>/saved_model/
         shutil.copytree(FIXTURE_MODEL, root / owner / "saved_model")
+    damaged_datasets(root)
+    (root / "typo.toml").write_text('[[rule]]\nmodels = ["group:lowest", "ssd", "embedded", "*"]\nmap_floor = 0.0\n'
+                                    '[[rule]]\nmodels = ["centernet_tinyy"]\ndeadline_image_s = 0.001\n')
     return {"root": root, "file": a_file}
+
+
+def damaged_datasets(root: Path) -> None:
+    """Twelve images of the embedded validation split as COCO roots, each damaged in one way."""
+    source = ensure_embedded(n_train=0)
+    data = json.loads((source / "annotations" / f"instances_{VAL_SPLIT}.json").read_text())
+    images = data["images"][:12]
+    ids = {i["id"] for i in images}
+    annotations = [a for a in data["annotations"] if a["image_id"] in ids]
+    for name in ("images_missing", "images_truncated", "images_corrupt", "jpeg_truncated", "unannotated"):
+        folder = root / name / VAL_SPLIT
+        folder.mkdir(parents=True)
+        kept = [dict(i) for i in images]
+        for info in kept:
+            shutil.copy(source / VAL_SPLIT / info["file_name"], folder / info["file_name"])
+        if name == "jpeg_truncated":
+            for info in kept:
+                png = folder / info["file_name"]
+                info["file_name"] = png.with_suffix(".jpg").name
+                Image.open(png).convert("RGB").save(folder / info["file_name"], quality=90)
+                png.unlink()
+        sixth = folder / kept[5]["file_name"]
+        if name == "images_missing":
+            sixth.unlink()
+        elif name in ("images_truncated", "jpeg_truncated"):
+            sixth.write_bytes(sixth.read_bytes()[: sixth.stat().st_size // 2])
+        elif name == "images_corrupt":
+            sixth.write_text("not an image")
+        (root / name / "annotations").mkdir()
+        (root / name / "annotations" / f"instances_{VAL_SPLIT}.json").write_text(json.dumps(
+            {**data, "images": kept, "annotations": [] if name == "unannotated" else annotations}))
 
 
 FAULTS = [
@@ -45,6 +83,19 @@ FAULTS = [
     ("dataset_missing", ["--odperf-dataset={root}/nowhere"], "no such folder; give a COCO-format root"),
     ("dataset_empty", ["--odperf-dataset={root}/empty"], "instances_val2017.json is missing"),
     ("split", ["--odperf-split=train2017"], "the embedded dataset is timed on its validation split only"),
+    ("image_missing", ["--odperf-dataset={root}/images_missing"],
+     "--odperf-dataset={root}/images_missing: image {root}/images_missing/val2017/000001000006.png (id 1000006) "
+     "is missing: the dataset's image folder is incomplete"),
+    ("image_truncated", ["--odperf-dataset={root}/images_truncated"],
+     "val2017/000001000006.png (id 1000006) cannot be read (image file is truncated"),
+    ("image_jpeg_truncated", ["--odperf-dataset={root}/jpeg_truncated"],
+     "val2017/000001000006.jpg (id 1000006) cannot be read (image file is truncated"),
+    ("image_corrupt", ["--odperf-dataset={root}/images_corrupt"],
+     "val2017/000001000006.png (id 1000006) cannot be read (cannot identify image file"),
+    ("unannotated_accuracy", ["--odperf-dataset={root}/unannotated", "--odperf-accuracy"],
+     "--odperf-accuracy: {root}/unannotated/annotations/instances_val2017.json holds no annotations (no object box "
+     "in any of its 12 images), so there is no mAP to compute; give --odperf-dataset a split with annotations, or "
+     "drop --odperf-accuracy"),
     ("model_missing", ["--odperf-models={root}/nowhere"], "no such model file or folder"),
     ("model_empty", ["--odperf-models={root}/empty"], "--odperf-models: empty: {root}/empty: holds no detector"),
     ("model_truncated", ["--odperf-models={root}/truncated"],
@@ -53,6 +104,9 @@ FAULTS = [
      "2 models would be named 'model' ({root}/a/model/saved_model, {root}/b/model) and one would hide the other"),
     ("model_dir", ["--odperf-model-dir={root}/nowhere"], "--odperf-model-dir={root}/nowhere: no such folder"),
     ("expectations", ["--odperf-expectations={root}/nowhere.toml"], "expectations file {root}/nowhere.toml does not exist"),
+    ("expectations_model_typo", ["--odperf-expectations={root}/typo.toml"],
+     "{root}/typo.toml, rule 2: models entry 'centernet_tinyy' names no model, meta-architecture, family or "
+     "group:<mAP group> odperf knows; did you mean centernet_tiny, centernet?"),
     ("emulate_gpu_on_cpu", ["-k", "gpu", "--odperf-emulate=p100"],
      "emulating the GPU profile 'p100' needs a GPU to run on (this machine has no GPU"),
     ("emulate_real_name", ["--odperf-emulate=cpu:400"], "'cpu' is the real CPU's profile"),
@@ -61,6 +115,10 @@ FAULTS = [
      "--benchmark-json {root}/nowhere/run.json: its folder {root}/nowhere does not exist; create it"),
     ("json_folder_unwritable", ["--benchmark-json={file}/run.json"], "--benchmark-json {file}/run.json: its folder"),
     ("json_is_a_folder", ["--benchmark-json={root}"], "is a folder; give a file name"),
+    ("stream_scenarios", ["--odperf-stream-scenarios=singlestream"],
+     "--odperf-stream-scenarios: unknown scenario(s) singlestream; choose from single_stream, multi_stream"),
+    ("stream_budget", ["--odperf-stream-budget=long"],
+     "--odperf-stream-budget: stream budget must be one of quick, smoke, mlperf, got 'long'"),
     ("storage", ["--benchmark-save=x", "--benchmark-storage={file}/store"],
      "--benchmark-storage folder {file}/store cannot be created"),
 ]

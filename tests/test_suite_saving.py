@@ -11,6 +11,7 @@ import json
 import resource
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -34,17 +35,49 @@ def _saved_copy(storage: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _worker_of(proc: psutil.Process) -> psutil.Process:
-    """Wait until the run has a measuring worker (odperf.engine.worker) among its children."""
-    while True:
+def _alive(proc: psutil.Process) -> bool:
+    """Running, not a zombie: a child that has exited but is not yet reaped is gone for this test."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _worker_of(proc: psutil.Process, timeout: float = 600.0) -> psutil.Process:
+    """Wait until the run has a measuring worker (odperf.engine.worker) among its children; polls every
+    0.1 s and gives up after ``timeout`` s or once the run itself has ended (zombie included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         for child in proc.children(recursive=True):
             try:
-                if "odperf.engine.worker" in " ".join(child.cmdline()):
+                if "odperf.engine.worker" in " ".join(child.cmdline()) and _alive(child):
                     return child
             except psutil.NoSuchProcess:
                 continue
-        if not proc.is_running():
+        if not _alive(proc):
             raise AssertionError("the run ended before its second case started")
+        time.sleep(0.1)
+    raise AssertionError(f"no measuring worker among the run's children after {timeout:.0f} s")
+
+
+def test_waiting_for_a_worker_ends_on_a_finished_run_or_a_timeout():
+    """_worker_of cannot hang a test: an exited, unreaped run (a zombie) and a run without workers end it."""
+    import sys
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    zombie = psutil.Process(done.pid)
+    while zombie.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    with pytest.raises(AssertionError, match="the run ended before"):
+        _worker_of(zombie)
+    done.wait()
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(AssertionError, match="no measuring worker among the run's children after 1 s"):
+            _worker_of(psutil.Process(idle.pid), timeout=1.0)
+    finally:
+        idle.kill()
+        idle.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -147,7 +180,8 @@ lock.release()
 
 
 def test_a_run_on_a_device_another_run_measures_on_says_so_and_records_it(tmp_path: Path, no_rules: Path):
-    env = suite_env({"TMPDIR": str(tmp_path)})  # the lock folder lives in the temp dir: this test's own
+    locks = {"ODPERF_LOCK_DIR": str(tmp_path / "locks")}  # this test's own lock folder: no other run's
+    env = suite_env(locks)
     holder = subprocess.Popen([pytest_command()[0], "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env=env)
     try:
@@ -155,7 +189,7 @@ def test_a_run_on_a_device_another_run_measures_on_says_so_and_records_it(tmp_pa
         json_path = tmp_path / "run.json"
         out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=1", "--odperf-images=1",
                          "--odperf-timeout=0.5", f"--odperf-expectations={no_rules}",
-                         f"--benchmark-json={json_path}", env={"TMPDIR": str(tmp_path)})
+                         f"--benchmark-json={json_path}", env=locks)
     finally:
         holder.stdin.close()
         holder.wait()
@@ -168,8 +202,40 @@ def test_a_run_on_a_device_another_run_measures_on_says_so_and_records_it(tmp_pa
 
     out = run_pytest("benchmarks/test_inference.py", *SMALL, "--odperf-batch-sizes=1", "--odperf-images=1",
                      "--odperf-timeout=0.5", f"--odperf-expectations={no_rules}",
-                     f"--benchmark-json={json_path}", env={"TMPDIR": str(tmp_path)})
+                     f"--benchmark-json={json_path}", env=locks)
     assert "another odperf run" not in out.stdout  # the other run has ended
     data = json.loads(json_path.read_text())
     assert "device_shared_with" not in data["machine_info"]["odperf"]
     assert "device_shared_with" not in data["odperf"]["records"][0]
+
+
+def test_runs_with_different_temp_dirs_meet_and_the_running_one_says_when_another_joins(tmp_path: Path,
+                                                                                          no_rules: Path):
+    """The lock folder is system-wide (never $TMPDIR): a run and a newcomer started with another TMPDIR see each
+    other, and the run already measuring says so while its one case runs, not only at its end."""
+    json_path = tmp_path / "run.json"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cmd = pytest_command("benchmarks/test_inference.py", *SMALL, "-v", "--odperf-batch-sizes=64", "--odperf-images=8",
+                         f"--odperf-expectations={no_rules}", f"--benchmark-json={json_path}")
+    run = subprocess.Popen(cmd, cwd=ROOT, env=suite_env({"TMPDIR": str(tmp_path / "a"), "PYTHONUNBUFFERED": "1"}),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    holder = None
+    try:
+        _worker_of(psutil.Process(run.pid))  # the run holds its lock and its case is starting
+        holder = subprocess.Popen([pytest_command()[0], "-c", _HOLDER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=suite_env({"TMPDIR": str(tmp_path / "b")}))
+        assert holder.stdout.readline().strip() == "held"
+        text = run.communicate(timeout=900)[0]
+    finally:
+        run.kill()
+        if holder is not None:
+            holder.stdin.close()
+            holder.wait()
+    warned = [line for line in text.splitlines() if f"another odperf run measures on cpu (pid {holder.pid} " in line]
+    assert warned, text
+    lines = text.splitlines()
+    case_ends = next(i for i, line in enumerate(lines) if "PASSED" in line or "FAILED" in line)  # its status
+    assert lines.index(warned[0]) < case_ends, text  # said while the case ran, not only at the end
+    data = json.loads(json_path.read_text())
+    assert holder.pid in [h["pid"] for h in data["odperf"]["records"][0]["device_shared_with"]]

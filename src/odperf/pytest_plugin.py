@@ -155,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_xdist_worker(config) or not _collects_benchmarks(config):
         return
     state = _state(config)  # every input checked here, once, before any worker (or xdist process) starts
+    _stream_plan(config)  # the stream options too: one line here, not a collection error per module
     _refuse_xdist_timing(config, state)
     if config.option.collectonly:
         return

@@ -2,11 +2,12 @@
 
 Two benchmark runs on one device skew each other's times (by 50-140% measured on a shared CPU) without
 either noticing. So each run holds an exclusive ``flock`` on a file of its own in the device's folder
-(``<temp dir>/odperf-locks/<device>/``) and looks for files whose lock it cannot take: those belong to
-live runs. Both runs see each other, whichever started first. The kernel drops a lock when its process
-dies, even by SIGKILL, so a file left behind by a dead run is recognised as stale (its lock can be taken)
-and removed. A suite looks when it starts and at the start and end of every case: a run that comes and
-goes within one case of another is seen by that run only.
+(``/run/lock/odperf-locks/<device>/``: a fixed system-wide place, whatever ``$TMPDIR`` says; see
+``lock_root``) and looks for files whose lock it cannot take: those belong to live runs. Both runs see each
+other, whichever started first. The kernel drops a lock when its process dies, even by SIGKILL, so a file
+left behind by a dead run is recognised as stale (its lock can be taken) and removed. A suite looks when it
+starts, at the start of every case and after its timed camera images (at most every 2 s): a run that comes
+and goes between two looks is seen by that run only.
 """
 
 from __future__ import annotations
@@ -40,8 +41,24 @@ class Holder:
         return f"pid {self.pid} since {self.since}: {self.command}"
 
 
+LOCK_DIR_ENV = "ODPERF_LOCK_DIR"
+# Fixed, system-wide places, first usable wins: never $TMPDIR, which differs between runs (a CI job, a
+# user's own TMPDIR) that share the device all the same. /run/lock (/var/lock) is the system's folder for
+# lock files, open to every user; /dev/shm and /var/tmp where it is missing.
+SYSTEM_LOCK_PLACES = ("/run/lock", "/var/lock", "/dev/shm", "/var/tmp", "/tmp")
+
+
 def lock_root() -> Path:
-    """The folder of all devices' lock folders, in the system's temp dir (so every user's runs meet)."""
+    """The folder of all devices' lock folders: ``$ODPERF_LOCK_DIR`` if set, else ``odperf-locks`` in the
+    first system-wide place that takes a folder, else in the temp dir (a machine with none of them)."""
+    if os.environ.get(LOCK_DIR_ENV):
+        return Path(os.environ[LOCK_DIR_ENV])
+    for place in SYSTEM_LOCK_PLACES:
+        folder = Path(place) / LOCK_DIR_NAME
+        if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        if not folder.exists() and Path(place).is_dir() and os.access(place, os.W_OK | os.X_OK):
+            return folder
     return Path(tempfile.gettempdir()) / LOCK_DIR_NAME
 
 

@@ -143,7 +143,7 @@ def resolve_entry(nvml: Any, entry: str, position: int = 0) -> VisibleGpu:
             "see `nvidia-smi -L` for the GPUs of this machine"
         )
     uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-    if _is_mig(nvml, handle):
+    if _is_mig(nvml, handle, uuid):
         parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
         return VisibleGpu(position, entry, nvml.nvmlDeviceGetIndex(parent), uuid, handle, mig=True)
     return VisibleGpu(position, entry, nvml.nvmlDeviceGetIndex(handle), uuid, handle)
@@ -193,6 +193,8 @@ def all_devices(nvml: Any) -> Iterator[tuple[str, Any]]:
 
 def mig_devices(nvml: Any, handle: Any) -> Iterator[Any]:
     """The MIG instances of a physical GPU (none where MIG is off or unsupported)."""
+    if not hasattr(nvml, "nvmlDeviceGetMigMode"):  # a binding from before MIG
+        return
     try:
         current, _pending = nvml.nvmlDeviceGetMigMode(handle)
         if current != nvml.NVML_DEVICE_MIG_ENABLE:
@@ -207,9 +209,14 @@ def mig_devices(nvml: Any, handle: Any) -> Iterator[Any]:
             continue
 
 
-def _is_mig(nvml: Any, handle: Any) -> bool:
+def _is_mig(nvml: Any, handle: Any, uuid: str = "") -> bool:
+    """Whether ``handle`` is a MIG instance. A binding from before MIG (no nvmlDeviceIsMigDeviceHandle) is
+    answered by the UUID NVML gave it: MIG instances' start with ``MIG-``."""
+    ask = getattr(nvml, "nvmlDeviceIsMigDeviceHandle", None)
+    if ask is None:
+        return uuid.startswith("MIG-")
     try:
-        flag = nvml.nvmlDeviceIsMigDeviceHandle(handle)  # a ctypes c_uint, not an int
+        flag = ask(handle)  # a ctypes c_uint, not an int
     except nvml.NVMLError:  # NotSupported: a driver or GPU without MIG
         return False
     return bool(getattr(flag, "value", flag))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from odperf.util.atomic import write_atomic
+from odperf.util.atomic import write_atomic, write_numbered
 
 DEFAULT_STORAGE = "file://./.benchmarks"
 
@@ -93,16 +93,16 @@ def write(config: Any, session: Any, dest: Destinations) -> list[str]:
     lines = []
     targets: list[tuple[str, Any]] = []
     if dest.json_path:
-        targets.append(("--benchmark-json", lambda: (dest.json_path, document(True))))
+        targets.append(("--benchmark-json", lambda: write_atomic(dest.json_path, document(True))))
     if dest.save_name:
-        # pytest-benchmark's own naming: <storage>/<machine id>/<NNNN>_<name>.json, NNNN the next free number
-        targets.append(("--benchmark-save", lambda: (
-            dest.storage.get(f"{dest.storage._next_num}_{dest.save_name}.json"), document(True))))
+        # pytest-benchmark's own naming: <storage>/<machine id>/<NNNN>_<name>.json, NNNN the next free number;
+        # a number another run took meanwhile is never overwritten (write_numbered)
+        targets.append(("--benchmark-save", lambda: write_numbered(
+            dest.storage.get(""), dest.save_name, document(True), start=int(dest.storage._next_num))))
     for option, make in targets:
         path = None
         try:
-            path, text = make()
-            write_atomic(path, text)
+            path = make()
             lines.append(f"odperf: saved {path}")
         except OSError as exc:
             where = path or dest.json_path or dest.storage

@@ -59,6 +59,7 @@ class MeasuringRun:
         if tr is not None and self.config.get_verbosity() >= 0 and bool(tr.isatty):
             self.state.progress.show = self._show_progress
         self._say(self.state.hold_devices())
+        self.state.progress.after_image = lambda: self._say(self.state.watch_devices())  # a run that joins meanwhile
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})

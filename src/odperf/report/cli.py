@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-metric", choices=("mean", "median"), action="append",
                    help="time statistic(s) gated, repeatable (default: median: robust to one slow round)")
     p.add_argument("--memory-threshold", type=float, default=gt.DEFAULT_MEMORY_THRESHOLD, metavar="FRACTION",
-                   help="largest allowed growth of peak memory (default: %(default)s = +10%%)")
+                   help="largest allowed growth of the model's own memory (its peak less the runtime's; the whole "
+                   "peak where a run lacks that figure) (default: %(default)s = +10%%)")
     p.add_argument("--map-tolerance", type=float, default=gt.DEFAULT_MAP_TOLERANCE, metavar="AP",
                    help="largest allowed mAP drop below the baseline, absolute COCO AP (default: %(default)s)")
     p.add_argument("--floors", metavar="TOML", help="an expectations file whose map_floor rules the current "

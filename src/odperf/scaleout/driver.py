@@ -14,6 +14,7 @@ with the reason. Ctrl-C cancels the outstanding tasks; every profile file alread
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,29 @@ def import_ray() -> Any:
     return ray
 
 
+CONNECT_TIMEOUT_S = 5.0  # a head node answers a TCP connect at once; Ray itself retries for minutes
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why nothing answers at ``address`` (``host:port`` or ``ray://host:port``), or None when something does
+    or the address is not one to try (``auto``, ``local``): checked before Ray, whose own connect retries
+    for minutes printing only its retries."""
+    rest = address.split("://", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
 def connect(ray: Any, address: str) -> None:
+    why = reachable(address)
+    if why is not None:
+        raise OdperfError(f"--ray {address}: no Ray cluster answers there ({why}); start one (ray start --head) "
+                          "and give its address (host:6379), or 'auto' on one of its nodes")
     try:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:

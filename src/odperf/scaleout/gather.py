@@ -22,7 +22,7 @@ from typing import Any
 from odperf.results import SCHEMA_VERSION, Outcome, RunRecord
 from odperf.scaleout.shards import Shard
 from odperf.scaleout.task import ShardResult
-from odperf.util.atomic import write_atomic
+from odperf.util.atomic import write_atomic, write_numbered
 
 SHARD_KEY = "ray_shard"
 
@@ -87,18 +87,14 @@ def document(run: ProfileRun, every: list[ShardResult]) -> dict[str, Any]:
     return out
 
 
-def next_number(folder: Path) -> str:
-    """pytest-benchmark's numbering of saved runs in a storage folder: one past the highest NNNN_."""
-    nums = [int(p.name[:4]) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json")] if folder.is_dir() else []
-    return f"{max(nums, default=0) + 1:04d}"
-
-
 def write(run: ProfileRun, every: list[ShardResult], out_dir: Path, name: str, machine_id: str) -> Path:
     """(Re)write the profile's file: the first write picks its storage folder and number."""
-    if run.path is None:
+    text = json.dumps(document(run, every), indent=4)
+    if run.path is None:  # numbered as pytest-benchmark numbers, never over a run saved meanwhile
         mid = next((r.machine_id for _, r in run.returned), machine_id)
         folder = out_dir / run.profile / mid
         folder.mkdir(parents=True, exist_ok=True)
-        run.path = folder / f"{next_number(folder)}_{name}.json"
-    write_atomic(run.path, json.dumps(document(run, every), indent=4))
+        run.path = write_numbered(folder, name, text)
+    else:
+        write_atomic(run.path, text)
     return run.path

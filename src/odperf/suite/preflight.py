@@ -36,9 +36,9 @@ def check_options(*, images: int | None, warmup_images: int, timeout_s: float, s
         raise OdperfError(f"--odperf-seed={seed}: the camera-image seed must be 0 or more (default 0)")
 
 
-def check_dataset(dataset: str | None, split: str | None) -> None:
-    """A COCO-format root is opened and validated here (JSON, keys, image folder); the embedded one is
-    timed on its validation split only."""
+def check_dataset(dataset: str | None, split: str | None, accuracy: bool = False) -> None:
+    """A COCO-format root is opened and validated here (JSON, keys, image folder, each image's file, and
+    its annotations when mAP is asked for); the embedded one is timed on its validation split only."""
     from odperf.datasets.synthetic import VAL_SPLIT
 
     if dataset is None:
@@ -59,6 +59,16 @@ def check_dataset(dataset: str | None, split: str | None) -> None:
     if len(data) == 0:
         raise OdperfError(f"--odperf-dataset={dataset}: split {split or 'val2017'} holds no images; "
                           "camera images are built from its images")
+    from odperf.datasets.check import check_images, has_annotations
+
+    try:
+        check_images(data)
+    except DatasetError as exc:
+        raise OdperfError(f"--odperf-dataset={dataset}: {exc}") from None
+    if accuracy and not has_annotations(data):
+        raise OdperfError(f"--odperf-accuracy: {data.ann_file} holds no annotations (no object box in any of its "
+                          f"{len(data)} images), so there is no mAP to compute; give --odperf-dataset a split with "
+                          "annotations, or drop --odperf-accuracy to time this one")
 
 
 def prepare_embedded_dataset() -> Path:

@@ -46,6 +46,7 @@ class Progress:
     """The run's cases in turn, and what they add up to."""
 
     show: Callable[[str], None] | None = None
+    after_image: Callable[[], None] | None = None  # called after each timed image (the device watch)
     current: CaseProgress | None = None
     cases: int = 0
     images: int = 0
@@ -60,6 +61,8 @@ class Progress:
             self.current.image_done()
             self.images += 1
             self._show()
+        if self.after_image is not None:
+            self.after_image()
 
     def end(self) -> None:
         """The case is over (measured, or stopped by an out-of-memory or a crash)."""

@@ -6,6 +6,7 @@ nothing of pytest, so the same run can be driven from any other harness.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +48,7 @@ class SuiteState:
     locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
     shared: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # device -> {pid: Holder} seen
     _sharing_now: dict[str, list[Any]] = field(default_factory=dict, repr=False)  # at the case's start
+    _watched_at: float = field(default=0.0, repr=False)  # time.monotonic() of the last watch_devices look
     _record_sharing: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # id(record) ->
 
     @classmethod
@@ -87,12 +89,16 @@ class SuiteState:
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
         refs = model_refs(select(selectors), model_dir)
-        rules = merge(load_expectations(f) for f in files)
+        loaded = [load_expectations(f) for f in files]
+        rules = merge(loaded)
         if check:
+            from odperf.zoo.rule_models import check_rule_models
+
+            check_rule_models(loaded, refs)
             preflight.check_model_dir(model_dir)
             preflight.check_results_dir(results_dir)
             preflight.check_models(refs, model_dir)
-            preflight.check_dataset(dataset, split)
+            preflight.check_dataset(dataset, split, accuracy)
         return cls(
             models=refs,
             batch_sizes=sizes,
@@ -255,6 +261,22 @@ class SuiteState:
         now = self._look(device)
         self._sharing_now[device] = now
         return self._sharing_lines(device, [h for h in now if h.pid not in known])
+
+    def watch_devices(self, every_s: float = 2.0) -> list[str]:
+        """While a case runs (after its timed images, at most every ``every_s``): a warning line for each run
+        that has started measuring on a held device since the last look."""
+        now = time.monotonic()
+        if now - self._watched_at < every_s:
+            return []
+        self._watched_at = now
+        lines = []
+        for device in self.locks:
+            known = set(self.shared.get(device, {}))
+            found = self._look(device)
+            during = self._sharing_now.setdefault(device, [])  # the running case's record will say so too
+            during += [h for h in found if h.pid not in {d.pid for d in during}]
+            lines += self._sharing_lines(device, [h for h in found if h.pid not in known])
+        return lines
 
     def release_devices(self) -> None:
         for lock in self.locks.values():

@@ -9,6 +9,7 @@ checked up front, so a run that cannot save is refused before it measures anythi
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,46 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
         raise
     _sync_folder(target.parent)
     return target
+
+
+def write_numbered(folder: str | Path, name: str, data: bytes | str, start: int | None = None) -> Path:
+    """Save ``data`` as a new ``NNNN_<name>.json`` in ``folder`` (pytest-benchmark's numbering: from ``start``,
+    else one past the highest number there) and never over a saved run: the complete file is written under a
+    temporary name, then hard-linked to its numbered name, which fails if that name exists (two saves at one
+    instant), and the next number is tried. Where the file system has no hard links, the name is reserved
+    with an exclusive create and the complete file renamed over that reservation."""
+    where = Path(folder)
+    number = start or next_number(where)
+    tmp = write_atomic(where / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.saving", data)
+    try:
+        while True:
+            target = where / f"{number:04d}_{name}.json"
+            try:
+                _link_new(tmp, target)
+            except FileExistsError:
+                number = max(number + 1, next_number(where))
+                continue
+            _sync_folder(where)
+            return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def next_number(folder: Path) -> int:
+    """One past the highest ``NNNN_`` of the saved runs in ``folder`` (1 in an empty or missing one)."""
+    nums = [int(p.name[:4]) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json")] if folder.is_dir() else []
+    return max(nums, default=0) + 1
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """``target`` becomes ``tmp``'s content, or FileExistsError if it exists."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network and FUSE file systems): reserve, then replace
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        os.replace(tmp, target)
 
 
 def _sync_folder(folder: Path) -> None:
