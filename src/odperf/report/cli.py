@@ -41,6 +41,25 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_readme(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from odperf.report import readme
+
+    path = Path(args.readme)
+    text = path.read_text(encoding="utf-8")
+    if args.check:
+        stale = readme.stale_blocks(text, path.parent)
+        for spec in stale:
+            print(f"{path}: stale excerpt ({spec}); run `odperf readme {path}`")
+        return 1 if stale else 0
+    fresh = readme.update(text, path.parent)
+    if fresh != text:
+        path.write_text(fresh, encoding="utf-8")
+    print(f"{path}: excerpts rebuilt from their reports ({'changed' if fresh != text else 'unchanged'})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="tables, figures and an index page from saved runs")
     p.add_argument("runs", nargs="*", default=[".benchmarks"], metavar="RUNS",
@@ -92,3 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gate runs of different device profiles against each other")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes (fixed OOMs, new rows)")
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("readme", help="rebuild the README's excerpts of committed reports (odperf.report.readme)")
+    p.add_argument("readme", nargs="?", default="README.md", help="the file (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when an excerpt is stale")
+    p.set_defaults(func=cmd_readme)
