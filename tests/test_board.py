@@ -1,0 +1,158 @@
+"""Boards over SSH, for real: a real sshd on 127.0.0.1 started here, a "board" that is this machine's
+Python 3.6.15 with TensorFlow 1.15.5 and numpy 1.18.5 (the TX2's stack; tests/board_stand_in.sh makes its
+venv), the embedded TF detectors as frozen graphs. Only /proc/meminfo's Jetson fields are a stand-in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from odperf.engine import WorkerFailed, WorkerSession
+from odperf.engine.remote import Board, BoardError, BoardSession
+from odperf.engine.request import MeasureRequest
+from odperf.zoo.freeze import frozen_graph
+
+from sshd_board import ROOT, Sshd, board_python
+
+GRID = (2, 3, 300)  # 6 tiles + 1 blank per camera image: the real path, sized for a shared CI machine
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Sshd:
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def py36() -> str:
+    return board_python()
+
+
+def _board(sshd: Sshd, python: str, **kw: object) -> Board:
+    return Board.parse(f"tx2={sshd.url}", python=python, ssh_options=sshd.ssh_options(), **kw)
+
+
+def _request(model: str = "centernet_tiny", **kw: object) -> MeasureRequest:
+    args = dict(model=model, batch_size=7, images=3, grid=GRID, keep_detections=True, timeout_s=300.0)
+    args.update(kw)
+    return MeasureRequest(**args)  # type: ignore[arg-type]
+
+
+def _graph(model: str) -> Path:
+    return frozen_graph(ROOT / "fixtures" / "models" / model / "saved_model", ROOT / ".odperf-cache")
+
+
+def _gone(pid: int) -> bool:
+    """The process ended (a zombie not yet reaped counts as ended)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_portable_core_is_python36():
+    out = subprocess.run([str(Path(sys.executable).with_name("vermin")), "-t=3.6-", "--no-tips", "--violations",
+                          str(ROOT / "src/odperf/engine/portable.py")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_board_spelling_is_one_line():
+    with pytest.raises(BoardError, match="PROFILE=ssh://"):
+        Board.parse("tx2=nvidia@tx2.local")
+    board = Board.parse("tx2=ssh://nvidia@tx2.local:2222", python="/usr/bin/python3")
+    assert (board.profile, board.user, board.host, board.port) == ("tx2", "nvidia", "tx2.local", 2222)
+
+
+@pytest.mark.parametrize("model", ["centernet_tiny", "ssd_fpn"])
+def test_tx2_over_ssh_same_map_as_saved_model(sshd: Sshd, py36: str, model: str):
+    with BoardSession(_request(model), _graph(model), _board(sshd, py36)) as session:
+        deploy = session.start()
+        for i in range(3):
+            session.prepare(i)
+            assert session.run_image(i) > 0
+        board = session.finish()
+    assert board.outcome == "ok"
+    assert deploy.runtime_version == "1.15.5" and deploy.model_format == "tf1_frozen_graph"
+    assert board.device_info["python"] == "3.6.15" and board.device_info["profile"] == "tx2"
+    assert board.device_info["link_rtt_s"] > 0
+    assert board.memory.samples > 10 and board.memory.probe.startswith("board_ram")
+    assert board.memory.peak_mb is not None and board.memory.period_mean_ms is not None
+    # the same camera images through today's local worker and the SavedModel
+    with WorkerSession(_request(model)) as local:
+        local.start()
+        for i in range(3):
+            local.prepare(i)
+            local.run_image(i)
+        here = local.finish()
+    assert board.accuracy["mAP"] == pytest.approx(here.accuracy["mAP"], abs=1e-3)
+    assert here.accuracy["mAP"] > 0
+
+
+def test_nvmap_stand_in_and_oom_under_a_cap(sshd: Sshd, py36: str, tmp_path: Path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(Path("/proc/meminfo").read_text() + "NvMapMemUsed:     123456 kB\n")
+    request = _request(batch_size=7, memory_limit_mb=20, emulate_profile="tx2_small")
+    with BoardSession(request, _graph("ssd_fpn"), _board(sshd, py36, meminfo=str(meminfo))) as session:
+        with pytest.raises(WorkerFailed) as failed:
+            session.start()
+    m = failed.value.measurement
+    assert m.outcome == "oom", m.error
+    assert "20 MB" in m.error or "OOM" in m.error or "alloc" in m.error.lower(), m.error
+
+
+def test_killed_worker_is_a_crash_record(sshd: Sshd, py36: str):
+    with BoardSession(_request(), _graph("centernet_tiny"), _board(sshd, py36)) as session:
+        session.start()
+        session.run_image(0)
+        pid = session.measurement.device_info["pid"]
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailed) as failed:
+            session.run_image(1)
+    assert failed.value.outcome == "crash"
+    assert "killed by signal SIGKILL" in failed.value.message, failed.value.message
+    assert _gone(pid)
+
+
+def test_dropped_connection_leaves_nothing_on_the_board(sshd: Sshd, py36: str):
+    with BoardSession(_request(), _graph("centernet_tiny"), _board(sshd, py36)) as session:
+        session.start()
+        pid = session.measurement.device_info["pid"]
+        os.kill(session.proc.pid, signal.SIGKILL)  # the link goes: ssh dies mid-run
+        with pytest.raises(WorkerFailed) as failed:
+            session.run_image(0)
+    assert failed.value.outcome == "crash"
+    assert _gone(pid), "the board's worker outlived its SSH session"
+
+
+@pytest.mark.parametrize("python, said", [("/nonexistent/python3", "/nonexistent/python3"),
+                                          ("PY36_BARE", "No module named 'numpy'")])
+def test_wrong_python_or_missing_framework_is_one_line(sshd: Sshd, py36: str, python: str, said: str):
+    if python == "PY36_BARE":  # the interpreter itself, without the venv's packages
+        python = os.path.realpath(py36)
+    with BoardSession(_request(), _graph("centernet_tiny"), _board(sshd, python)) as session:
+        with pytest.raises(WorkerFailed) as failed:
+            session.start()
+    assert said in failed.value.message or said in (failed.value.measurement.error or ""), failed.value.measurement.error
+
+
+def test_unknown_host_key_is_refused(sshd: Sshd, py36: str, tmp_path: Path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    board = Board.parse(f"tx2={sshd.url}", python=py36, ssh_options=sshd.ssh_options(known_hosts=empty))
+    with BoardSession(_request(), _graph("centernet_tiny"), board) as session:
+        with pytest.raises(WorkerFailed) as failed:
+            session.start()
+    assert "Host key verification failed" in (failed.value.measurement.error or ""), failed.value.measurement.error
