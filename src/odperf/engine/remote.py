@@ -111,6 +111,21 @@ def board_payload(request: Any, graph: Path) -> bytes:
     return buffer.getvalue()
 
 
+def board_graph(request: Any) -> Path:
+    """The frozen graph a board loads for ``request.model``: a TF1 zoo model's own, or a TF2 SavedModel
+    frozen on this host (``zoo.freeze``, cached under odperf's cache); BoardError for other runtimes."""
+    from odperf.datasets.synthetic import default_cache_dir
+    from odperf.zoo.freeze import frozen_graph
+    from odperf.zoo.loaders import resolve
+
+    name, _, backend, fmt, artifact = resolve(request.model, request.model_dir)
+    if backend != "tensorflow":
+        raise BoardError(f"model {name}: a {backend} model; boards run TensorFlow frozen graphs only (so far)")
+    if fmt == "tf1_frozen_graph":
+        return Path(artifact)
+    return frozen_graph(Path(artifact), default_cache_dir())
+
+
 def board_memory(samples: dict[str, Any] | None, requested_ms: float) -> MemoryStats | None:
     """The board's raw meminfo samples as MemoryStats (relative to the value before the runtime started)."""
     if not samples:
@@ -146,8 +161,9 @@ class BoardSession(WorkerSession):
     """A WorkerSession whose worker runs on ``board`` over SSH (or, with ``board=None`` and ``python``, in
     a local process of that interpreter: the same code without the link, for comparison)."""
 
-    def __init__(self, request: Any, graph: Path, board: Board | None = None, python: str | None = None) -> None:
-        super().__init__(request, python=python or (board.python if board else "python3"))
+    def __init__(self, request: Any, graph: Path, board: Board | None = None, python: str | None = None,
+                 on_image: Any = None) -> None:
+        super().__init__(request, python=python or (board.python if board else "python3"), on_image=on_image)
         self.board = board
         self.graph = graph
         self.rtt_s: list[float] = []

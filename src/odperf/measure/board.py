@@ -1,0 +1,85 @@
+"""Boards named on the command line: ``--odperf-board [PROFILE=]ssh://[user@]host[:port][?key=value&...]``.
+
+Query keys: ``python`` (the board's interpreter, default ``python3``), ``ssh_config`` (an ssh config
+file, passed as ``-F``: keys, known_hosts, jump hosts), and, for stand-ins of the Jetson files,
+``meminfo`` and ``device_tree``. Without a PROFILE the board names itself: its
+``/proc/device-tree/model`` (else ``/etc/nv_tegra_release``), read over SSH, matched against the device
+table's ``[[jetson]]`` entries. The profile's markers (``jetson``, ``tx2``, ...) and ``board`` go on
+the board's cases, so ``pytest benchmarks -m tx2 --odperf-board ...`` runs exactly those.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
+
+from odperf.engine.remote import Board, BoardError
+from odperf.measure.devices import load_table
+
+BOARD_MARKER = "board"
+DEVICE_TREE = "/proc/device-tree/model"
+TEGRA_RELEASE = "/etc/nv_tegra_release"
+QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree")
+
+
+@dataclass(frozen=True)
+class BoardTarget:
+    """A board and what its cases are filed and selected under."""
+
+    board: Board
+    markers: tuple[str, ...]
+    memory_mb: float | None
+    model: str | None  # what the board says it is, when it was asked
+
+
+def parse_board(spec: str) -> tuple[Board, str | None]:
+    """The Board of a ``--odperf-board`` value and its device-tree path; BoardError naming the fix."""
+    head, sep, rest = spec.partition("=")
+    url = rest if sep and not head.startswith("ssh:") else spec
+    profile = head.strip().lower() if sep and not head.startswith("ssh:") else ""
+    parsed = urlparse(url)
+    if parsed.scheme != "ssh" or not parsed.hostname:
+        raise BoardError(f"--odperf-board {spec}: expected [PROFILE=]ssh://[user@]host[:port][?python=PATH], "
+                         "e.g. tx2=ssh://nvidia@tx2.local?python=/usr/bin/python3")
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    unknown = sorted(set(query) - set(QUERY_KEYS))
+    if unknown:
+        raise BoardError(f"--odperf-board {spec}: unknown key(s) {', '.join(unknown)} (known: {', '.join(QUERY_KEYS)})")
+    options = ["-F", query["ssh_config"]] if "ssh_config" in query else []
+    board = Board(profile=profile, host=parsed.hostname, user=parsed.username, port=parsed.port,
+                  python=query.get("python", "python3"), ssh_options=options,
+                  meminfo=query.get("meminfo", "/proc/meminfo"))
+    return board, query.get("device_tree")
+
+
+def board_model(board: Board, device_tree: str | None = None, timeout_s: float = 60.0) -> str | None:
+    """What the board says it is: its device-tree model, else its L4T release line; None when neither."""
+    paths = [device_tree or DEVICE_TREE, TEGRA_RELEASE]
+    script = "; ".join(f"[ -r {p} ] && tr -d '\\0' < {p} && exit 0" for p in paths) + "; exit 3"
+    try:
+        out = subprocess.run(board.command(script), capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise BoardError(f"board {board.destination}: no answer over SSH within {timeout_s:g} s") from None
+    if out.returncode == 255:
+        raise BoardError(f"board {board.destination}: ssh failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'exit 255'}")
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def board_target(spec: str) -> BoardTarget:
+    """A board from its ``--odperf-board`` value, its profile named or detected, with markers and memory."""
+    board, device_tree = parse_board(spec)
+    table = load_table()
+    model = None
+    if not board.profile:
+        model = board_model(board, device_tree)
+        rule = table.match("jetson", model) if model else None
+        if rule is None:
+            said = f"it says {model!r}" if model else f"it has no {DEVICE_TREE} or {TEGRA_RELEASE}"
+            raise BoardError(f"--odperf-board {spec}: cannot tell which board this is ({said}); name it: "
+                             f"tx2=ssh://..., orin=ssh://...")
+        board.profile = rule.name
+    rule = table.rule(board.profile)
+    markers = (rule.markers if rule else ("jetson", board.profile)) + (BOARD_MARKER,)
+    memory = rule.memory_gib * 1024**3 / 1e6 if rule and rule.memory_gib else None
+    return BoardTarget(board=board, markers=tuple(dict.fromkeys(markers)), memory_mb=memory, model=model)
