@@ -157,3 +157,43 @@ def test_unknown_host_key_is_refused(sshd: Sshd, py36: str, tmp_path: Path):
         with pytest.raises(WorkerFailed) as failed:
             session.start()
     assert "Host key verification failed" in (failed.value.measurement.error or ""), failed.value.measurement.error
+
+
+def _ssh_config(sshd: Sshd) -> Path:
+    config = sshd.folder / "ssh_config"
+    config.write_text(f"Host 127.0.0.1\n  IdentityFile {sshd.folder / 'client'}\n  IdentitiesOnly yes\n"
+                      f"  UserKnownHostsFile {sshd.known_hosts}\n  GlobalKnownHostsFile /dev/null\n")
+    return config
+
+
+def test_board_names_itself_from_its_device_tree(sshd: Sshd, py36: str, tmp_path: Path):
+    from odperf.measure.board import board_target
+
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson TX2 Developer Kit\0")  # the stand-in of /proc/device-tree/model
+    found = board_target(f"{sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}&device_tree={model}")
+    assert found.board.profile == "tx2" and found.model == "NVIDIA Jetson TX2 Developer Kit"
+    assert {"jetson", "tx2", "board"} <= set(found.markers) and found.memory_mb and found.memory_mb > 8000
+    with pytest.raises(BoardError, match="name it: tx2=ssh://"):
+        board_target(f"{sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}&device_tree={tmp_path / 'none'}")
+
+
+def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tmp_path: Path):
+    import json
+
+    spec = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny",
+         "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy",
+         f"--benchmark-json={tmp_path / 'tx2.json'}", "-q"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "1 passed, 1 deselected" in out.stdout  # the host's own cpu case is not run
+    saved = json.loads((tmp_path / "tx2.json").read_text())
+    (record,) = saved["odperf"]["records"]
+    assert saved["odperf"]["profile"] == "tx2"
+    assert record["device_profile"] == "tx2" and record["outcome"] == "ok" and record["runtime_version"] == "1.15.5"
+    assert record["memory_probe"].startswith("board_ram") and record["map"] is not None
+    (bench,) = saved["benchmarks"]
+    assert bench["name"] == "test_inference[centernet_tiny-b7-tx2]"
