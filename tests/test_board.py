@@ -195,5 +195,7 @@ def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tm
     assert saved["odperf"]["profile"] == "tx2"
     assert record["device_profile"] == "tx2" and record["outcome"] == "ok" and record["runtime_version"] == "1.15.5"
     assert record["memory_probe"].startswith("board_ram") and record["map"] is not None
+    assert record["runtime_settings"]["python"] == "3.6.15" and record["runtime_settings"]["link_rtt_s"] > 0
+    assert record["device_name"].startswith("tx2 board at ")
     (bench,) = saved["benchmarks"]
     assert bench["name"] == "test_inference[centernet_tiny-b7-tx2]"

@@ -205,7 +205,10 @@ class BoardSession(WorkerSession):
             t0 = time.perf_counter()
             self._call({"cmd": "ping"}, "pong")
             self.rtt_s.append(time.perf_counter() - t0)
-        self.measurement.device_info["link_rtt_s"] = float(np.median(self.rtt_s))
+        rtt = float(np.median(self.rtt_s))
+        self.measurement.device_info["link_rtt_s"] = rtt
+        if self.board is not None:
+            self.measurement.device_info["name"] = f"{self.board.profile} board at {self.board.destination}"
         # Board and host clocks differ: spans are the board's own, except the start (host: ssh + python + code).
         deploy = Deployment(
             spawn_s=t_hello - self._t_spawn, import_s=ready["import_s"], load_s=ready["load_s"],
@@ -213,7 +216,10 @@ class BoardSession(WorkerSession):
             total_s=t_ready - self._t_spawn - ready["dataset_s"], pid=hello["pid"],
             batch_mode=ready["batch_mode"], model_format=ready["model_format"],
             backend=ready["runtime"]["backend"], runtime_version=ready["runtime"]["version"],
-            runtime_devices=ready["runtime"]["devices"], runtime_settings=ready["runtime"]["settings"],
+            runtime_devices=ready["runtime"]["devices"],
+            # the board's side of the record: its interpreter, and the link's round trip (not in any image's time)
+            runtime_settings={**ready["runtime"]["settings"], "python": hello.get("python"), "numpy": hello.get("numpy"),
+                              "link": "ssh" if self.board else "local pipes", "link_rtt_s": rtt},
             untrained=bool(ready.get("untrained")), dataset_s=ready["dataset_s"],
         )
         self.measurement.deploy = deploy
