@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from odperf.engine import WorkerFailed, WorkerSession
-from odperf.engine.remote import Board, BoardError, BoardSession
+from odperf.engine.remote import BoardSession
+from odperf.measure.board import Board, BoardError
 from odperf.engine.request import MeasureRequest
 from odperf.zoo.freeze import frozen_graph
 
@@ -70,7 +71,7 @@ def test_portable_core_is_python36():
 
 
 def test_board_spelling_is_one_line():
-    with pytest.raises(BoardError, match="PROFILE=ssh://"):
+    with pytest.raises(BoardError, match=r"expected \[PROFILE=\]ssh://"):
         Board.parse("tx2=nvidia@tx2.local")
     board = Board.parse("tx2=ssh://nvidia@tx2.local:2222", python="/usr/bin/python3")
     assert (board.profile, board.user, board.host, board.port) == ("tx2", "nvidia", "tx2.local", 2222)

@@ -18,10 +18,8 @@ import re
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -29,7 +27,7 @@ from odperf.engine import portable
 from odperf.engine.client import WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
 from odperf.engine.protocol import Channel
-from odperf.errors import OdperfError
+from odperf.measure.board import Board, BoardError
 from odperf.measure.memory import MemoryStats, ProbeStats, _downsample
 
 PINGS = 5
@@ -53,46 +51,9 @@ BOOTSTRAP = (
 )
 
 
-class BoardError(OdperfError):
-    """A board named wrongly (spelling of the target, missing python option)."""
-
-
-@dataclass
-class Board:
-    """A board reached over SSH: ``profile`` names its cases (tx2, orin_nano, ...), ``python`` its
-    interpreter with numpy and TensorFlow; ``ssh_options`` are passed to ssh as given (``-o`` pairs,
-    ``-i`` keys); ``meminfo`` is read on the board (a stand-in's path in tests)."""
-
-    profile: str
-    host: str
-    user: str | None = None
-    port: int | None = None
-    python: str = "python3"
-    ssh: str = "ssh"
-    ssh_options: list[str] = field(default_factory=list)
-    meminfo: str = portable.MEMINFO
-
-    @classmethod
-    def parse(cls, spec: str, **options: Any) -> "Board":
-        """``PROFILE=ssh://[user@]host[:port]`` (the ``--odperf-board`` spelling)."""
-        profile, sep, url = spec.partition("=")
-        parsed = urlparse(url)
-        if not sep or not profile or parsed.scheme != "ssh" or not parsed.hostname:
-            raise BoardError(f"board {spec!r}: expected PROFILE=ssh://[user@]host[:port], e.g. tx2=ssh://nvidia@tx2.local")
-        return cls(profile=profile, host=parsed.hostname, user=parsed.username, port=parsed.port, **options)
-
-    @property
-    def destination(self) -> str:
-        return f"{self.user}@{self.host}" if self.user else self.host
-
-    def command(self, remote: str) -> list[str]:
-        """The ssh command line running ``remote`` (a shell command) on the board."""
-        port = ["-p", str(self.port)] if self.port else []
-        return [self.ssh, "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-                *port, *self.ssh_options, self.destination, remote]
-
-    def worker_command(self) -> list[str]:
-        return self.command(f"exec {shlex.quote(self.python)} -u -c {shlex.quote(BOOTSTRAP)}")
+def worker_command(board: Board) -> list[str]:
+    """The ssh command line that starts the worker core's bootstrap with the board's python."""
+    return board.command(f"exec {shlex.quote(board.python)} -u -c {shlex.quote(BOOTSTRAP)}")
 
 
 def board_payload(request: Any, graph: Path) -> bytes:
@@ -176,7 +137,7 @@ class BoardSession(WorkerSession):
         self.measurement.device_info = {"device": r.device, "profile": self.board.profile if self.board else None,
                                         "board": self.board.destination if self.board else None}
         payload = board_payload(r, self.graph)
-        command = self.board.worker_command() if self.board else [self.python, "-u", "-c", BOOTSTRAP]
+        command = worker_command(self.board) if self.board else [self.python, "-u", "-c", BOOTSTRAP]
         self._log = __import__("tempfile").TemporaryFile(prefix="odperf-board-")
         self._t_spawn = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

@@ -11,16 +11,54 @@ the board's cases, so ``pytest benchmarks -m tx2 --odperf-board ...`` runs exact
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from odperf.engine.remote import Board, BoardError
+from odperf.errors import OdperfError
 from odperf.measure.devices import load_table
 
 BOARD_MARKER = "board"
 DEVICE_TREE = "/proc/device-tree/model"
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree")
+MEMINFO = "/proc/meminfo"
+
+
+class BoardError(OdperfError):
+    """A board named wrongly (spelling of the target, missing python option)."""
+
+
+@dataclass
+class Board:
+    """A board reached over SSH: ``profile`` names its cases (tx2, orin_nano, ...), ``python`` its
+    interpreter with numpy and TensorFlow; ``ssh_options`` are passed to ssh as given (``-o`` pairs,
+    ``-i`` keys); ``meminfo`` is read on the board (a stand-in's path in tests)."""
+
+    profile: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+    python: str = "python3"
+    ssh: str = "ssh"
+    ssh_options: list[str] = field(default_factory=list)
+    meminfo: str = MEMINFO
+
+    @classmethod
+    def parse(cls, spec: str, **options: Any) -> "Board":
+        """A board from its ``--odperf-board`` spelling (``parse_board``), fields overridden by ``options``."""
+        board, _ = parse_board(spec)
+        return replace(board, **options)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    def command(self, remote: str) -> list[str]:
+        """The ssh command line running ``remote`` (a shell command) on the board."""
+        port = ["-p", str(self.port)] if self.port else []
+        return [self.ssh, "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+                *port, *self.ssh_options, self.destination, remote]
 
 
 @dataclass(frozen=True)
