@@ -200,3 +200,17 @@ def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tm
     assert record["device_name"].startswith("tx2 board at ")
     (bench,) = saved["benchmarks"]
     assert bench["name"] == "test_inference[centernet_tiny-b7-tx2]"
+
+
+def test_tf2_board_runs_the_same_frozen_graph(sshd: Sshd):
+    """An Orin-like board (TensorFlow 2.x: this host's own interpreter) loads the same frozen graph."""
+    board = _board(sshd, sys.executable)
+    with BoardSession(_request(images=2), _graph("centernet_tiny"), board) as session:
+        deploy = session.start()
+        for i in range(2):
+            session.run_image(session.prepare(i))
+        m = session.finish()
+    from importlib.metadata import version
+
+    assert m.outcome == "ok" and deploy.runtime_version == version("tensorflow") and deploy.runtime_version.startswith("2.")
+    assert m.accuracy["AP50"] > 0
