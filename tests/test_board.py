@@ -103,16 +103,28 @@ def test_tx2_over_ssh_same_map_as_saved_model(sshd: Sshd, py36: str, model: str)
     assert here.accuracy["AP50"] > 0
 
 
-def test_nvmap_stand_in_and_oom_under_a_cap(sshd: Sshd, py36: str, tmp_path: Path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text(Path("/proc/meminfo").read_text() + "NvMapMemUsed:     123456 kB\n")
+def test_oom_under_a_cap(sshd: Sshd, py36: str):
     request = _request(batch_size=7, memory_limit_mb=20, emulate_profile="tx2_small")
-    with BoardSession(request, _graph("ssd_fpn"), _board(sshd, py36, meminfo=str(meminfo))) as session:
+    with BoardSession(request, _graph("ssd_fpn"), _board(sshd, py36)) as session:
         with pytest.raises(WorkerFailed) as failed:
             session.start()
     m = failed.value.measurement
     assert m.outcome == "oom", m.error
     assert "20 MB" in m.error or "OOM" in m.error or "alloc" in m.error.lower(), m.error
+
+
+def test_nvmap_and_tegrastats_stand_ins_cross_check(sshd: Sshd, py36: str, tmp_path: Path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(Path("/proc/meminfo").read_text() + "NvMapMemUsed:     123456 kB\n")
+    board = _board(sshd, py36, meminfo=str(meminfo), tegrastats=str(ROOT / "tests" / "tegrastats_stand_in.sh"))
+    with BoardSession(_request(images=1, keep_detections=False), _graph("centernet_tiny"), board) as session:
+        session.start()
+        session.run_image(session.prepare(0))
+        m = session.finish()
+    assert set(m.memory.probes) == {"board_ram", "board_nvmap", "board_tegrastats"}
+    assert m.memory.probes["board_nvmap"].baseline_mb == pytest.approx(123456 * 1024 / 1e6)
+    assert m.memory.probes["board_tegrastats"].samples > 10
+    assert "board_tegrastats peak" in m.memory.probe and "board_nvmap peak 0 MB" in m.memory.probe
 
 
 def test_killed_worker_is_a_crash_record(sshd: Sshd, py36: str):

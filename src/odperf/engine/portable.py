@@ -15,7 +15,9 @@ import gc
 import importlib
 import json
 import os
+import re
 import select
+import subprocess
 import threading
 import time
 import traceback
@@ -198,15 +200,51 @@ def ram_used(info: Dict[str, int]) -> int:
     return info["MemTotal"] - info["MemFree"] - info.get("Buffers", 0) - info.get("Cached", 0)
 
 
+class Tegrastats:
+    """NVIDIA's tegrastats beside the sampler, where the board has it: its RAM figure, a cross-check.
+    It refreshes at its own ``--interval`` (100 ms here); the sampler reads its latest line."""
+
+    PATTERN = re.compile(r"\bRAM (\d+)/(\d+)MB")
+
+    def __init__(self, command: str, interval_ms: int = 100) -> None:
+        self.value = None  # type: Optional[float]
+        self.proc = subprocess.Popen([command, "--interval", str(interval_ms)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, universal_newlines=True, preexec_fn=die_with_parent)
+        threading.Thread(target=self._follow, name="odperf-tegrastats", daemon=True).start()
+        deadline = time.monotonic() + 5.0
+        while self.value is None and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _follow(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            found = self.PATTERN.search(line)
+            if found:
+                self.value = float(int(found.group(1)) << 20)  # tegrastats' MB are MiB
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
 class MeminfoSampler:
     """Samples /proc/meminfo every ``period_ms`` in a thread beside the worker (the board's memory, the
-    way Jetson users read it); ships raw samples home, where the host summarises them."""
+    way Jetson users read it), with tegrastats' figure where the board has it; ships raw samples home,
+    where the host summarises them."""
 
-    def __init__(self, period_ms: float, path: str = MEMINFO) -> None:
+    def __init__(self, period_ms: float, path: str = MEMINFO, tegrastats: Optional[str] = None) -> None:
+        import shutil
+
         self.period_s = period_ms / 1000.0
         self.path = path
         first = read_meminfo(path)
-        self.names = ["board_ram"] + (["board_nvmap"] if "NvMapMemUsed" in first else [])
+        found = shutil.which(tegrastats) if tegrastats else None
+        self.tegrastats = Tegrastats(found) if found else None
+        if self.tegrastats is not None and self.tegrastats.value is None:
+            self.tegrastats.stop()
+            self.tegrastats = None
+        self.names = (["board_ram"] + (["board_nvmap"] if "NvMapMemUsed" in first else [])
+                      + (["board_tegrastats"] if self.tegrastats else []))
         self.baselines = [float(v) for v in self._read(first)]
         self.times = []  # type: List[float]
         self.values = []  # type: List[List[float]]
@@ -218,8 +256,13 @@ class MeminfoSampler:
         self._thread = threading.Thread(target=self._loop, name="odperf-meminfo", daemon=True)
         self._thread.start()
 
-    def _read(self, info: Dict[str, int]) -> List[int]:
-        return [ram_used(info)] + ([info.get("NvMapMemUsed", 0)] if len(self.names) > 1 else [])
+    def _read(self, info: Dict[str, int]) -> List[float]:
+        out = [float(ram_used(info))]
+        if "board_nvmap" in self.names:
+            out.append(float(info.get("NvMapMemUsed", 0)))
+        if self.tegrastats is not None:
+            out.append(float(self.tegrastats.value or 0.0))
+        return out
 
     def _loop(self) -> None:
         import resource
@@ -250,6 +293,8 @@ class MeminfoSampler:
             self._stop.set()
             self._thread.join(5.0)
             self.t1 = time.monotonic()
+            if self.tegrastats is not None:
+                self.tegrastats.stop()
         n = min(len(self.times), len(self.values))
         return {"probes": self.names, "baselines": self.baselines, "path": self.path,
                 "times": [round(t - self.t0, 5) for t in self.times[:n]], "values": self.values[:n],
@@ -568,7 +613,7 @@ def _board_worker(channel: Channel, t_main: float) -> int:
         request = Request(start["request"])
         board = start.get("board") or {}
         if board.get("meminfo"):
-            sampler = MeminfoSampler(request.sample_period_ms, board["meminfo"])
+            sampler = MeminfoSampler(request.sample_period_ms, board["meminfo"], board.get("tegrastats"))
         worker = Worker(request, channel, t_main, BoardPlatform(start["payload"]))
         worker.sampler = sampler
         worker.serve()

@@ -102,12 +102,14 @@ def board_memory(samples: dict[str, Any] | None, requested_ms: float) -> MemoryS
                                   mean_mb=float(mb.mean()) if len(mb) else None, baseline_mb=base / portable.MB,
                                   samples=len(mb))
     head = samples["probes"][0]
+    also = "; ".join(f"{name} peak {probes[name].peak_mb:.0f} MB" for name in samples["probes"][1:]
+                     if probes[name].peak_mb is not None)
     gaps = np.diff(times) * 1000.0
     mark = samples.get("mark")
     before = np.flatnonzero(times <= mark) if mark is not None else np.zeros(0, dtype=int)
     duration = float(samples["duration_s"])
     return MemoryStats(
-        probe=f"{head} ({samples['path']}: MemTotal - MemFree - Buffers - Cached)",
+        probe=f"{head} ({samples['path']}: MemTotal - MemFree - Buffers - Cached{'; ' + also if also else ''})",
         peak_mb=probes[head].peak_mb, mean_mb=probes[head].mean_mb, samples=len(times),
         requested_period_ms=requested_ms,
         period_mean_ms=float(gaps.mean()) if len(gaps) else None,
@@ -150,8 +152,9 @@ class BoardSession(WorkerSession):
             self.channel._write(b"%d\n" % len(source) + source)
         except OSError:
             self._died()
-        start = {"cmd": "start", "request": r.to_dict(), "board": {"meminfo": self.board.meminfo if self.board
-                                                                   else portable.MEMINFO}}
+        start = {"cmd": "start", "request": r.to_dict(),
+                 "board": {"meminfo": self.board.meminfo, "tegrastats": self.board.tegrastats} if self.board
+                 else {"meminfo": portable.MEMINFO}}
         try:
             self.channel.send(start, payload)
         except portable.ChannelClosed:

@@ -2,7 +2,7 @@
 
 Query keys: ``python`` (the board's interpreter, default ``python3``), ``ssh_config`` (an ssh config
 file, passed as ``-F``: keys, known_hosts, jump hosts), and, for stand-ins of the Jetson files,
-``meminfo`` and ``device_tree``. Without a PROFILE the board names itself: its
+``meminfo``, ``device_tree`` and ``tegrastats``. Without a PROFILE the board names itself: its
 ``/proc/device-tree/model`` (else ``/etc/nv_tegra_release``), read over SSH, matched against the device
 table's ``[[jetson]]`` entries. The profile's markers (``jetson``, ``tx2``, ...) and ``board`` go on
 the board's cases, so ``pytest benchmarks -m tx2 --odperf-board ...`` runs exactly those.
@@ -21,7 +21,7 @@ from odperf.measure.devices import load_table
 BOARD_MARKER = "board"
 DEVICE_TREE = "/proc/device-tree/model"
 TEGRA_RELEASE = "/etc/nv_tegra_release"
-QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree")
+QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree", "tegrastats")
 MEMINFO = "/proc/meminfo"
 
 
@@ -43,6 +43,7 @@ class Board:
     ssh: str = "ssh"
     ssh_options: list[str] = field(default_factory=list)
     meminfo: str = MEMINFO
+    tegrastats: str | None = "tegrastats"  # run on the board where found there (a cross-check of RAM used)
 
     @classmethod
     def parse(cls, spec: str, **options: Any) -> "Board":
@@ -87,7 +88,7 @@ def parse_board(spec: str) -> tuple[Board, str | None]:
     options = ["-F", query["ssh_config"]] if "ssh_config" in query else []
     board = Board(profile=profile, host=parsed.hostname, user=parsed.username, port=parsed.port,
                   python=query.get("python", "python3"), ssh_options=options,
-                  meminfo=query.get("meminfo", "/proc/meminfo"))
+                  meminfo=query.get("meminfo", MEMINFO), tegrastats=query.get("tegrastats", "tegrastats"))
     return board, query.get("device_tree")
 
 
