@@ -110,6 +110,7 @@ def test_oom_under_a_cap(sshd: Sshd, py36: str):
             session.start()
     m = failed.value.measurement
     assert m.outcome == "oom", m.error
+    assert m.memory is not None and m.memory.samples > 0  # the supervisor's samples outlive the worker
     assert "20 MB" in m.error or "OOM" in m.error or "alloc" in m.error.lower(), m.error
 
 
@@ -137,6 +138,7 @@ def test_killed_worker_is_a_crash_record(sshd: Sshd, py36: str):
             session.run_image(1)
     assert failed.value.outcome == "crash"
     assert "killed by signal SIGKILL" in failed.value.message, failed.value.message
+    assert failed.value.measurement.memory.samples > 0
     assert _gone(pid)
 
 

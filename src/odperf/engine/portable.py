@@ -248,7 +248,6 @@ class MeminfoSampler:
         self.baselines = [float(v) for v in self._read(first)]
         self.times = []  # type: List[float]
         self.values = []  # type: List[List[float]]
-        self.mark = None  # type: Optional[float]
         self.cpu_s = 0.0
         self._stop = threading.Event()
         self.t0 = time.monotonic()
@@ -298,7 +297,7 @@ class MeminfoSampler:
         n = min(len(self.times), len(self.values))
         return {"probes": self.names, "baselines": self.baselines, "path": self.path,
                 "times": [round(t - self.t0, 5) for t in self.times[:n]], "values": self.values[:n],
-                "mark": None if self.mark is None else self.mark - self.t0,
+                "t0": self.t0,  # on the board's monotonic clock, which the worker's messages share
                 "duration_s": self.t1 - self.t0, "cpu_s": self.cpu_s, "period_ms": self.period_s * 1000.0}
 
 
@@ -318,7 +317,6 @@ class Worker:
         self.timed = []  # type: List[int]
         self.kept = []  # type: List[Tuple[int, List[Any]]]  # raw outputs of the timed images, for accuracy
         self.buffer = None  # one batch buffer for every image: no image pays for fresh pages
-        self.sampler = None  # type: Optional[MeminfoSampler]
         self.detector = None  # type: Any
 
     def deploy(self) -> Dict[str, Any]:
@@ -330,8 +328,6 @@ class Worker:
         t_dataset = time.monotonic()
         runtime = self.platform.start_runtime(r)
         t_imported = time.monotonic()
-        if self.sampler is not None:
-            self.sampler.mark = t_imported
         self.channel.send({"event": "runtime", "t": t_imported})  # the parent reads the runtime's memory
         self.detector = self.platform.load(r)
         t_loaded = time.monotonic()
@@ -528,8 +524,7 @@ class BoardPlatform:
                     arrays["{}_{}_{}_{}".format(n, index, k, name)] = np.asarray(value)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        reply = {"event": "finished", "bare_times_s": [], "allocator": None, "timed": sorted(set(worker.timed)),
-                 "memory": worker.sampler.stop() if worker.sampler is not None else None}
+        reply = {"event": "finished", "bare_times_s": [], "allocator": None, "timed": sorted(set(worker.timed))}
         if worker.request.keep_detections:
             reply["payload"] = buffer.getvalue()
         return reply
@@ -566,15 +561,19 @@ def die_with_parent() -> None:
 
 
 def board_main() -> int:
-    """Entry point on a board (run by ``engine.remote``'s bootstrap with the protocol on stdin/stdout).
+    """Entry point on a board (run by ``engine.remote``'s bootstrap with the protocol on stdin/stdout and
+    the sampler's settings as a JSON argument).
 
-    A small supervisor forks the worker and reports how it ended on stderr (SSH only carries an exit
-    code); each dies with its parent, so a dropped connection leaves nothing running on the board."""
+    A small supervisor forks the worker and samples the board's memory beside it: the samples survive a
+    worker that dies (out of memory, killed) and go home in one ``board_memory`` message once it has
+    ended; how it ended goes to stderr (SSH only carries an exit code). Each dies with its parent, so a
+    dropped connection leaves nothing running on the board."""
     import signal
     import sys
 
     t_main = time.monotonic()
     die_with_parent()
+    settings = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     read_fd, write_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -583,9 +582,17 @@ def board_main() -> int:
     child = os.fork()
     if child:
         os.close(read_fd)
-        os.close(write_fd)
         signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
+        sampler = None
+        if settings.get("meminfo"):
+            sampler = MeminfoSampler(float(settings.get("period_ms", 10.0)), settings["meminfo"],
+                                     settings.get("tegrastats"))
         _, status = os.waitpid(child, 0)
+        if sampler is not None:
+            try:
+                Channel(-1, write_fd).send({"event": "board_memory", "memory": sampler.stop()})
+            except ChannelClosed:
+                pass
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             sys.stderr.write("odperf-board: worker killed by signal {} ({})\n".format(signal.Signals(sig).name, sig))
@@ -608,21 +615,12 @@ def _board_worker(channel: Channel, t_main: float) -> int:
         return 0
     channel.send({"event": "hello", "pid": os.getpid(), "t_main": t_main, "protocol": PROTOCOL,
                   "python": sys.version.split()[0], "numpy": np.__version__})
-    sampler = None
     try:
-        request = Request(start["request"])
-        board = start.get("board") or {}
-        if board.get("meminfo"):
-            sampler = MeminfoSampler(request.sample_period_ms, board["meminfo"], board.get("tegrastats"))
-        worker = Worker(request, channel, t_main, BoardPlatform(start["payload"]))
-        worker.sampler = sampler
-        worker.serve()
+        Worker(Request(start["request"]), channel, t_main, BoardPlatform(start["payload"])).serve()
     except ChannelClosed:
         return 0
     except BaseException as exc:  # noqa: BLE001  report anything, then die: the process is disposable
         reply = failure(exc)
-        if sampler is not None:
-            reply["memory"] = sampler.stop()
         try:
             channel.send(reply)
         except ChannelClosed:

@@ -14,6 +14,7 @@ connection kills the board's worker (it dies with its SSH session: ``portable.bo
 from __future__ import annotations
 
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from odperf.engine import portable
-from odperf.engine.client import WorkerSession, check_dataset
+from odperf.engine.client import EXIT_GRACE_S, WorkerFailed, WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
 from odperf.engine.protocol import Channel
 from odperf.measure.board import Board, BoardError
@@ -51,9 +52,11 @@ BOOTSTRAP = (
 )
 
 
-def worker_command(board: Board) -> list[str]:
-    """The ssh command line that starts the worker core's bootstrap with the board's python."""
-    return board.command(f"exec {shlex.quote(board.python)} -u -c {shlex.quote(BOOTSTRAP)}")
+def worker_command(board: Board, settings: dict[str, Any]) -> list[str]:
+    """The ssh command line that starts the worker core's bootstrap with the board's python; ``settings``
+    are the memory sampler's (period, meminfo path, tegrastats)."""
+    return board.command(f"exec {shlex.quote(board.python)} -u -c {shlex.quote(BOOTSTRAP)} "
+                         f"{shlex.quote(json.dumps(settings))}")
 
 
 def board_payload(request: Any, graph: Path) -> bytes:
@@ -87,7 +90,7 @@ def board_graph(request: Any) -> Path:
     return frozen_graph(Path(artifact), default_cache_dir())
 
 
-def board_memory(samples: dict[str, Any] | None, requested_ms: float) -> MemoryStats | None:
+def board_memory(samples: dict[str, Any] | None, requested_ms: float, runtime_t: float | None = None) -> MemoryStats | None:
     """The board's raw meminfo samples as MemoryStats (relative to the value before the runtime started)."""
     if not samples:
         return None
@@ -105,7 +108,7 @@ def board_memory(samples: dict[str, Any] | None, requested_ms: float) -> MemoryS
     also = "; ".join(f"{name} peak {probes[name].peak_mb:.0f} MB" for name in samples["probes"][1:]
                      if probes[name].peak_mb is not None)
     gaps = np.diff(times) * 1000.0
-    mark = samples.get("mark")
+    mark = None if runtime_t is None else runtime_t - float(samples["t0"])
     before = np.flatnonzero(times <= mark) if mark is not None else np.zeros(0, dtype=int)
     duration = float(samples["duration_s"])
     return MemoryStats(
@@ -130,6 +133,7 @@ class BoardSession(WorkerSession):
         self.board = board
         self.graph = graph
         self.rtt_s: list[float] = []
+        self._runtime_t: float | None = None
 
     def start(self) -> Deployment:
         if self.proc is not None:
@@ -139,7 +143,10 @@ class BoardSession(WorkerSession):
         self.measurement.device_info = {"device": r.device, "profile": self.board.profile if self.board else None,
                                         "board": self.board.destination if self.board else None}
         payload = board_payload(r, self.graph)
-        command = worker_command(self.board) if self.board else [self.python, "-u", "-c", BOOTSTRAP]
+        sampling = {"period_ms": r.sample_period_ms, "meminfo": self.board.meminfo if self.board else portable.MEMINFO,
+                    "tegrastats": self.board.tegrastats if self.board else None}
+        command = (worker_command(self.board, sampling) if self.board
+                   else [self.python, "-u", "-c", BOOTSTRAP, json.dumps(sampling)])
         self._log = __import__("tempfile").TemporaryFile(prefix="odperf-board-")
         self._t_spawn = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -152,9 +159,7 @@ class BoardSession(WorkerSession):
             self.channel._write(b"%d\n" % len(source) + source)
         except OSError:
             self._died()
-        start = {"cmd": "start", "request": r.to_dict(),
-                 "board": {"meminfo": self.board.meminfo, "tegrastats": self.board.tegrastats} if self.board
-                 else {"meminfo": portable.MEMINFO}}
+        start = {"cmd": "start", "request": r.to_dict()}
         try:
             self.channel.send(start, payload)
         except portable.ChannelClosed:
@@ -162,7 +167,7 @@ class BoardSession(WorkerSession):
         hello = self._receive("hello", timeout)
         t_hello = time.monotonic()
         self.measurement.device_info.update(python=hello.get("python"), numpy=hello.get("numpy"), pid=hello["pid"])
-        self._receive("runtime", timeout)
+        self._runtime_t = float(self._receive("runtime", timeout)["t"])  # the board's clock, as its samples
         ready = self._receive("ready", timeout)
         t_ready = time.monotonic()
         for _ in range(PINGS):
@@ -197,7 +202,7 @@ class BoardSession(WorkerSession):
         self._step = "finish (detections, board memory)"
         reply = self._call({"cmd": "finish", "bare": False}, "finished")
         m = self.measurement
-        m.memory = board_memory(reply.get("memory"), self.request.sample_period_ms)
+        self._receive("board_memory")  # the supervisor's, once the worker has exited
         m.allocator = None
         self._reap(expect_exit=True)
         m.outcome = "ok"
@@ -233,8 +238,11 @@ class BoardSession(WorkerSession):
                                   f"during {self._step}; ssh session killed")
         except portable.ChannelClosed:
             self._died()
+        if reply.get("event") == "board_memory":
+            self.measurement.memory = board_memory(reply["memory"], self.request.sample_period_ms, self._runtime_t)
+            if expect != "board_memory":  # the worker ended without a word
+                self._died()
         if reply.get("event") == "failed":
-            self.measurement.memory = board_memory(reply.get("memory"), self.request.sample_period_ms)
             self._board_failed(reply)
         if reply.get("event") != expect:
             self._kill()
@@ -244,6 +252,10 @@ class BoardSession(WorkerSession):
     def _board_failed(self, reply: dict[str, Any]) -> None:
         from odperf.engine.outcomes import classify_error, reason_from_message
 
+        try:
+            self._receive("board_memory", EXIT_GRACE_S)  # the samples up to the failure
+        except WorkerFailed:
+            self._failed = None
         self._reap(expect_exit=True)
         capped = self.request.memory_limit_mb is not None
         chain = reply.get("chain") or [[reply["error_type"], reply["message"]]]
