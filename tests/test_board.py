@@ -228,3 +228,12 @@ def test_tf2_board_runs_the_same_frozen_graph(sshd: Sshd):
 
     assert m.outcome == "ok" and deploy.runtime_version == version("tensorflow") and deploy.runtime_version.startswith("2.")
     assert m.accuracy["AP50"] > 0
+
+
+def test_worker_core_imports_nothing_of_odperf_and_the_local_worker_no_stream(py36: str):
+    core = ROOT / "src" / "odperf" / "engine" / "portable.py"
+    check = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+             "assert not [m for m in sys.modules if m.startswith('odperf')], sorted(sys.modules)")
+    subprocess.run([py36, "-c", check, str(core)], check=True)  # under the board's Python 3.6
+    local = "import sys, odperf.engine.worker; assert not [m for m in sys.modules if m.startswith('odperf.stream')]"
+    subprocess.run([sys.executable, "-c", local], check=True)
