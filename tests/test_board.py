@@ -237,3 +237,17 @@ def test_worker_core_imports_nothing_of_odperf_and_the_local_worker_no_stream(py
     subprocess.run([py36, "-c", check, str(core)], check=True)  # under the board's Python 3.6
     local = "import sys, odperf.engine.worker; assert not [m for m in sys.modules if m.startswith('odperf.stream')]"
     subprocess.run([sys.executable, "-c", local], check=True)
+
+
+@pytest.mark.parametrize("python, said", [("/nonexistent/python3", "cannot run /nonexistent/python3"),
+                                          ("PY36_BARE", "has no numpy")])
+def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, python: str, said: str):
+    python = os.path.realpath(py36) if python == "PY36_BARE" else python
+    spec = f"tx2={sshd.url}?python={python}&ssh_config={_ssh_config(sshd)}"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny", "-q"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 4, out.stdout[-2000:] + out.stderr[-2000:]  # a usage error, before any case
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("ERROR: odperf:")]
+    assert said in line and "--odperf-board tx2=" in line

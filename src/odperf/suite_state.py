@@ -88,7 +88,7 @@ class SuiteState:
         targets = build_targets(devices, profiles, emulate)
         from odperf.measure.board import board_target
 
-        on_boards = [board_target(spec) for spec in boards or []]  # first: the run is filed under a board's profile
+        on_boards = [board_target(spec, check) for spec in boards or []]  # first: the run is filed under a board's profile
         targets = [Target("cpu", b.board.profile, b.board.profile, b.markers, b.memory_mb) for b in on_boards] + targets
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]

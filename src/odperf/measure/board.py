@@ -105,9 +105,47 @@ def board_model(board: Board, device_tree: str | None = None, timeout_s: float =
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def board_target(spec: str) -> BoardTarget:
-    """A board from its ``--odperf-board`` value, its profile named or detected, with markers and memory."""
+PROBE = ("import sys, importlib.util as u; print(sys.version.split()[0]); import numpy; print(numpy.__version__); "
+         "print('tensorflow' if u.find_spec('tensorflow') else 'none')")
+
+
+def check_board(board: Board, timeout_s: float = 120.0) -> str:
+    """Before any case: the board answers over SSH, its python runs (3.6 or newer) with numpy and TensorFlow
+    importable; one BoardError line naming the board and the fix otherwise. Returns what it found."""
+    import shlex
+
+    where = f"--odperf-board {board.profile or ''}={board.destination}"
+    try:
+        out = subprocess.run(board.command(f"{shlex.quote(board.python)} -c {shlex.quote(PROBE)}"),
+                             capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise BoardError(f"{where}: no answer over SSH within {timeout_s:g} s") from None
+    said = out.stderr.strip().splitlines()
+    lines = out.stdout.split()
+    if out.returncode == 255:
+        raise BoardError(f"{where}: ssh failed ({said[-1] if said else 'exit 255'}); check the host, the key "
+                         "and that the board's host key is in known_hosts (odperf never skips that check)")
+    if out.returncode == 127 or not lines:
+        raise BoardError(f"{where}: cannot run {board.python} on the board ({said[-1] if said else out.returncode}); "
+                         "give the board's interpreter as ?python=/usr/bin/python3")
+    version = tuple(int(v) for v in lines[0].split(".")[:2])
+    if version < (3, 6):
+        raise BoardError(f"{where}: {board.python} is Python {lines[0]}; the worker needs 3.6 or newer")
+    if len(lines) < 2:
+        raise BoardError(f"{where}: {board.python} has no numpy ({said[-1] if said else ''}); install JetPack's "
+                         "python3-numpy (sudo apt-get install python3-numpy)")
+    if len(lines) < 3 or lines[2] != "tensorflow":
+        raise BoardError(f"{where}: {board.python} cannot import tensorflow; install NVIDIA's TensorFlow wheel for "
+                         "the board's JetPack (see the README's Jetson section)")
+    return f"Python {lines[0]}, numpy {lines[1]}"
+
+
+def board_target(spec: str, check: bool = True) -> BoardTarget:
+    """A board from its ``--odperf-board`` value, its profile named or detected, with markers and memory;
+    ``check`` also checks its python over SSH (``check_board``)."""
     board, device_tree = parse_board(spec)
+    if check:
+        check_board(board)
     table = load_table()
     model = None
     if not board.profile:
