@@ -251,3 +251,23 @@ def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, 
     assert out.returncode == 4, out.stdout[-2000:] + out.stderr[-2000:]  # a usage error, before any case
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("ERROR: odperf:")]
     assert said in line and "--odperf-board tx2=" in line
+
+
+def test_a_ray_node_next_to_the_board_runs_its_shards_over_ssh(sshd: Sshd, py36: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    from test_scaleout import Driver, saved, start_cluster
+
+    from odperf.scaleout.task import BOARDS_ENV, node_board
+
+    spec = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    assert node_board("tx2", {BOARDS_ENV: f"orin=ssh://a {spec}"}) == spec and node_board("cpu", {}) is None
+    monkeypatch.setenv(BOARDS_ENV, spec)  # what `ray start` on the host next to the board is given
+    cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:tx2": 1}})
+    try:
+        code = Driver(cluster.address, tmp_path, batch_sizes="7").finish()
+    finally:
+        cluster.shutdown()
+    assert code == 0
+    (record,) = saved(tmp_path, "tx2")["odperf"]["records"]
+    assert (record["device_profile"], record["outcome"], record["runtime_version"]) == ("tx2", "ok", "1.15.5")
+    assert record["device_name"].startswith("tx2 board at ")

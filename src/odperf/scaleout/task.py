@@ -30,6 +30,21 @@ from odperf.scaleout.plan import Shard, ShardOptions
 
 POLL_S = 1.0
 TAIL_LINES = 30
+BOARDS_ENV = "ODPERF_BOARDS"  # on a node next to boards: their --odperf-board values, space-separated
+
+
+def node_board(profile: str, env: dict[str, str] | None = None) -> str | None:
+    """The ``--odperf-board`` value this node drives for ``profile`` (``ODPERF_BOARDS``), None if none.
+
+    A node declares ``odperf:tx2`` and names the board (``tx2=ssh://...``): its shards of that profile run
+    on the board over SSH (``engine.remote``), as ``pytest -m tx2 --odperf-board ...`` would by hand."""
+    import os
+
+    for spec in (env if env is not None else os.environ).get(BOARDS_ENV, "").split():
+        name, sep, _ = spec.partition("=")
+        if sep and not name.startswith("ssh:") and name.strip().lower() == profile:
+            return spec
+    return None
 
 
 class ShardFailed(Exception):
@@ -68,11 +83,14 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
     folder = Path(tempfile.mkdtemp(prefix="odperf-shard-"))
     try:
         json_path, log_path = folder / "shard.json", folder / "cases.jsonl"
-        args = argparse.Namespace(models=shard.model.selector, devices=shard.profile.devices, smoke=False,
+        on_board = node_board(shard.profile.name)
+        args = argparse.Namespace(models=shard.model.selector, devices="cpu" if on_board else shard.profile.devices,
+                                  smoke=False,
                                   images=options.images, accuracy=options.accuracy,
                                   pytest_args=list(options.pytest_args))
         run = Pass(f"shard{shard.index}", ",".join(map(str, shard.batch_sizes)),
-                   (f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
+                   ((f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
+                   + ((f"--odperf-board={on_board}", "-m", shard.profile.name) if on_board else ()))
         cmd = [*pytest_command(args, run, json_path, save=False), "-p", "odperf.scaleout.case_log"]
         # Ray's thread count is not the runtime's to take; a node started from inside a pytest-xdist worker
         # hands down PYTEST_XDIST_*, with which pytest-benchmark would switch itself off in the shard's pytest
