@@ -271,3 +271,20 @@ def test_a_ray_node_next_to_the_board_runs_its_shards_over_ssh(sshd: Sshd, py36:
     (record,) = saved(tmp_path, "tx2")["odperf"]["records"]
     assert (record["device_profile"], record["outcome"], record["runtime_version"]) == ("tx2", "ok", "1.15.5")
     assert record["device_name"].startswith("tx2 board at ")
+
+
+def test_a_tf1_zoo_frozen_graph_goes_through_the_same_path(sshd: Sshd, py36: str, tmp_path: Path):
+    """The paper's TF1 zoo models are frozen graphs already: sent as they are (a toy graph in the zoo's
+    format here; no zoo download can happen in tests)."""
+    from zoo_artifacts import write_frozen_graph
+
+    from odperf.engine.remote import board_graph
+
+    pb = write_frozen_graph(tmp_path / "toy_tf1")
+    request = _request(model=str(tmp_path / "toy_tf1"), keep_detections=False, images=2)
+    assert board_graph(request) == pb
+    with BoardSession(request, board_graph(request), _board(sshd, py36)) as session:
+        deploy = session.start()
+        times = [session.run_image(session.prepare(i)) for i in range(2)]
+        m = session.finish()
+    assert m.outcome == "ok" and deploy.model_format == "tf1_frozen_graph" and min(times) > 0
