@@ -134,11 +134,16 @@ class SuiteState:
         return (gpu or self.targets[0]).profile
 
     def cases(self) -> list[Case]:
-        return build_cases(self.models, self.batch_sizes, self.targets)
+        return [c for c in build_cases(self.models, self.batch_sizes, self.targets) if self._runs_on(c)]
 
     def accuracy_cases(self) -> list[Case]:
         """Trained models only: an architecture with random weights has no mAP to measure."""
-        return build_cases([m for m in self.models if not m.untrained], (ACCURACY_BATCH,), self.targets)
+        trained = [m for m in self.models if not m.untrained]
+        return [c for c in build_cases(trained, (ACCURACY_BATCH,), self.targets) if self._runs_on(c)]
+
+    def _runs_on(self, case: Case) -> bool:
+        """A board runs TensorFlow frozen graphs only (odperf.engine.remote); every local device runs all."""
+        return case.target.profile not in self.boards or case.model.backend == "tensorflow"
 
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})

@@ -28,7 +28,8 @@ from odperf.engine import portable
 from odperf.engine.client import EXIT_GRACE_S, WorkerFailed, WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
 from odperf.engine.protocol import Channel
-from odperf.measure.board import Board, BoardError
+from odperf.measure.board import Board
+from odperf.zoo.freeze import board_graph  # noqa: F401 (re-exported: the graph a board loads)
 from odperf.measure.memory import MemoryStats, ProbeStats, _downsample
 
 PINGS = 5
@@ -73,21 +74,6 @@ def board_payload(request: Any, graph: Path) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, tiles=tiles, placements=placements, graph=np.frombuffer(graph.read_bytes(), dtype=np.uint8))
     return buffer.getvalue()
-
-
-def board_graph(request: Any) -> Path:
-    """The frozen graph a board loads for ``request.model``: a TF1 zoo model's own, or a TF2 SavedModel
-    frozen on this host (``zoo.freeze``, cached under odperf's cache); BoardError for other runtimes."""
-    from odperf.datasets.synthetic import default_cache_dir
-    from odperf.zoo.freeze import frozen_graph
-    from odperf.zoo.loaders import resolve
-
-    name, _, backend, fmt, artifact = resolve(request.model, request.model_dir)
-    if backend != "tensorflow":
-        raise BoardError(f"model {name}: a {backend} model; boards run TensorFlow frozen graphs only (so far)")
-    if fmt == "tf1_frozen_graph":
-        return Path(artifact)
-    return frozen_graph(Path(artifact), default_cache_dir())
 
 
 def board_memory(samples: dict[str, Any] | None, requested_ms: float, runtime_t: float | None = None) -> MemoryStats | None:

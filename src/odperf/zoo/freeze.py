@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from odperf.errors import ModelError
 
@@ -107,3 +108,18 @@ def frozen_graph(saved_model: Path, cache: Path) -> Path:
     if not out.is_file():
         freeze_saved_model(saved_model, out)
     return out
+
+
+def board_graph(request: Any) -> Path:
+    """The frozen graph a board loads for ``request.model``: a TF1 zoo model's own, or a TF2 SavedModel
+    frozen here (cached under odperf's cache); ModelError for a model of another runtime."""
+    from odperf.datasets.synthetic import default_cache_dir
+    from odperf.zoo.loaders import resolve
+
+    name, _, backend, fmt, artifact = resolve(request.model, request.model_dir)
+    if backend != "tensorflow":
+        raise ModelError(f"model {name}: a {backend} model; boards run TensorFlow frozen graphs only so far "
+                         "(choose a TensorFlow model for the board)")
+    if fmt == "tf1_frozen_graph":
+        return Path(artifact)
+    return frozen_graph(Path(artifact), default_cache_dir())
