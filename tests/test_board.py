@@ -77,7 +77,7 @@ def test_board_spelling_is_one_line():
     assert (board.profile, board.user, board.host, board.port) == ("tx2", "nvidia", "tx2.local", 2222)
 
 
-@pytest.mark.parametrize("model", ["centernet_tiny", "ssd_fpn"])
+@pytest.mark.parametrize("model", ["centernet_tiny", "ssd_fpn", "faster_rcnn_fpn"])
 def test_tx2_over_ssh_same_map_as_saved_model(sshd: Sshd, py36: str, model: str):
     with BoardSession(_request(model), _graph(model), _board(sshd, py36)) as session:
         deploy = session.start()
@@ -289,3 +289,14 @@ def test_a_tf1_zoo_frozen_graph_goes_through_the_same_path(sshd: Sshd, py36: str
         times = [session.run_image(session.prepare(i)) for i in range(2)]
         m = session.finish()
     assert m.outcome == "ok" and deploy.model_format == "tf1_frozen_graph" and min(times) > 0
+
+
+def test_freeze_command_names_the_graph_or_refuses_in_one_line():
+    def freeze(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "odperf.cli", "zoo", "freeze", name], cwd=ROOT,
+                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+    ok = freeze("centernet_tiny")
+    assert ok.returncode == 0 and Path(ok.stdout.strip().splitlines()[-1]).name == "frozen_inference_graph.pb"
+    refused = freeze("fcos_tiny_torch")
+    assert refused.returncode != 0 and "boards run TensorFlow frozen graphs only" in refused.stderr
