@@ -53,17 +53,19 @@ class Channel:
         if payload is not None:
             message = dict(message, payload_bytes=len(payload))
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        self.write_raw(data)
+        if payload is not None:
+            self.write_raw(payload)
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes as they are (the bootstrap's code before the protocol starts); ChannelClosed if the
+        other end is gone."""
+        view = memoryview(data)
         try:
-            self._write(data)
-            if payload is not None:
-                self._write(payload)
+            while view:
+                view = view[os.write(self.write_fd, view):]
         except OSError as exc:  # BrokenPipeError included
             raise ChannelClosed(str(exc)) from exc
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.write_fd, view):]
 
     def receive(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """The next message; ``ChannelTimeout`` after ``timeout`` seconds, ``ChannelClosed`` at EOF."""

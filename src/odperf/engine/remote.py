@@ -18,6 +18,7 @@ import json
 import re
 import shlex
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class BoardSession(WorkerSession):
                     "tegrastats": self.board.tegrastats if self.board else None}
         command = (worker_command(self.board, sampling) if self.board
                    else [self.python, "-u", "-c", BOOTSTRAP, json.dumps(sampling)])
-        self._log = __import__("tempfile").TemporaryFile(prefix="odperf-board-")
+        self._log = tempfile.TemporaryFile(prefix="odperf-board-")
         self._t_spawn = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
@@ -142,8 +143,8 @@ class BoardSession(WorkerSession):
         source = Path(portable.__file__).read_bytes()
         timeout = r.start_timeout_s or r.timeout_s
         try:
-            self.channel._write(b"%d\n" % len(source) + source)
-        except OSError:
+            self.channel.write_raw(b"%d\n" % len(source) + source)  # what the bootstrap reads first
+        except portable.ChannelClosed:
             self._died()
         start = {"cmd": "start", "request": r.to_dict()}
         try:
@@ -208,8 +209,6 @@ class BoardSession(WorkerSession):
                 _, index, batch = (int(v) for v in key.split("_"))
                 detections.add(index, batch * r.batch_size, data[f"{key}_boxes"], data[f"{key}_scores"],
                                data[f"{key}_classes"], data[f"{key}_counts"])
-        import tempfile
-
         with tempfile.NamedTemporaryFile(prefix="odperf-board-detections-", suffix=".npz") as fh:
             detections.save(fh.name)
             return score_detections(r, fh.name, timed)
