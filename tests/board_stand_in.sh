@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.odperf-cache/board-py36-tf115
-PY36="${ODPERF_PY36:-$(pyenv root 2>/dev/null)/versions/3.6.15/bin/python}"
+PYENV_ROOT_DIR=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+PY36="${ODPERF_PY36:-$PYENV_ROOT_DIR/versions/3.6.15/bin/python}"
 if [[ ! -x /usr/sbin/sshd && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq >&2 && apt-get install -y -qq openssh-server >&2
 fi

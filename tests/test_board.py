@@ -4,6 +4,7 @@ venv), the embedded TF detectors as frozen graphs. Only /proc/meminfo's Jetson f
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -254,6 +255,7 @@ def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, 
     assert said in line and "--odperf-board tx2=" in line
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
 def test_a_ray_node_next_to_the_board_runs_its_shards_over_ssh(sshd: Sshd, py36: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch):
     from test_scaleout import Driver, saved, start_cluster
