@@ -20,6 +20,7 @@ from odperf.measure.board import Board, BoardError
 from odperf.engine.request import MeasureRequest
 from odperf.zoo.freeze import frozen_graph
 
+from child_env import child_env
 from sshd_board import ROOT, Sshd, board_python
 
 GRID = (2, 3, 300)  # 6 tiles + 1 blank per camera image: the real path, sized for a shared CI machine
@@ -203,7 +204,7 @@ def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tm
          "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny,fcos_tiny_torch",
          "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy",
          f"--benchmark-json={tmp_path / 'tx2.json'}", "-q"],
-        cwd=ROOT, capture_output=True, text=True)
+        cwd=ROOT, capture_output=True, text=True, env=child_env())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # the host's own cpu cases are not run, and the board has no case of the PyTorch model
     assert "1 passed, 2 deselected" in out.stdout, out.stdout[-2000:]
@@ -249,7 +250,7 @@ def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, 
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
          "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny", "-q"],
-        cwd=ROOT, capture_output=True, text=True)
+        cwd=ROOT, capture_output=True, text=True, env=child_env())
     assert out.returncode == 4, out.stdout[-2000:] + out.stderr[-2000:]  # a usage error, before any case
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("ERROR: odperf:")]
     assert said in line and "--odperf-board tx2=" in line
@@ -296,7 +297,7 @@ def test_a_tf1_zoo_frozen_graph_goes_through_the_same_path(sshd: Sshd, py36: str
 def test_freeze_command_names_the_graph_or_refuses_in_one_line():
     def freeze(name: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "odperf.cli", "zoo", "freeze", name], cwd=ROOT,
-                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                              capture_output=True, text=True, env=child_env(TF_CPP_MIN_LOG_LEVEL="3"))
 
     ok = freeze("centernet_tiny")
     assert ok.returncode == 0 and Path(ok.stdout.strip().splitlines()[-1]).name == "frozen_inference_graph.pb"

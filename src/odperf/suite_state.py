@@ -129,7 +129,7 @@ class SuiteState:
     # --- matrix -----------------------------------------------------------------------------------
     @property
     def profile_name(self) -> str:
-        """The machine's hardware profile: its first accelerator, else cpu (names the storage folder)."""
+        """The run's hardware profile: its first accelerator or board, else cpu (names the storage folder)."""
         gpu = next((t for t in self.targets if t.device != "cpu" or t.profile in self.boards), None)
         return (gpu or self.targets[0]).profile
 
