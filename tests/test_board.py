@@ -303,3 +303,19 @@ def test_freeze_command_names_the_graph_or_refuses_in_one_line():
     assert ok.returncode == 0 and Path(ok.stdout.strip().splitlines()[-1]).name == "frozen_inference_graph.pb"
     refused = freeze("fcos_tiny_torch")
     assert refused.returncode != 0 and "boards run TensorFlow frozen graphs only" in refused.stderr
+
+
+def test_the_same_worker_without_the_link_gives_the_same_detections(sshd: Sshd, py36: str):
+    """The board's interpreter, TensorFlow and frozen graph run as a local process (no SSH): the link's
+    cost is then what separates the two (timing is not compared here: this machine is shared)."""
+    runs = []
+    for board in (_board(sshd, py36), None):
+        with BoardSession(_request(images=2), _graph("centernet_tiny"), board, python=py36) as session:
+            session.start()
+            for i in range(2):
+                session.run_image(session.prepare(i))
+            runs.append(session.finish())
+    over_ssh, local = runs
+    assert local.device_info["board"] is None and over_ssh.device_info["board"].endswith("@127.0.0.1")
+    assert over_ssh.accuracy["AP"] == local.accuracy["AP"] and over_ssh.accuracy["AP50"] == local.accuracy["AP50"]
+    assert local.deploy.runtime_settings["link"] == "local pipes" and over_ssh.deploy.runtime_settings["link"] == "ssh"
