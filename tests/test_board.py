@@ -243,10 +243,17 @@ def test_worker_core_imports_nothing_of_odperf_and_the_local_worker_no_stream(py
 
 
 @pytest.mark.parametrize("python, said", [("/nonexistent/python3", "cannot run /nonexistent/python3"),
-                                          ("PY36_BARE", "has no numpy")])
-def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, python: str, said: str):
-    python = os.path.realpath(py36) if python == "PY36_BARE" else python
-    spec = f"tx2={sshd.url}?python={python}&ssh_config={_ssh_config(sshd)}"
+                                          ("PY36_BARE", "has no numpy"),
+                                          ("UNKNOWN_HOST_KEY", "Host key verification failed")])
+def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, python: str, said: str,
+                                                         tmp_path: Path):
+    config = _ssh_config(sshd)
+    if python == "UNKNOWN_HOST_KEY":
+        (tmp_path / "known_hosts").write_text("")
+        config = tmp_path / "ssh_config"
+        config.write_text(_ssh_config(sshd).read_text().replace(str(sshd.known_hosts), str(tmp_path / "known_hosts")))
+    python = {"PY36_BARE": os.path.realpath(py36), "UNKNOWN_HOST_KEY": py36}.get(python, python)
+    spec = f"tx2={sshd.url}?python={python}&ssh_config={config}"
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
          "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny", "-q"],
