@@ -230,9 +230,9 @@ class Tegrastats:
 
 
 class MeminfoSampler:
-    """Samples /proc/meminfo every ``period_ms`` in a thread beside the worker (the board's memory, the
-    way Jetson users read it), with tegrastats' figure where the board has it; ships raw samples home,
-    where the host summarises them."""
+    """Samples /proc/meminfo every ``period_ms`` in a thread of the supervisor, the process beside the
+    worker (the board's memory, the way Jetson users read it), with tegrastats' figure where the board has
+    it; ships raw samples home, where the host summarises them."""
 
     def __init__(self, period_ms: float, path: str = MEMINFO, tegrastats: Optional[str] = None) -> None:
         import shutil
