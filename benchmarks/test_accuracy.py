@@ -6,10 +6,10 @@ user properties), and the controller writes them into the --benchmark-json file.
 
 import pytest
 
-from odperf.checks import check_run
+from odperf.suite.judging import check_run
 from odperf.engine.client import measure
 from odperf.results import ACCURACY
-from odperf.pytest_run import RECORD_PROPERTY
+from odperf.plugin.session import RECORD_PROPERTY
 from odperf.zoo.registry import ModelMissing
 
 pytestmark = pytest.mark.accuracy

@@ -7,7 +7,7 @@ runs in a fresh worker process per case; warm-up and deployment happen before th
 
 import pytest
 
-from odperf.checks import check_run
+from odperf.suite.judging import check_run
 from odperf.engine.client import WorkerFailed
 from odperf.zoo.registry import ModelMissing
 

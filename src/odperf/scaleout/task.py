@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from odperf.scaleout.case_log import ENV as CASE_LOG_ENV
-from odperf.scaleout.plan import Shard, ShardOptions
+from odperf.scaleout.shards import Shard, ShardOptions
 
 POLL_S = 1.0
 TAIL_LINES = 30
@@ -76,7 +76,7 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
     import ray  # noqa: PLC0415 (runs inside a Ray worker)
     from pytest_benchmark.utils import get_machine_id
 
-    from odperf.bench import Pass, child_env, pytest_command
+    from odperf.commands.bench import Pass, child_env, pytest_command
 
     start = time.time()
     node_id, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
@@ -112,7 +112,7 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
 
 def _run(cmd: list[str], env: dict[str, str], tick: Any, cwd: Path) -> tuple[int, list[str]]:
     """Run pytest to its end in ``cwd``, calling ``tick`` every POLL_S; its exit code and its last lines."""
-    from odperf.supervise import _PR_SET_PDEATHSIG, _prctl
+    from odperf.util.supervise import _PR_SET_PDEATHSIG, _prctl
 
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

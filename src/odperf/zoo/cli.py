@@ -16,7 +16,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from odperf.errors import FetchError, ModelError
-from odperf.package_data import writable_fixtures
+from odperf.util.package_data import writable_fixtures
 from odperf.zoo.registry import ModelSpec, all_models, fixtures_dir, get, resolve_model_dir, select
 
 TRAIN_MODULE = "odperf.zoo.embedded.train"
