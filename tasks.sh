@@ -66,6 +66,9 @@ case "$task" in
         ;;
     test)
         setup
+        # The stand-in board of tests/test_board.py: openssh-server (apt, as root, when missing) and a
+        # Python 3.6.15 venv with TensorFlow 1.15.5 + numpy 1.18.5 under .odperf-cache/ (made once).
+        bash tests/board_stand_in.sh >/dev/null
         # Functional tests spread over both cores; none of them is timed by pytest-benchmark.
         "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"
         # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.

@@ -21,7 +21,8 @@ def test_accuracy(odperf_accuracy_case, odperf_suite, record_property):
         suite.locate(case)
     except ModelMissing as missing:
         pytest.skip(str(missing))
-    record = suite.record(suite.run_record(case, measure(suite.request(case, timed=False)), kind=ACCURACY))
+    request = suite.request(case, timed=False)
+    record = suite.record(suite.run_record(case, measure(request, suite.session(case, request)), kind=ACCURACY))
     record_property(RECORD_PROPERTY, suite.saved_form(record))
     if record.map is not None:
         print(f"{case.accuracy_id}: COCO mAP@[.5:.95] {record.map:.3f}")

@@ -8,7 +8,7 @@ runs in a fresh worker process per case; warm-up and deployment happen before th
 import pytest
 
 from odperf.suite.judging import check_run
-from odperf.engine.client import WorkerFailed, WorkerSession
+from odperf.engine.client import WorkerFailed
 from odperf.zoo.registry import ModelMissing
 
 pytestmark = [
@@ -27,7 +27,7 @@ def test_inference(odperf_case, odperf_suite, benchmark):
     request = suite.request(case)
     expect = suite.expectation(case)
     failed = None
-    with WorkerSession(request, on_image=suite.progress.image_done) as worker:
+    with suite.session(case, request, on_image=suite.progress.image_done) as worker:  # local, or a board's
         try:
             worker.start()
             images = iter(range(request.images))

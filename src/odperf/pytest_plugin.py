@@ -79,6 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-sample-ms", type=float, default=10.0, metavar="MS",
                 help="memory sampling period (default 10 ms, as the paper)")
     g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
+    g.addoption("--odperf-board", action="append", default=None, metavar="[PROFILE=]ssh://[user@]host[:port][?python=PATH]",
+                help="a board driven over SSH (odperf.measure.board): its cases carry its profile's markers (-m tx2)")
     g.addoption("--odperf-stream-scenarios", default="all", metavar="S[,S...]",
                 help="benchmarks/test_stream.py: single_stream, multi_stream, server, offline, peak, or all")
     g.addoption("--odperf-stream-budget", default="quick", metavar="NAME",
@@ -94,7 +96,7 @@ def _options(config: pytest.Config) -> dict[str, Any]:
              "accuracy", "emulate", "results_dir", "expectations", "scorer")
     out = {n: config.getoption(f"odperf_{n}") for n in names}
     out.update(timeout_s=config.getoption("odperf_timeout"), sample_period_ms=config.getoption("odperf_sample_ms"),
-               seed=config.getoption("odperf_seed"))
+               seed=config.getoption("odperf_seed"), boards=config.getoption("odperf_board"))
     return out
 
 

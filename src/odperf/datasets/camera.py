@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from odperf.datasets.coco import CocoDataset
+from odperf.engine.portable import build_image
 from odperf.errors import DatasetError, WorkloadError
 from odperf.workload import PAPER_GRID, CameraGrid, tile_to_camera
 
@@ -151,11 +152,8 @@ class CameraSet:
         """Camera image ``camera_index`` as a fresh (height, width, 3) uint8 array (blank tile excluded)."""
         self._check(camera_index)
         g = self.grid
-        out = np.empty(g.shape, dtype=np.uint8)
-        rows = self.placements[camera_index * g.image_tiles : (camera_index + 1) * g.image_tiles]
-        for _, tile_index, source_id in rows:
-            y, x = g.tile_origin(int(tile_index))
-            out[y : y + g.tile, x : x + g.tile] = self.tile(int(source_id))
+        rows = self.placements[camera_index * g.image_tiles : (camera_index + 1) * g.image_tiles, 1:]
+        out = build_image(g, rows, self.tile)  # the worker core's, as a board builds its images
         g.check_image(out)
         return out
 

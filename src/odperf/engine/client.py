@@ -324,13 +324,14 @@ def check_dataset(request: MeasureRequest) -> None:
         )
 
 
-def measure(request: MeasureRequest) -> Measurement:
-    """The whole run in one call: start, every image (prepared untimed, then timed), finish.
+def measure(request: MeasureRequest, session: WorkerSession | None = None) -> Measurement:
+    """The whole run in one call: start, every image (prepared untimed, then timed), finish; in
+    ``session`` when given (a board's, ``engine.remote``), else in a local worker.
 
     Never raises for a worker's failure: the outcome is in the result. Errors a user can fix still raise,
     except detections that cannot be scored: the figures stand, ``accuracy_error`` says why.
     """
-    with WorkerSession(request) as session:
+    with session or WorkerSession(request) as session:
         try:
             session.start()
             for index in range(request.images):

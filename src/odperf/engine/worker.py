@@ -11,176 +11,77 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import gc
 import os
 import sys
 import time
 import traceback
 from typing import Any
 
+from odperf.engine import portable
 from odperf.engine.protocol import Channel, ChannelClosed
 from odperf.engine.request import MeasureRequest
 
-PREPARED_KEEP = 2  # camera images held ready (17 MB each at the paper's size)
 
+class LocalPlatform:
+    """What a local worker starts and loads for the portable core (``engine.portable.Worker``): any
+    backend's runtime, any detector the zoo loads, camera images decoded from the dataset on disk."""
 
-class Worker:
-    def __init__(self, request: MeasureRequest, channel: Channel, t_main: float) -> None:
-        self.request = request
-        self.channel = channel
-        self.t_main = t_main
-        self.prepared: dict[int, Any] = {}
-        self.timed: list[int] = []
-        self.detections = None
-        self.kept: list[tuple[int, list[Any]]] = []  # raw outputs of the timed images, for accuracy
-        self.buffer = None  # one batch buffer for every image: no image pays for fresh pages
+    def grid(self, r: MeasureRequest) -> Any:
+        return r.camera_grid
 
-    # --- deployment ---------------------------------------------------------------------------------
-    def deploy(self) -> dict[str, Any]:
-        r = self.request
-        self.grid = r.camera_grid
-        t0 = time.monotonic()
-        self.camera_set = open_camera_set(r, self.grid)
-        self.camera_set.preload(range(min(r.images, self.camera_set.max_cached_tiles // self.grid.image_tiles)))
-        t_dataset = time.monotonic()
+    def camera(self, r: MeasureRequest, grid: Any) -> Any:
+        return open_camera_set(r, grid)
 
+    def start_runtime(self, r: MeasureRequest) -> dict[str, Any]:
         from odperf.backends import get_backend
 
         self.backend = get_backend(r.backend)
         runtime = self.backend.start(r.device, r.memory_limit_mb)
-        t_imported = time.monotonic()
-        self.channel.send({"event": "runtime", "t": t_imported})  # the parent reads the runtime's memory
+        return {"backend": runtime.backend, "version": runtime.version, "devices": runtime.devices,
+                "settings": runtime.settings, "memory_cap": runtime.memory_cap}
 
+    def load(self, r: MeasureRequest) -> Any:
         from odperf.zoo.loaders import load_detector
 
-        self.detector = load_detector(r.model, model_dir=r.model_dir, batch_policy=r.batch_policy)
-        if self.detector.backend != r.backend:
+        detector = load_detector(r.model, model_dir=r.model_dir, batch_policy=r.batch_policy)
+        if detector.backend != r.backend:
             from odperf.errors import ModelError
 
-            raise ModelError(f"{r.model}: a {self.detector.backend} model, but the worker started {r.backend}")
-        t_loaded = time.monotonic()
+            raise ModelError(f"{r.model}: a {detector.backend} model, but the worker started {r.backend}")
+        return detector
 
-        warm = []
-        for k in range(r.warmup_images):
-            warm.append(self.time_image(k % r.images)[0])
-        t_ready = time.monotonic()
-        if r.keep_detections:
+    def deployed(self, worker: portable.Worker) -> None:
+        self.detections = None
+        if worker.request.keep_detections:
             from odperf.measure.accuracy import TiledDetections
 
-            self.detections = TiledDetections(self.grid, model=r.model)
-        return {
-            "event": "ready",
-            "t_main": self.t_main,
-            "dataset_s": t_dataset - t0,
-            "import_s": t_imported - t_dataset,
-            "load_s": t_loaded - t_imported,
-            "first_inference_s": warm[0] if warm else None,
-            "warmup_s": t_ready - t_loaded,
-            "t_ready": t_ready,
-            "batch_mode": self.detector.batch_mode,
-            "model_format": self.detector.format,
-            "untrained": self.detector.untrained,
-            "runtime": {"backend": runtime.backend, "version": runtime.version, "devices": runtime.devices,
-                        "settings": runtime.settings},
-            "memory_cap": runtime.memory_cap,
-        }
+            self.detections = TiledDetections(worker.grid, model=worker.request.model)
 
-    # --- images -------------------------------------------------------------------------------------
-    def prepare(self, index: int) -> Any:
-        image = self.prepared.get(index)
-        if image is None:
-            image = self.camera_set.image(index)
-            self.prepared[index] = image
-            while len(self.prepared) > PREPARED_KEEP:
-                self.prepared.pop(next(iter(self.prepared)))
-        return image
-
-    def time_image(self, index: int) -> tuple[float, list[Any]]:
-        """Seconds for one camera image: cut into tiles + every batch until detections are on the host."""
-        image = self.prepare(index)
-        detector, batch_size, cut = self.detector, self.request.batch_size, self.grid.cut
-        if self.buffer is None:
-            from odperf.workload import batch_buffer
-
-            self.buffer = batch_buffer(self.grid, batch_size)
-        outputs = []
-        gc.disable()  # as timeit does: a collection of the protocol's garbage never lands in an image's time
-        try:
-            t0 = time.perf_counter()
-            for batch in cut(image).batches(batch_size, buffer=self.buffer):
-                outputs.append(detector(batch))
-            seconds = time.perf_counter() - t0
-        finally:
-            gc.enable()
-        self.prepared.pop(index, None)
-        return seconds, outputs
-
-    def keep(self, index: int, outputs: list[Any]) -> None:
-        """Hold one image's raw detections for accuracy. They are converted only in ``finish``: work
-        between rounds (even after the answer) was measured to slow the next timed image."""
-        if self.detections is not None:
-            self.kept.append((index, outputs))
-
-    def _accumulate(self) -> None:
-        size = self.request.batch_size
-        for index, outputs in self.kept:
-            for k, d in enumerate(outputs):
-                self.detections.add(index, k * size, d.boxes, d.scores, d.classes, d.counts)
-        self.kept.clear()
-
-    # --- commands -----------------------------------------------------------------------------------
-    def serve(self) -> None:
-        self.channel.send(self.deploy())
-        self._prefetch(0)
-        while True:
-            try:
-                msg = self.channel.receive()
-            except ChannelClosed:
-                return  # the parent went away: nothing left to answer
-            cmd = msg.get("cmd")
-            if cmd == "prepare":
-                self.prepare(int(msg["index"]))
-                self.channel.send({"event": "prepared", "index": msg["index"]})
-            elif cmd == "run":
-                index = int(msg["index"])
-                seconds, outputs = self.time_image(index)
-                self.timed.append(index)
-                self.channel.send({"event": "ran", "index": index, "seconds": seconds})
-                self.keep(index, outputs)
-                del outputs
-                self._prefetch(index + 1)
-            elif cmd == "stream":  # a LoadGen run over this worker's model (odperf.stream.runner)
-                from odperf.stream.runner import run_stream
-                from odperf.stream.settings import StreamSettings
-
-                self.channel.send(run_stream(self, StreamSettings.from_dict(msg["settings"]), msg["log_dir"]))
-            elif cmd == "finish":
-                self.channel.send(self.finish(bool(msg.get("bare", True))))
-                return
-            elif cmd == "quit":
-                return
-            else:
-                raise RuntimeError(f"unknown command {cmd!r}")
-
-    def _prefetch(self, index: int) -> None:
-        if index < self.request.images:
-            self.prepare(index)
-
-    def finish(self, bare: bool) -> dict[str, Any]:
+    def finish(self, worker: portable.Worker, msg: dict[str, Any]) -> dict[str, Any]:
         """The bare in-process loop over the timed images (no protocol), then allocator figures, accuracy."""
-        bare_times = [self.time_image(i)[0] for i in self.timed] if bare else []
+        bare = bool(msg.get("bare", True))
+        bare_times = [worker.time_image(i)[0] for i in worker.timed] if bare else []
         out: dict[str, Any] = {"event": "finished", "bare_times_s": bare_times,
                                "allocator": self.backend.allocator_stats()}
-        if self.detections is not None and self.timed:
-            self._accumulate()
+        if self.detections is not None and worker.timed:
+            size = worker.request.batch_size
+            for index, outputs in worker.kept:
+                for k, d in enumerate(outputs):
+                    self.detections.add(index, k * size, d.boxes, d.scores, d.classes, d.counts)
+            worker.kept.clear()
             # Scored by the parent after this process is gone: COCOeval's memory is not the model's, and
             # must neither count in the peak nor hit an emulated device's memory cap. The file is the
             # parent's (a nameless one it passed down): nothing is left behind whoever is killed when.
-            if self.request.detections_path is None:
+            if worker.request.detections_path is None:
                 raise RuntimeError("keep_detections needs the parent's detections_path (run through WorkerSession)")
-            out["detections_path"] = str(self.detections.save(self.request.detections_path))
-            out["timed"] = sorted(set(self.timed))
+            out["detections_path"] = str(self.detections.save(worker.request.detections_path))
+            out["timed"] = sorted(set(worker.timed))
         return out
+
+
+def Worker(request: MeasureRequest, channel: Channel, t_main: float) -> portable.Worker:  # noqa: N802
+    """The portable core with the local platform: the one worker odperf has."""
+    return portable.Worker(request, channel, t_main, LocalPlatform())
 
 
 def open_camera_set(request: MeasureRequest, grid: Any) -> Any:
@@ -224,16 +125,7 @@ def _failure(exc: BaseException, capped: bool = False, backend: str | None = Non
     }
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel kill this worker if the parent dies mid-run (it cannot read EOF while busy)."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+die_with_parent = portable.die_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:

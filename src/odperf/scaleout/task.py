@@ -29,6 +29,21 @@ from odperf.scaleout.shards import Shard, ShardFailed, ShardOptions
 
 POLL_S = 1.0
 TAIL_LINES = 30
+BOARDS_ENV = "ODPERF_BOARDS"  # on a node next to boards: their --odperf-board values, space-separated
+
+
+def node_board(profile: str, env: dict[str, str] | None = None) -> str | None:
+    """The ``--odperf-board`` value this node drives for ``profile`` (``ODPERF_BOARDS``), None if none.
+
+    A node declares ``odperf:tx2`` and names the board (``tx2=ssh://...``): its shards of that profile run
+    on the board over SSH (``engine.remote``), as ``pytest -m tx2 --odperf-board ...`` would by hand."""
+    import os
+
+    for spec in (env if env is not None else os.environ).get(BOARDS_ENV, "").split():
+        name, sep, _ = spec.partition("=")
+        if sep and not name.startswith("ssh:") and name.strip().lower() == profile:
+            return spec
+    return None
 
 
 @dataclass
@@ -63,10 +78,12 @@ def run_shard(shard: Shard, options: ShardOptions, board: Any = None) -> ShardRe
     folder = Path(tempfile.mkdtemp(prefix="odperf-shard-"))
     try:
         json_path, log_path = folder / "shard.json", folder / "cases.jsonl"
-        selection = Selection(shard.model.selector, shard.profile.devices, options.images,
+        on_board = node_board(shard.profile.name)
+        selection = Selection(shard.model.selector, "cpu" if on_board else shard.profile.devices, options.images,
                               accuracy=options.accuracy, scorer=options.scorer, pytest_args=tuple(options.pytest_args))
         run = SuiteRun(f"shard{shard.index}", ",".join(map(str, shard.batch_sizes)),
-                   (f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
+                       ((f"--odperf-emulate={shard.profile.emulate}",) if shard.profile.emulate else ())
+                       + ((f"--odperf-board={on_board}", "-m", shard.profile.name) if on_board else ()))
         cmd = pytest_command(run, selection, json_path, plugins=("odperf.scaleout.case_log",))
         # Ray's thread count is not the runtime's to take; a node started from inside a pytest-xdist worker
         # hands down PYTEST_XDIST_*, with which pytest-benchmark would switch itself off in the shard's pytest

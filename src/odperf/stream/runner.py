@@ -149,6 +149,11 @@ class SystemUnderTest:
             raise self.error
 
 
+def stream_command(worker: Any, msg: dict[str, Any]) -> dict[str, Any]:
+    """The worker's ``stream`` command (``engine.portable`` imports it by the name the session sends)."""
+    return run_stream(worker, StreamSettings.from_dict(msg["settings"]), msg["log_dir"])
+
+
 def run_stream(worker: Any, settings: StreamSettings, log_dir: str) -> dict[str, Any]:
     """Run one LoadGen test on ``worker``'s model; its logs go to ``log_dir``; returns the summary's record."""
     import mlperf_loadgen as lg

@@ -53,6 +53,9 @@ def memory_slope(timeline: list[list[float]]) -> float | None:
     return float(np.polyfit(t, mb, 1)[0] * 60.0)
 
 
+STREAM_HANDLER = "odperf.stream.runner:stream_command"  # imported by name in the worker (a layer below)
+
+
 class StreamSession(WorkerSession):
     """A WorkerSession that also runs LoadGen tests in its worker (``stream``)."""
 
@@ -61,7 +64,8 @@ class StreamSession(WorkerSession):
         self._step = f"LoadGen {settings.scenario} run" + (
             f" at {settings.target_rate:.3g} images/s" if settings.target_rate else "")
         t_start = time.monotonic()
-        reply = self._call({"cmd": "stream", "settings": settings.to_dict(), "log_dir": str(log_dir)},
+        reply = self._call({"cmd": "stream", "handler": STREAM_HANDLER, "settings": settings.to_dict(),
+                            "log_dir": str(log_dir)},
                            "streamed", self._stream_timeout(settings))
         t_end = time.monotonic()
         run = StreamRun(settings=settings, summary=StreamSummary.from_dict(reply["summary"]),

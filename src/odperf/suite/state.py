@@ -42,6 +42,7 @@ class SuiteState:
     timeout_s: float = 1800.0
     sample_period_ms: float = 10.0
     seed: int = 0
+    boards: dict[str, Any] = field(default_factory=dict, repr=False)  # profile -> Board (odperf.measure.board)
     records: list[RunRecord] = field(default_factory=list, repr=False)
     progress: Progress = field(default_factory=Progress, repr=False)  # images timed, per case
     # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
@@ -72,6 +73,7 @@ class SuiteState:
         seed: int,
         scorer: str = DEFAULT_SCORER,
         check: bool = True,
+        boards: list[str] | None = None,
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
@@ -86,6 +88,10 @@ class SuiteState:
         sizes = parse_batch_sizes(batch_sizes)
         profiles = detected()
         targets = build_targets(devices, profiles, emulate)
+        from odperf.measure.board import board_target
+
+        on_boards = [board_target(spec, check) for spec in boards or []]  # first: the run is filed under a board's profile
+        targets = [Target("cpu", b.board.profile, b.board.profile, b.markers, b.memory_mb) for b in on_boards] + targets
         files = expectations or [str(fixtures_dir() / "expectations.toml")]
         selectors = [s.strip() for s in models.split(",") if s.strip()]
         refs = model_refs(select(selectors), model_dir)
@@ -116,6 +122,7 @@ class SuiteState:
             timeout_s=timeout_s,
             sample_period_ms=sample_period_ms,
             seed=seed,
+            boards={b.board.profile: b.board for b in on_boards},
         )
 
     def prepare(self) -> None:
@@ -128,16 +135,21 @@ class SuiteState:
     # --- matrix -----------------------------------------------------------------------------------
     @property
     def profile_name(self) -> str:
-        """The machine's hardware profile: its first accelerator, else cpu (names the storage folder)."""
-        gpu = next((t for t in self.targets if t.device != "cpu"), None)
+        """The run's hardware profile: its first accelerator or board, else cpu (names the storage folder)."""
+        gpu = next((t for t in self.targets if t.device != "cpu" or t.profile in self.boards), None)
         return (gpu or self.targets[0]).profile
 
     def cases(self) -> list[Case]:
-        return build_cases(self.models, self.batch_sizes, self.targets)
+        return [c for c in build_cases(self.models, self.batch_sizes, self.targets) if self._runs_on(c)]
 
     def accuracy_cases(self) -> list[Case]:
         """Trained models only: an architecture with random weights has no mAP to measure."""
-        return build_cases([m for m in self.models if not m.untrained], (ACCURACY_BATCH,), self.targets)
+        trained = [m for m in self.models if not m.untrained]
+        return [c for c in build_cases(trained, (ACCURACY_BATCH,), self.targets) if self._runs_on(c)]
+
+    def _runs_on(self, case: Case) -> bool:
+        """A board runs TensorFlow frozen graphs only (odperf.engine.remote); every local device runs all."""
+        return case.target.profile not in self.boards or case.model.backend == "tensorflow"
 
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})
@@ -177,6 +189,17 @@ class SuiteState:
             bare_loop=timed,  # the harness-overhead loop only means something for timed runs
             start_timeout_s=self.timeout_s,
         )
+
+    def session(self, case: Case, request: Any, on_image: Any = None) -> Any:
+        """The worker session for a case: a local worker, or the case's board over SSH (engine.remote)."""
+        from odperf.engine.client import WorkerSession
+
+        board = self.boards.get(case.target.profile)
+        if board is None:
+            return WorkerSession(request, on_image=on_image)
+        from odperf.engine.remote import BoardSession, board_graph
+
+        return BoardSession(request, board_graph(request), board, on_image=on_image)
 
     def _results_path(self, case: Case, timed: bool) -> str | None:
         if not self.results_dir:

@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.set_defaults(func=cmd_fetch)
 
+    p = sub.add_parser("freeze", help="the frozen GraphDef a TensorFlow 1.15 board loads (made once, cached)")
+    p.add_argument("name", help="a registry model or a path to a TensorFlow detector")
+    p.add_argument("--model-dir")
+    p.set_defaults(func=cmd_freeze)
+
     if importlib.util.find_spec(TRAIN_MODULE) is not None:
         p = sub.add_parser("train", help="train and export an embedded detector on the synthetic dataset")
         p.add_argument("name")
@@ -106,6 +111,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         info["loaded"] = describe(load_detector(spec, model_dir=args.model_dir))
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from types import SimpleNamespace
+
+    from odperf.zoo.freeze import board_graph
+
+    print(board_graph(SimpleNamespace(model=args.name, model_dir=args.model_dir)))
     return 0
 
 

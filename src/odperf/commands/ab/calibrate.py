@@ -25,7 +25,7 @@ from odperf.commands.ab.verdict import gate_slots, median_times, pair_ratios
 from odperf.errors import OdperfError
 from odperf.report import significance as sig
 
-WORKER = "src/odperf/engine/worker.py"
+WORKER = "src/odperf/engine/portable.py"  # the worker core, whose timed region every image goes through
 TIMED = "            seconds = time.perf_counter() - t0\n"  # the end of an image's timed region
 
 
