@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from odperf import bench
 from odperf.ab import _git
 from odperf.ab_calibrate import TIMED, WORKER
@@ -37,6 +39,7 @@ from odperf.errors import OdperfError, ResultsError
 from odperf.report import gate as gt
 from odperf.report import gate_noise as gn
 from odperf.report.gate_noise import GateNoise
+from odperf.report.rows import rows_of
 from odperf.results import load_run
 
 RUN_TIMEOUT_S = 1800
@@ -187,7 +190,8 @@ class Judgement:
         return "pass"
 
 
-def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, rounds: int, load: str) -> str:
+def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, rounds: int, load: str,
+           conditions: list[str]) -> str:
     """The rates per noise and kind of figure, then every verdict whole."""
     names = list(dict.fromkeys(j.noise for j in judged))
     lines = [f"# odperf gate on two saved runs: calibration, {rounds} A/A pairs and {rounds} planted "
@@ -196,7 +200,8 @@ def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, ro
              f"devices {args.devices}; one pytest process per saved run (--benchmark-json), as CI saves them; "
              f"time threshold +{args.time_threshold:.0%}, memory threshold +{args.memory_threshold:.0%}, "
              f"noise alpha {args.noise_alpha:g} per gate; {minutes:.1f} min of measuring in this invocation.",
-             "", f"Machine load while measuring: {load}", "",
+             "", f"Machine load while measuring: {load}; {conditions[0]}.", "",
+             f"Planted against HEAD, as measured (median over rounds): {conditions[1]}.", "",
              "Reproduce: `odperf gate --calibrate N " + " ".join(
                  f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("models", "batch_sizes", "images")) + "`",
              "", "| noise | A/A: time FAIL / undecided | A/A: memory FAIL / undecided | A/A: mAP, outcome FAIL "
@@ -219,8 +224,34 @@ def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, ro
     for j in judged:
         lines += ["", f"## {j.kind} {j.number}, noise {j.noise}: time {j.kinds('time')}, memory "
                       f"{j.kinds('memory')}, mAP/outcome {j.kinds('other')}", ""]
-        lines += [f"- {x}" for x in [*map(str, j.failures), *j.undecided, *j.lines]]
+        others = [str(f) for f in j.failures if f.kind not in ("time", "memory")]  # mAP, outcome, missing
+        lines += [f"- {x}" for x in [*others, *j.lines]]  # each time and memory line ends with its verdict
     return "\n".join(lines) + "\n"
+
+
+def shared(rounds: list[Round]) -> str:
+    """How many saved runs measured while another odperf run measured on the same device (the suite marks
+    such records ``device_shared_with``): the calibration says in what conditions its rates were taken."""
+    runs = [p for r in rounds for p in (r.head_a, r.head_b, r.planted)]
+    hit = 0
+    for path in runs:
+        records = json.loads(path.read_text())["odperf"]["records"]
+        hit += any(rec.get("device_shared_with") for rec in records)
+    return f"{hit} of {len(runs)} saved runs measured while another odperf run measured on the same cpu"
+
+
+def planted_growth(rounds: list[Round]) -> str:
+    """The planted run against its round's first HEAD run, per case: the median (over rounds) of the time and
+    of the model's own memory ratios; what the planting did, as measured."""
+    ratios: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for r in rounds:
+        base = {(x.model, x.batch_size): x for x in rows_of(load_run(r.head_a)) if x.ok}
+        for x in rows_of(load_run(r.planted)):
+            b = base.get((x.model, x.batch_size))
+            if x.ok and b and b.median_s and b.model_mb and x.median_s and x.model_mb:
+                ratios.setdefault((x.model, x.batch_size), []).append((x.median_s / b.median_s, x.model_mb / b.model_mb))
+    return "; ".join(f"{m} b{b}: time x{np.median([t for t, _ in v]):.2f}, own memory x{np.median([m_ for _, m_ in v]):.2f}"
+                     for (m, b), v in sorted(ratios.items()))
 
 
 def machine_load() -> str:
@@ -248,7 +279,8 @@ def calibrate(args: argparse.Namespace) -> int:
                                   f"{args.batch_sizes} --images {args.images}: {len(heads)} HEAD runs")
         (out / "saved-runs-noise.json").write_text(json.dumps(noise.to_json(), indent=2) + "\n", encoding="utf-8")
     judged = judge_rounds(rounds, args, given)
-    text = report(judged, args, minutes, len(rounds), "; ".join(dict.fromkeys(loads)) + " (start; end)")
+    text = report(judged, args, minutes, len(rounds), "; ".join(dict.fromkeys(loads)) + " (start; end)",
+                  [shared(rounds), planted_growth(rounds)])
     (out / "saved-runs.md").write_text(text, encoding="utf-8")
     print(text.split("\n\nEvery verdict")[0])
     print(f"odperf gate --calibrate: every verdict in {out / 'saved-runs.md'}")

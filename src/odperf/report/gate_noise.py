@@ -105,30 +105,31 @@ class GateNoise:
                 "cases": [asdict(s) for s in self.cases]}
 
 
-def load(path: str | Path) -> GateNoise:
+def load(path: str | Path, what: str = "--noise") -> GateNoise:
     """A noise file; one clear error when it is missing or not one."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ResultsError(f"--noise {p}: no such file (write one with `odperf gate --calibrate N`)") from None
+        fix = "reinstall odperf, or give --noise FILE" if what != "--noise" else "write one with `odperf gate --calibrate N`"
+        raise ResultsError(f"{what} {p}: no such file ({fix})") from None
     except (OSError, ValueError) as exc:
-        raise ResultsError(f"--noise {p}: not readable JSON ({exc})") from None
+        raise ResultsError(f"{what} {p}: not readable JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("odperf_gate_noise") != FORMAT:
-        raise ResultsError(f"--noise {p}: not an odperf gate noise file of format {FORMAT} "
+        raise ResultsError(f"{what} {p}: not an odperf gate noise file of format {FORMAT} "
                            f"(write one with `odperf gate --calibrate N`)")
     try:
         cases = tuple(Spread(**c) for c in doc["cases"])
         return GateNoise(doc["profile"], doc.get("probe"), cases, doc["source"], doc["measured"], doc["machine"])
     except (KeyError, TypeError) as exc:
-        raise ResultsError(f"--noise {p}: a field is missing or unknown ({exc})") from None
+        raise ResultsError(f"{what} {p}: a field is missing or unknown ({exc})") from None
 
 
 def shipped() -> GateNoise:
     """The noise measured on the reference machine, shipped with odperf."""
     from odperf.package_data import shipped as folder
 
-    return load(folder("fixtures") / SHIPPED_NAME)
+    return load(folder("fixtures") / SHIPPED_NAME, "the shipped noise file")
 
 
 def measure(runs: Sequence[SavedRun], source: str) -> GateNoise:
