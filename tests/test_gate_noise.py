@@ -142,7 +142,7 @@ def test_a_noise_is_measured_from_saved_runs_and_kept_with_its_provenance(tmp_pa
 
 def test_the_shipped_noise_says_where_when_and_how_it_was_measured():
     noise = gn.shipped()
-    assert noise.profile == "cpu" and noise.probe == "rss"
+    assert noise.profile == "cpu" and noise.probe == "host_rss"  # the suite's cpu probe
     assert noise.source.startswith("odperf gate --calibrate") and noise.measured[:2] == "20"
     assert {(s.model, s.batch_size) for s in noise.cases} >= {("centernet_tiny", 1), ("centernet_tiny", 64)}
     assert all(s.runs >= gn.MIN_RUNS and 0 < s.time_log_sd < 1 and 0 < s.memory_log_sd < 1 for s in noise.cases)

@@ -65,6 +65,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if not args.baseline or not args.current:
         raise ResultsError("odperf gate needs --baseline FILE and --current FILE (or --calibrate N)")
     noise = gn.load(args.noise) if args.noise else gn.shipped()
+    baseline, current = load_run(args.baseline), load_run(args.current)
     config = gt.GateConfig(
         time_threshold=args.time_threshold,
         memory_threshold=args.memory_threshold,
@@ -73,10 +74,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
         floors=load_expectations(args.floors) if args.floors else None,
         allow_profile_change=args.allow_profile_change,
         alpha=args.alpha,
-        noise=noise.overridden(args.time_noise, args.memory_noise),
+        noise=noise.overridden(args.time_noise, args.memory_noise, current.profile),
         noise_alpha=args.noise_alpha,
     )
-    result = gt.run_gate(load_run(args.baseline), load_run(args.current), config)
+    result = gt.run_gate(baseline, current, config)
     for line in result.times:
         print(line)
     for failure in result.failures:

@@ -135,10 +135,16 @@ class GateResult:
     def exit_code(self) -> int:
         return 1 if self.failures else EXIT_UNDECIDED if self.undecided else 0
 
+    def _tested(self) -> str:
+        c = self.config
+        if c.pair_ratios is not None:
+            return f"over the pairs, p < {c.alpha:g}, memory p < {c.memory_alpha:g}"
+        return f"against the noise between processes, p < {c.noise_alpha:g} per gate"
+
     def summary(self) -> str:
         c = self.config
-        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%} or not significant (p >= {c.alpha:g}), "
-                 f"model's own memory <= +{c.memory_threshold:.0%}, mAP >= baseline (exact on one runtime version, "
+        rules = (f"time {'/'.join(c.time_metrics)} and the model's own memory fail beyond +{c.time_threshold:.0%} "
+                 f"and +{c.memory_threshold:.0%} when significant ({self._tested()}), mAP >= baseline (exact on one runtime version, "
                  f"else - {c.map_tolerance:g})" + (f" and the floors of {c.floors.source}" if c.floors else "")
                  + (", outcomes and mAP unchanged" if c.strict else ""))
         head = (f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked, "

@@ -85,8 +85,10 @@ class GateNoise:
     def describe(self) -> str:
         return f"noise of profile {self.profile}, measured {self.measured} on {self.machine} ({self.source})"
 
-    def overridden(self, time_log_sd: float | None, memory_log_sd: float | None, runs: int = 1000) -> GateNoise:
-        """Every case's spread replaced where given (an option): many degrees of freedom, a figure taken as known."""
+    def overridden(self, time_log_sd: float | None, memory_log_sd: float | None, profile: str | None = None,
+                   runs: int = 1000) -> GateNoise:
+        """Every case's spread replaced where given (an option): many degrees of freedom, a figure taken as
+        known, for the runs gated (``profile``, any memory probe)."""
         if time_log_sd is None and memory_log_sd is None:
             return self
         for name, value in (("time-noise", time_log_sd), ("memory-noise", memory_log_sd)):
@@ -98,7 +100,8 @@ class GateNoise:
                            runs if time_log_sd is not None and memory_log_sd is not None else s.runs) for s in cases)
         given = ", ".join(f"{n} {v:g}" for n, v in (("--time-noise", time_log_sd), ("--memory-noise", memory_log_sd))
                           if v is not None)
-        return GateNoise(self.profile, self.probe, new, f"{self.source}; {given} given", self.measured, self.machine)
+        return GateNoise(profile or self.profile, None if memory_log_sd is not None else self.probe, new,
+                         f"{self.source}; {given} given", self.measured, self.machine)
 
     def to_json(self) -> dict:
         return {"odperf_gate_noise": FORMAT, **{k: v for k, v in asdict(self).items() if k != "cases"},
