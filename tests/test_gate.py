@@ -95,7 +95,8 @@ def test_fixed_oom_is_not_a_failure_and_profile_change_is_refused(tmp_path: Path
     other = load_run(mr.write_run(tmp_path / "b.json", "v100_sxm2", BASE))
     with pytest.raises(ResultsError, match="use `odperf compare`"):
         run_gate(base, other)
-    assert run_gate(base, other, GateConfig(allow_profile_change=True, noise=QUIET)).passed
+    on_v100 = replace(QUIET, profile="v100_sxm2", probe="nvml")  # the current run's profile's noise applies
+    assert run_gate(base, other, GateConfig(allow_profile_change=True, noise=on_v100)).passed
     with pytest.raises(ResultsError, match="time-threshold must be >= 0"):
         GateConfig(time_threshold=-0.1)
 
@@ -108,13 +109,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
     base = mr.write_run(tmp_path / "base.json", "cpu", BASE)
-    same = _cli("--baseline", str(base), "--current", str(base))
+    same = _cli("--baseline", str(base), "--current", str(base), *QUIET_CLI)
     assert same.returncode == 0, same.stderr
     lines = same.stdout.strip().splitlines()
     assert lines[-1].startswith("odperf gate: pass") and lines[-2].startswith("noise: noise of profile cpu")
     assert sum(line.startswith("time: ") for line in lines) == 3 and len(lines) == 8  # and 3 memory lines
     assert "nas batch 1: median time per image 30 s -> 30 s (+0.0%" in same.stdout
-    assert "ratio 1.000, between-process noise" in same.stdout and "within the threshold" in same.stdout
+    assert "ratio 1.000 (upper 95% bound 1.02" in same.stdout and "+25% ruled out: within the threshold" in same.stdout
 
     slow = mr.write_run(tmp_path / "slow.json", "cpu", _with({("ssd", 8): {"times": [0.6] * 5},
                                                              ("nas", 1): {"peak_mb": 12000.0}}))
@@ -123,7 +124,7 @@ def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
     assert "FAIL time: ssd batch 8" in done.stdout and "FAIL memory: nas batch 1" in done.stdout
     assert "2 failures" in done.stdout
     assert _cli("--baseline", str(base), "--current", str(slow), "--time-threshold", "0.5",
-                "--memory-threshold", "0.5").returncode == 0
+                "--memory-threshold", "0.5", *QUIET_CLI).returncode == 0
 
     (tmp_path / "empty.json").write_text("")
     (tmp_path / "corrupt.json").write_text(base.read_text()[:500])
@@ -267,7 +268,8 @@ def test_two_devices_of_one_run_are_gated_apart(tmp_path: Path):
     result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"), GateConfig(noise=noise))
     assert result.checked == 2 and not result.failures and result.exit_code == 3
     assert result.undecided[0].startswith("UNDECIDED time: m on cpu batch 1: median time per image 1 s -> 1.5 s")
-    assert "no between-process noise known for it: undecided: run `odperf ab`" in result.undecided[0]
+    assert ("no between-process noise known for it (give --noise from `odperf gate --calibrate N` on this machine): "
+            "undecided: run `odperf ab`") in result.undecided[0]
     result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"), GateConfig(noise=QUIET))
     assert result.checked == 2 and result.compared.times == {"median": 2}
     assert [(f.kind, f.model) for f in result.failures] == [("time", "m on cpu")]

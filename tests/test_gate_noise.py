@@ -43,10 +43,24 @@ def test_a_slowdown_within_the_noise_between_processes_is_undecided_never_a_pass
                                        "noise between processes; one run per side cannot tell: run `odperf ab`)")
     quiet = gate(tmp_path, base, slower, noise=mr.noise(time_sd=0.01))  # the same change on a quiet machine
     [failure] = quiet.failures
-    assert failure.kind == "time" and "significant, ratio 1.150, between-process noise 1.0% and 1.0%" in str(failure)
+    assert failure.kind == "time" and "significant, ratio 1.150 (upper 95% bound 1.178), between-process noise 1.0% and " \
+        "1.0%" in str(failure)
     assert quiet.exit_code == 1
-    within = gate(tmp_path, base, [Bench("m", 8, [1.05] * 5, peak_mb=900.0)], noise=mr.noise(time_sd=0.08))
-    assert within.passed and within.exit_code == 0 and "within the threshold" in within.times[0]
+    within = gate(tmp_path, base, [Bench("m", 8, [1.05] * 5, peak_mb=900.0)], noise=mr.noise(time_sd=0.03))
+    assert within.passed and within.exit_code == 0 and "+25% ruled out: within the threshold" in within.times[0]
+
+
+def test_a_pass_rules_out_the_regression_it_must_catch_so_a_slow_baseline_hides_nothing(tmp_path: Path):
+    """A +25% slowdown measured against a baseline process that happened to run 20% slow shows as 1.04: on
+    a machine whose processes spread by 8%, that cannot rule out +25%, so it is undecided, not a pass."""
+    base = [Bench("m", 8, [1.2] * 5, peak_mb=900.0)]
+    planted = [Bench("m", 8, [1.25] * 5, peak_mb=900.0)]
+    result = gate(tmp_path, base, planted, noise=mr.noise(time_sd=0.08))
+    assert result.exit_code == EXIT_UNDECIDED and not result.failures
+    assert "ratio 1.042 (upper 95% bound 1.2" in result.undecided[0]
+    assert result.undecided[0].endswith("+25% not ruled out: undecided: run `odperf ab`")
+    wider = gate(tmp_path, base, planted, noise=mr.noise(time_sd=0.08), detect=0.5)  # a coarser promise
+    assert wider.passed and "+50% ruled out" in wider.times[0]
 
 
 def test_a_runs_own_sampling_error_of_its_median_counts_when_larger_than_the_noise(tmp_path: Path):
@@ -91,7 +105,8 @@ def test_no_noise_known_for_the_runs_profile_leaves_a_growth_undecided(tmp_path:
     doubled = [Bench("m", 8, [2.0] * 5, peak_mb=1500.0, model_mb=900.0)]
     result = gate(tmp_path, base, doubled, noise=mr.noise(profile="v100_sxm2"))
     assert not result.failures and [u.split(":")[0] for u in result.undecided] == ["UNDECIDED time", "UNDECIDED memory"]
-    assert "no between-process noise known for it: undecided: run `odperf ab`" in result.undecided[0]
+    assert ("no between-process noise known for it (give --noise from `odperf gate --calibrate N` on this machine): "
+            "undecided: run `odperf ab`") in result.undecided[0]
 
 
 def test_mean_stays_a_plain_ratio_and_map_and_outcomes_stay_exact(tmp_path: Path):

@@ -163,7 +163,7 @@ def judge_rounds(rounds: list[Round], args: argparse.Namespace, given: GateNoise
         for name, noise in noises(rounds, r.number, given, source).items():
             for kind, current in (("A/A", r.head_b), ("planted", r.planted)):
                 config = gt.GateConfig(time_threshold=args.time_threshold, memory_threshold=args.memory_threshold,
-                                       noise=noise, noise_alpha=args.noise_alpha, strict=True)
+                                       noise=noise, noise_alpha=args.noise_alpha, detect=args.detect, strict=True)
                 result = gt.run_gate(load_run(r.head_a), load_run(current), config)
                 out.append(Judgement(kind, r.number, name, result.failures, result.undecided, result.times))
     return out
@@ -199,7 +199,8 @@ def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, ro
              f"Selection: models {args.models}, batch sizes {args.batch_sizes}, {args.images} images per case, "
              f"devices {args.devices}; one pytest process per saved run (--benchmark-json), as CI saves them; "
              f"time threshold +{args.time_threshold:.0%}, memory threshold +{args.memory_threshold:.0%}, "
-             f"noise alpha {args.noise_alpha:g} per gate; {minutes:.1f} min of measuring in this invocation.",
+             f"noise alpha {args.noise_alpha:g} per gate, a pass rules out +{args.detect:.0%} (95% bound); "
+             f"{minutes:.1f} min of measuring in this invocation.",
              "", f"Machine load while measuring: {load}; {conditions[0]}.", "",
              f"Planted against HEAD, as measured (median over rounds): {conditions[1]}.", "",
              "Reproduce: `odperf gate --calibrate N " + " ".join(

@@ -76,6 +76,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         noise=noise.overridden(args.time_noise, args.memory_noise, current.profile),
         noise_alpha=args.noise_alpha,
+        detect=args.detect,
     )
     result = gt.run_gate(baseline, current, config)
     for line in result.times:
@@ -152,6 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-alpha", type=float, default=gt.DEFAULT_NOISE_ALPHA, metavar="P",
                    help="chance of a false alarm per gate, shared by the figures tested against the noise "
                         "(default: %(default)s)")
+    p.add_argument("--detect", type=float, default=gt.gn.DEFAULT_DETECT, metavar="FRACTION",
+                   help="a time or memory within its threshold passes only when a growth this large is ruled out "
+                        "(95%% bound); else undecided (default: %(default)s)")
     cal = p.add_argument_group("--calibrate N: false alarms and detections of this gate on this machine "
                                "(odperf.gate_calibrate)")
     cal.add_argument("--calibrate", type=int, metavar="N", help="save N rounds of 3 runs (HEAD, HEAD, HEAD with "

@@ -5,8 +5,8 @@ It fails (one readable reason per failure) on:
   is significant against the noise between processes (``odperf.report.gate_noise``: one saved run is one
   process, whose level moves as a whole, so its rounds are not independent samples; the spread of a
   process's median over repeated runs, from a noise file, and the run's own sampling error of its median).
-  Grown beyond the threshold but not significant is ``undecided: run `odperf ab```: neither a pass nor a
-  failure (exit 3). Given one ratio per interleaved pair (``odperf ab``), the test is over the pairs
+  Grown beyond the threshold but not significant, or within it but with a growth of ``detect`` (+25 %)
+  not ruled out, is ``undecided: run `odperf ab```: neither a pass nor a failure (exit 3). Given one ratio per interleaved pair (``odperf ab``), the test is over the pairs
   (``odperf.report.significance``). ``mean`` may be gated too, as a plain ratio;
 - memory: the model's own memory (peak minus the runtime's memory before the model loaded) grew by more
   than ``memory_threshold`` (default 0.10) AND significantly against the noise between processes (the noise
@@ -75,6 +75,7 @@ class GateConfig:
     noise: gn.GateNoise | None = None
     noise_alpha: float = DEFAULT_NOISE_ALPHA
     noise_alpha_each: float = DEFAULT_NOISE_ALPHA  # set by run_gate: noise_alpha / figures tested
+    detect: float = gn.DEFAULT_DETECT  # a figure passes only when a growth this large is ruled out
 
     def __post_init__(self) -> None:
         for name in ("time_threshold", "memory_threshold", "map_tolerance"):
@@ -139,7 +140,8 @@ class GateResult:
         c = self.config
         if c.pair_ratios is not None:
             return f"over the pairs, p < {c.alpha:g}, memory p < {c.memory_alpha:g}"
-        return f"against the noise between processes, p < {c.noise_alpha:g} per gate"
+        return (f"against the noise between processes, p < {c.noise_alpha:g} per gate; a pass rules out "
+                f"+{c.detect:.0%}")
 
     def summary(self) -> str:
         c = self.config
@@ -246,7 +248,7 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
                 out += fail("time", f"{change}: {verdict.text()}; run more pairs (--pairs)")
             continue
         if metric == "median":  # one process per side: against the noise between processes
-            judged = gn.time_change(cfg.noise, key, b, c, cfg.time_threshold, cfg.noise_alpha_each)
+            judged = gn.time_change(cfg.noise, key, b, c, cfg.time_threshold, cfg.noise_alpha_each, cfg.detect)
             line = f"{model} batch {batch}: {change}: {judged.text()}"
             times.append(f"time: {line}")
             if judged.regression:
@@ -291,7 +293,7 @@ def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes
                 return [Failure("memory", model, batch, f"{change}: {verdict.text()}; run more pairs (--pairs)")]
         else:  # one process per side: against the noise between processes and the runs' own floor
             judged = gn.memory_change(cfg.noise, (b.profile, b.model, batch), c.probe, was, now, single[1],
-                                      cfg.memory_threshold, cfg.noise_alpha_each)
+                                      cfg.memory_threshold, cfg.noise_alpha_each, cfg.detect)
             line = f"{model} batch {batch}: {change}: {judged.text()}"
             if times is not None:
                 times.append(f"memory: {line}")

@@ -37,11 +37,15 @@ FORMAT = 1
 SHIPPED_NAME = "gate-noise.json"
 MIN_RUNS = 3  # a spread from fewer processes says nothing
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)  # sd of a median of n normal samples: 1.2533 sd / sqrt(n)
+# a figure passes only when a growth of DEFAULT_DETECT is ruled out at this confidence: a +25% regression is
+# not passed because its baseline happened to run slow
+DEFAULT_DETECT = 0.25
+DETECT_CONFIDENCE = 0.95
 
 # verdicts of the test against the noise
 REGRESSION = "regression"
 UNDECIDED = "undecided: run `odperf ab`"
-WITHIN = "within the threshold"
+WITHIN = "within the threshold"  # and DEFAULT_DETECT ruled out
 
 
 @dataclass(frozen=True)
@@ -185,14 +189,24 @@ class Judged:
     sd: float  # of the log ratio
     dof: int
     p: float  # one-sided: current larger
+    upper: float  # the ratio's one-sided DETECT_CONFIDENCE upper bound
     verdict: str
     spreads: tuple[float, float] = field(default=(0.0, 0.0))  # each side's log sd
+    detect: float = DEFAULT_DETECT
+    threshold: float = 0.0
 
     def text(self) -> str:
         if self.dof <= 0:
-            return f"ratio {self.ratio:.3f}, no between-process noise known for it: {self.verdict}"
-        return (f"ratio {self.ratio:.3f}, between-process noise {self.spreads[0]:.1%} and {self.spreads[1]:.1%} "
-                f"(log sd, {self.dof} degrees of freedom), p={self.p:.3g}: {self.verdict}")
+            return (f"ratio {self.ratio:.3f}, no between-process noise known for it (give --noise from `odperf gate "
+                    f"--calibrate N` on this machine): {self.verdict}")
+        rule = ""
+        if self.verdict == WITHIN:
+            rule = f", +{self.detect:.0%} ruled out"
+        elif self.verdict == UNDECIDED:
+            rule = f", +{self.detect:.0%} not ruled out" if self.ratio <= 1 + self.threshold else ", not significant"
+        return (f"ratio {self.ratio:.3f} (upper {DETECT_CONFIDENCE:.0%} bound {self.upper:.3f}), between-process "
+                f"noise {self.spreads[0]:.1%} and {self.spreads[1]:.1%} (log sd, {self.dof} degrees of freedom), "
+                f"p={self.p:.3g}{rule}: {self.verdict}")
 
     @property
     def regression(self) -> bool:
@@ -200,25 +214,26 @@ class Judged:
 
 
 def judge(was: float, now: float, spreads: tuple[float, float], dof: int, threshold: float,
-          alpha: float) -> Judged:
-    """A figure grown beyond ``threshold`` is a regression when its log ratio is significant at ``alpha``
-    against the two sides' spreads, undecided when not (one run per side cannot tell), within otherwise.
-    ``dof`` 0: no noise known, so any growth beyond the threshold is undecided."""
+          alpha: float, detect: float = DEFAULT_DETECT) -> Judged:
+    """Regression: grown beyond ``threshold`` and significant at ``alpha`` against the two sides' spreads.
+    Within: not beyond the threshold, and a growth of ``detect`` ruled out at DETECT_CONFIDENCE (so a
+    regression of that size is not passed because the baseline happened to run slow). Otherwise undecided:
+    one run per side cannot tell. ``dof`` 0 (no noise known): undecided whatever the ratio. A threshold
+    above ``detect`` is the growth ruled out instead."""
     from scipy.stats import t as student
 
+    detect = max(detect, threshold)
     ratio = now / was
     sd = math.hypot(*spreads)
-    if dof <= 0 or sd <= 0:
-        p = 1.0 if dof <= 0 else (0.0 if ratio > 1 else 1.0)
+    if dof <= 0:
+        return Judged(ratio, sd, 0, 1.0, math.inf, UNDECIDED, spreads, detect, threshold)
+    p = float(student.sf(math.log(ratio) / sd, dof)) if sd > 0 else (0.0 if ratio > 1 else 1.0)
+    upper = ratio * math.exp(float(student.ppf(DETECT_CONFIDENCE, dof)) * sd)
+    if ratio > 1 + threshold:
+        verdict = REGRESSION if p < alpha else UNDECIDED
     else:
-        p = float(student.sf(math.log(ratio) / sd, dof))
-    if ratio <= 1 + threshold:
-        verdict = WITHIN
-    elif dof > 0 and p < alpha:
-        verdict = REGRESSION
-    else:
-        verdict = UNDECIDED
-    return Judged(ratio, sd, dof, p, verdict, spreads)
+        verdict = WITHIN if upper <= 1 + detect else UNDECIDED
+    return Judged(ratio, sd, dof, p, upper, verdict, spreads, detect, threshold)
 
 
 def _known(noise: GateNoise | None, profile: str, model: str, batch: int, what: str,
@@ -230,18 +245,18 @@ def _known(noise: GateNoise | None, profile: str, model: str, batch: int, what: 
 
 
 def time_change(noise: GateNoise | None, key: tuple[str, str, int], b: Row, c: Row, threshold: float,
-                alpha: float) -> Judged:
+                alpha: float, detect: float = DEFAULT_DETECT) -> Judged:
     """The median time of two single runs: each side at least the noise's spread, at least its own median's
     sampling error from its rounds."""
     profile, model, batch = key
     s, dof = _known(noise, profile, model, batch, "time")
     spreads = (max(s, median_log_sd(b.rounds)), max(s, median_log_sd(c.rounds)))
-    return judge(float(b.median_s), float(c.median_s), spreads, dof, threshold, alpha)
+    return judge(float(b.median_s), float(c.median_s), spreads, dof, threshold, alpha, detect)
 
 
 def memory_change(noise: GateNoise | None, key: tuple[str, str, int], probe: str | None, was: float, now: float,
                   floors: tuple[tuple[float, int] | None, tuple[float, int] | None], threshold: float,
-                  alpha: float) -> Judged:
+                  alpha: float, detect: float = DEFAULT_DETECT) -> Judged:
     """The model's own memory of two single runs: each side at least the noise's spread, at least its run's
     own floor (the model's own memory is a peak minus the runtime's figure: two readings of the floor's
     spread, relative to the figure)."""
@@ -253,4 +268,4 @@ def memory_change(noise: GateNoise | None, key: tuple[str, str, int], probe: str
         sides.append(max(s, own))
         if floor and own > s:
             dof = max(dof, floor[1] - 1) if dof else floor[1] - 1
-    return judge(was, now, (sides[0], sides[1]), dof, threshold, alpha)
+    return judge(was, now, (sides[0], sides[1]), dof, threshold, alpha, detect)
