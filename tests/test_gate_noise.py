@@ -188,3 +188,36 @@ def test_cli_undecided_exits_3_and_says_run_odperf_ab(tmp_path: Path):
                          "x.json: no such file (write one with `odperf gate --calibrate N`)")]:
         done = _cli(*args)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+# --- real saved runs: the calibration's first rounds on the 2-core reference machine, under load ------------
+REAL = Path(__file__).parent / "data" / "runs" / "gate"  # pytest --benchmark-json of HEAD, HEAD, planted
+
+
+def test_real_saved_runs_aa_never_fails_and_a_planted_regression_is_caught_or_undecided(tmp_path: Path):
+    """Round 1 of `odperf gate --calibrate` (centernet_tiny and ssd_fpn at batches 1 and 64, 6 images),
+    judged with the noise of rounds 2 and 3 (four other HEAD processes of the same code). The time of one
+    process moved by more than 3x between runs (ssd_fpn at batch 64 in round 2) on the loaded machine, so no
+    time can be decided; memory can."""
+    noise = gn.measure([load_run(REAL / f"head-{k}-{s}.json") for k in (2, 3) for s in "ab"], "rounds 2 and 3")
+    base = load_run(REAL / "head-1-a.json")
+    aa = run_gate(base, load_run(REAL / "head-1-b.json"), GateConfig(noise=noise, strict=True))
+    assert aa.failures == [] and aa.exit_code == EXIT_UNDECIDED  # mAP and outcomes exact, and equal
+    assert aa.compared.maps == 2 and aa.compared.memory == 4
+    assert all(u.startswith("UNDECIDED time: ") and u.endswith("undecided: run `odperf ab`") for u in aa.undecided)
+    assert sum("+25% ruled out: within the threshold" in t for t in aa.times if t.startswith("memory:")) == 4
+
+    planted = run_gate(base, load_run(REAL / "planted-1.json"), GateConfig(noise=noise, strict=True))
+    assert planted.exit_code == 1 and {f.kind for f in planted.failures} == {"memory"}
+    assert "model's own memory 293 MB -> 339 MB (+15.6%" in str(planted.failures[0])
+    verdicts = [t.rsplit(": ", 1)[1] for t in planted.times]
+    assert len(verdicts) == 8 and gn.WITHIN not in verdicts  # every figure grew: caught or undecided, none passed
+
+    path = tmp_path / "noise.json"
+    path.write_text(json.dumps(noise.to_json()))
+    done = _cli("--baseline", str(REAL / "head-1-a.json"), "--current", str(REAL / "planted-1.json"), "--noise",
+                str(path))
+    assert done.returncode == 1 and "FAIL memory: centernet_tiny batch 64" in done.stdout
+    done = _cli("--baseline", str(REAL / "head-1-a.json"), "--current", str(REAL / "head-1-b.json"), "--noise",
+                str(path))
+    assert done.returncode == 3 and done.stdout.strip().splitlines()[-1].startswith("odperf gate: UNDECIDED")
