@@ -73,7 +73,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
         time_metrics=tuple(dict.fromkeys(args.time_metric or gt.DEFAULT_TIME_METRICS)),
         floors=load_expectations(args.floors) if args.floors else None,
         allow_profile_change=args.allow_profile_change,
-        alpha=args.alpha,
         noise=noise.overridden(args.time_noise, args.memory_noise, current.profile),
         noise_alpha=args.noise_alpha,
         detect=args.detect,
@@ -139,8 +138,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest allowed mAP drop below the baseline, absolute COCO AP (default: %(default)s)")
     p.add_argument("--floors", metavar="TOML", help="an expectations file whose map_floor rules the current "
                    "run's mAP must meet (e.g. fixtures/expectations.toml)")
-    p.add_argument("--alpha", type=float, default=gt.sig.DEFAULT_ALPHA, metavar="P",
-                   help="significance level of the time test over the rounds (default: %(default)s)")
     p.add_argument("--allow-profile-change", action="store_true",
                    help="gate runs of different device profiles against each other")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes (fixed OOMs, new rows)")

@@ -1,20 +1,15 @@
 """The CI regression gate: a current run against a baseline run of the same device profile.
 
 It fails (one readable reason per failure) on:
-- time: the median time per image grew by more than ``time_threshold`` (default 0.10 = +10 %) AND the growth
-  is significant against the noise between processes (``odperf.report.gate_noise``: one saved run is one
-  process, whose level moves as a whole, so its rounds are not independent samples; the spread of a
-  process's median over repeated runs, from a noise file, and the run's own sampling error of its median).
-  Grown beyond the threshold but not significant, or within it but with a growth of ``detect`` (+25 %)
-  not ruled out, is ``undecided: run `odperf ab```: neither a pass nor a failure (exit 3). Given one ratio per interleaved pair (``odperf ab``), the test is over the pairs
-  (``odperf.report.significance``). ``mean`` may be gated too, as a plain ratio;
-- memory: the model's own memory (peak minus the runtime's memory before the model loaded) grew by more
-  than ``memory_threshold`` (default 0.10) AND significantly against the noise between processes (the noise
-  file's, at least the run's own spread of the runtime's memory across its worker processes), undecided
-  otherwise; the whole peak where either run lacks the model's figure (older files), saying so; or the
-  current run lost the figure the baseline had. Given one ratio per interleaved pair (``odperf ab``), the
-  growth must be significant over the pairs, as time's is. The single-run tests share ``noise_alpha``
-  (Bonferroni over the figures tested), so a gate of many figures is not more likely to cry wolf;
+- time: the median time per image grew by more than ``time_threshold`` (default +10 %) AND significantly:
+  over the pairs where given one ratio per interleaved pair (``odperf ab``, ``significance``), else against
+  the noise between processes (``gate_noise``: a saved run is one process, whose rounds are not
+  independent samples). Two single runs that cannot tell are ``undecided: run `odperf ab``` (exit 3):
+  grown beyond the threshold but not significantly, or within it but with ``detect`` (+25 %) not ruled
+  out. ``mean`` may be gated too, as a plain ratio;
+- memory: the model's own memory (peak minus the runtime's before the model loaded; the whole peak where a
+  run lacks it, saying so) grew beyond ``memory_threshold`` (default +10 %), tested as time is, or the
+  current run lost the figure. The single-run tests share ``noise_alpha`` (Bonferroni over the figures);
 - map: a model's mAP fell below the baseline (exactly, when both runs used the same runtime and version:
   the embedded models score deterministically; by more than ``map_tolerance``, default 0.01 absolute COCO
   AP, across versions), or below its floor from a floors file, or disappeared;
