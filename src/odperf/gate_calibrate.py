@@ -192,6 +192,7 @@ class Judgement:
 
 def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, rounds: int, load: str,
            conditions: list[str]) -> str:
+    span_text = conditions[2] if len(conditions) > 2 else "no runs"
     """The rates per noise and kind of figure, then every verdict whole."""
     names = list(dict.fromkeys(j.noise for j in judged))
     lines = [f"# odperf gate on two saved runs: calibration, {rounds} A/A pairs and {rounds} planted "
@@ -200,11 +201,12 @@ def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, ro
              f"devices {args.devices}; one pytest process per saved run (--benchmark-json), as CI saves them; "
              f"time threshold +{args.time_threshold:.0%}, memory threshold +{args.memory_threshold:.0%}, "
              f"noise alpha {args.noise_alpha:g} per gate, a pass rules out +{args.detect:.0%} (95% bound); "
-             f"{minutes:.1f} min of measuring in this invocation.",
+             f"{minutes:.1f} min of measuring in this invocation, {span_text}.",
              "", f"Machine load while measuring: {load}; {conditions[0]}.", "",
              f"Planted against HEAD, as measured (median over rounds): {conditions[1]}.", "",
              "Reproduce: `odperf gate --calibrate N " + " ".join(
-                 f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("models", "batch_sizes", "images")) + "`",
+                 f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("models", "batch_sizes", "images"))
+             + (" --accuracy" if args.accuracy else "") + "` (runs already in --out are reused)",
              "", "| noise | A/A: time FAIL / undecided | A/A: memory FAIL / undecided | A/A: mAP, outcome FAIL "
              "| planted: time caught / undecided / passed | planted: memory caught / undecided / passed |",
              "|---|---|---|---|---|---|"]
@@ -228,6 +230,13 @@ def report(judged: list[Judgement], args: argparse.Namespace, minutes: float, ro
         others = [str(f) for f in j.failures if f.kind not in ("time", "memory")]  # mAP, outcome, missing
         lines += [f"- {x}" for x in [*others, *j.lines]]  # each time and memory line ends with its verdict
     return "\n".join(lines) + "\n"
+
+
+def span(rounds: list[Round]) -> str:
+    """When the saved runs were written (pytest-benchmark's datetime of each): the calibration resumes, so
+    one invocation's clock does not say how long the measuring took."""
+    stamps = sorted(json.loads(p.read_text())["datetime"] for r in rounds for p in (r.head_a, r.head_b, r.planted))
+    return f"saved runs written from {stamps[0][:16]} to {stamps[-1][:16]} UTC"
 
 
 def shared(rounds: list[Round]) -> str:
@@ -277,11 +286,14 @@ def calibrate(args: argparse.Namespace) -> int:
     heads = [load_run(p) for r in rounds for p in (r.head_a, r.head_b)]
     if len(heads) >= gn.MIN_RUNS:
         noise = gn.measure(heads, f"odperf gate --calibrate {args.calibrate} --models {args.models} --batch-sizes "
-                                  f"{args.batch_sizes} --images {args.images}: {len(heads)} HEAD runs")
+                                  f"{args.batch_sizes} --images {args.images}: {len(heads)} HEAD runs; {shared(rounds)}; "
+                                  f"{span(rounds)}")
         (out / "saved-runs-noise.json").write_text(json.dumps(noise.to_json(), indent=2) + "\n", encoding="utf-8")
     judged = judge_rounds(rounds, args, given)
-    text = report(judged, args, minutes, len(rounds), "; ".join(dict.fromkeys(loads)) + " (start; end)",
-                  [shared(rounds), planted_growth(rounds)])
+    load = ("; ".join(dict.fromkeys(loads)) + " (start; end)" if minutes >= 0.5 else
+            f"not sampled: every run was reused (the load when judged: {loads[0]})")
+    text = report(judged, args, minutes, len(rounds), load,
+                  [shared(rounds), planted_growth(rounds), span(rounds)])
     (out / "saved-runs.md").write_text(text, encoding="utf-8")
     print(text.split("\n\nEvery verdict")[0])
     print(f"odperf gate --calibrate: every verdict in {out / 'saved-runs.md'}")
