@@ -39,8 +39,8 @@ def test_a_slowdown_within_the_noise_between_processes_is_undecided_never_a_pass
     assert line.startswith("UNDECIDED time: m batch 8: median time per image 1 s -> 1.15 s (+15.0%, threshold +10%)")
     assert "between-process noise 8.0% and 8.0% (log sd, 49 degrees of freedom)" in line
     assert line.endswith("undecided: run `odperf ab`")
-    assert result.summary().startswith("odperf gate: UNDECIDED (1 figures grew beyond the threshold within the "
-                                       "noise between processes; one run per side cannot tell: run `odperf ab`)")
+    assert result.summary().startswith("odperf gate: UNDECIDED (1 figures within the noise between processes, "
+                                       "which one run per side cannot tell from a regression: run `odperf ab`)")
     quiet = gate(tmp_path, base, slower, noise=mr.noise(time_sd=0.01))  # the same change on a quiet machine
     [failure] = quiet.failures
     assert failure.kind == "time" and "significant, ratio 1.150 (upper 95% bound 1.178), between-process noise 1.0% and " \

@@ -120,7 +120,7 @@ class GateResult:
     notes: list[str]
     compared: Compared = field(default_factory=Compared)
     times: list[str] = field(default_factory=list)  # one line per tested comparison: ratio, interval, verdict
-    undecided: list[str] = field(default_factory=list)  # grown beyond a threshold, within the noise
+    undecided: list[str] = field(default_factory=list)  # figures the noise between processes leaves open
 
     @property
     def passed(self) -> bool:
@@ -149,8 +149,8 @@ class GateResult:
         if self.passed:
             return f"odperf gate: pass: {head}"
         if not self.failures:
-            return (f"odperf gate: UNDECIDED ({len(self.undecided)} figures grew beyond the threshold within the "
-                    f"noise between processes; one run per side cannot tell: run `odperf ab`): {head}")
+            return (f"odperf gate: UNDECIDED ({len(self.undecided)} figures within the noise between processes, "
+                    f"which one run per side cannot tell from a regression: run `odperf ab`): {head}")
         more = f", {len(self.undecided)} undecided" if self.undecided else ""
         return f"odperf gate: FAIL ({len(self.failures)} failures{more}): {head}"
 
