@@ -14,7 +14,7 @@ import pytest
 import make_runs as mr  # tests/ is on sys.path (rootdir-relative import mode)
 
 from odperf.errors import ResultsError
-from odperf.expectations import load as load_expectations
+from odperf.suite.expectations import load as load_expectations
 from odperf.report.gate import GateConfig, run_gate
 from odperf.results import load_run
 

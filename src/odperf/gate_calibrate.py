@@ -6,7 +6,7 @@ from the next (``odperf.report.gate_noise``). Each of the N rounds of the calibr
 selection, each a fresh pytest with ``--benchmark-json``, as a team's CI would: two of this checkout's
 HEAD (``head-K-a``, ``head-K-b``: an A/A pair, every failure a false alarm) and one of HEAD with a planted
 regression (``planted-K``, gated against ``head-K-a``): the worker spins ``--planted-delay`` x each
-image's own time inside the timed region (``odperf.ab_calibrate``'s slowdown) and, once warm, holds
+image's own time inside the timed region (``odperf.commands.ab.calibrate``'s slowdown) and, once warm, holds
 ``--planted-memory`` x the model's own memory more (its own peak RSS since the runtime loaded). The runs go
 in the order a, planted, b, so drift over a round falls on both comparisons.
 
@@ -32,9 +32,9 @@ from typing import Iterator
 
 import numpy as np
 
-from odperf import bench
-from odperf.ab import _git
-from odperf.ab_calibrate import TIMED, WORKER
+from odperf.commands import bench
+from odperf.commands.ab import _git
+from odperf.commands.ab.calibrate import TIMED, WORKER
 from odperf.errors import OdperfError, ResultsError
 from odperf.report import gate as gt
 from odperf.report import gate_noise as gn

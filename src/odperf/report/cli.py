@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from odperf.errors import ResultsError
-from odperf.expectations import load as load_expectations
+from odperf.suite.expectations import load as load_expectations
 from odperf.report import compare as cmp
 from odperf.report import gate as gt
 from odperf.report import gate_noise as gn

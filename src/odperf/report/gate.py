@@ -23,7 +23,7 @@ mAP comes from the accuracy records (benchmarks/test_accuracy.py) and from timed
 newer-schema file is an error (exit 2), never a pass: pytest-benchmark writes no JSON at all under xdist.
 
 mAP floors come from an expectations file (``fixtures/expectations.toml``'s format: rules with
-``map_floor``, see ``odperf.expectations``), looked up for the current run's profile, model and batch.
+``map_floor``, see ``odperf.suite.expectations``), looked up for the current run's profile, model and batch.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from odperf.errors import OdperfError, ResultsError
-from odperf.expectations import Expectations, ModelTags
+from odperf.suite.expectations import Expectations, ModelTags
 from odperf.report import gate_noise as gn
 from odperf.report import significance as sig
 from odperf.report.rows import Row, model_maps, rows_of

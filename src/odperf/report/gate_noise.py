@@ -134,7 +134,7 @@ def load(path: str | Path, what: str = "--noise") -> GateNoise:
 
 def shipped() -> GateNoise:
     """The noise measured on the reference machine, shipped with odperf."""
-    from odperf.package_data import shipped as folder
+    from odperf.util.package_data import shipped as folder
 
     return load(folder("fixtures") / SHIPPED_NAME, "the shipped noise file")
 
