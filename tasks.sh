@@ -6,6 +6,7 @@
 #   bash tasks.sh test  [pytest args...]   the library's tests, the CI smoke run of the real suite, and
 #                                          odperf ab of this commit against its merge base (CI gates itself)
 #   bash tasks.sh calibrate-gate N [args] false alarms (A/A) and detections (planted +25%) of odperf ab
+#   bash tasks.sh calibrate-saved-runs N [args]  the same for odperf gate on two saved runs (odperf gate --calibrate)
 #   bash tasks.sh setup                    only create/refresh .venv
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 #   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
@@ -83,6 +84,12 @@ case "$task" in
         # N A/A comparisons and N against a planted slowdown: bash tasks.sh calibrate-gate 10 [ab options]
         exec "$PY" -m odperf.cli ab --calibrate "$@"
         ;;
+    calibrate-saved-runs)
+        setup
+        # N rounds of saved runs (HEAD, HEAD, HEAD + planted +25% time and memory), every pair gated; the noise
+        # of this machine written beside the report: bash tasks.sh calibrate-saved-runs 10 [gate options]
+        exec "$PY" -m odperf.cli gate --calibrate "$@"
+        ;;
     report)
         setup
         runs=(.benchmarks/main.json .benchmarks/main-cpu_400mb.json)
@@ -104,7 +111,7 @@ case "$task" in
         PYTHONPATH="$PWD/src:$PWD/.gpu-wheels/site${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m odperf.gpu_check "$@"
         ;;
     *)
-        echo "usage: bash tasks.sh {bench|test|setup|report|calibrate-gate|gpu-wheels|gpu-check} [args...]" >&2
+        echo "usage: bash tasks.sh {bench|test|setup|report|calibrate-gate|calibrate-saved-runs|gpu-wheels|gpu-check} [args...]" >&2
         exit 2
         ;;
 esac

@@ -10,6 +10,9 @@ PY36="${ODPERF_PY36:-$PYENV_ROOT_DIR/versions/3.6.15/bin/python}"
 if [[ ! -x /usr/sbin/sshd && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq >&2 && apt-get install -y -qq openssh-server >&2
 fi
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"  # two test processes asking at once: one makes the venv, the other waits for it
+flock 9
 if [[ ! -f "$VENV/.ready" ]]; then
     [[ -x "$PY36" ]] || { echo "board stand-in: no Python 3.6 at $PY36 (install 3.6.15 with pyenv or set ODPERF_PY36)" >&2; exit 2; }
     rm -rf "$VENV"

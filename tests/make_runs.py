@@ -181,3 +181,12 @@ def main(out_dir: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / "runs")
+
+
+def noise(time_sd: float | None = 0.01, memory_sd: float | None = 0.01, profile: str = "cpu", runs: int = 50,
+          probe: str = "rss"):
+    """A gate noise of known spreads for every case of ``profile`` (a quiet machine by default); the suite's
+    own cpu runs have probe host_rss, these files rss."""
+    from odperf.report.gate_noise import GateNoise, Spread
+
+    return GateNoise(profile, probe, (Spread("any", 1, time_sd, memory_sd, runs),), "tests", "2024-05-01", "test")

@@ -20,6 +20,8 @@ from odperf.results import load_run
 
 
 Bench = mr.Bench
+QUIET = mr.noise()  # a machine whose processes hardly differ: any change beyond a threshold is significant
+QUIET_CLI = ("--time-noise", "0.01", "--memory-noise", "0.01")
 
 BASE = [
     Bench("ssd", 1, [1.0, 1.0, 1.1, 1.0, 1.0], peak_mb=1000.0, map=0.30, group="low"),
@@ -36,7 +38,7 @@ def _with(changes: dict[tuple[str, int], dict]) -> list[Bench]:
 def gate(tmp_path: Path, current: list[Bench], **config) -> list:
     base = load_run(mr.write_run(tmp_path / "base.json", "cpu", BASE))
     cur = load_run(mr.write_run(tmp_path / "cur.json", "cpu", current))
-    return run_gate(base, cur, GateConfig(**config)).failures
+    return run_gate(base, cur, GateConfig(**{"noise": QUIET, **config})).failures
 
 
 def test_identical_runs_pass(tmp_path: Path):
@@ -93,7 +95,8 @@ def test_fixed_oom_is_not_a_failure_and_profile_change_is_refused(tmp_path: Path
     other = load_run(mr.write_run(tmp_path / "b.json", "v100_sxm2", BASE))
     with pytest.raises(ResultsError, match="use `odperf compare`"):
         run_gate(base, other)
-    assert run_gate(base, other, GateConfig(allow_profile_change=True)).passed
+    on_v100 = replace(QUIET, profile="v100_sxm2", probe="nvml")  # the current run's profile's noise applies
+    assert run_gate(base, other, GateConfig(allow_profile_change=True, noise=on_v100)).passed
     with pytest.raises(ResultsError, match="time-threshold must be >= 0"):
         GateConfig(time_threshold=-0.1)
 
@@ -106,20 +109,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
     base = mr.write_run(tmp_path / "base.json", "cpu", BASE)
-    same = _cli("--baseline", str(base), "--current", str(base))
+    same = _cli("--baseline", str(base), "--current", str(base), *QUIET_CLI)
     assert same.returncode == 0, same.stderr
     lines = same.stdout.strip().splitlines()
-    assert lines[-1].startswith("odperf gate: pass") and all(line.startswith("time: ") for line in lines[:-1])
-    assert len(lines) == 4 and "nas batch 1: ratio 1.000" in same.stdout and "undecided" in same.stdout
+    assert lines[-1].startswith("odperf gate: pass") and lines[-2].startswith("noise: noise of profile cpu")
+    assert sum(line.startswith("time: ") for line in lines) == 3 and len(lines) == 8  # and 3 memory lines
+    assert "nas batch 1: median time per image 30 s -> 30 s (+0.0%" in same.stdout
+    assert "ratio 1.000 (upper 95% bound 1.02" in same.stdout and "+25% ruled out: within the threshold" in same.stdout
 
     slow = mr.write_run(tmp_path / "slow.json", "cpu", _with({("ssd", 8): {"times": [0.6] * 5},
                                                              ("nas", 1): {"peak_mb": 12000.0}}))
-    done = _cli("--baseline", str(base), "--current", str(slow))
+    done = _cli("--baseline", str(base), "--current", str(slow), *QUIET_CLI)
     assert done.returncode == 1
     assert "FAIL time: ssd batch 8" in done.stdout and "FAIL memory: nas batch 1" in done.stdout
     assert "2 failures" in done.stdout
     assert _cli("--baseline", str(base), "--current", str(slow), "--time-threshold", "0.5",
-                "--memory-threshold", "0.5").returncode == 0
+                "--memory-threshold", "0.5", *QUIET_CLI).returncode == 0
 
     (tmp_path / "empty.json").write_text("")
     (tmp_path / "corrupt.json").write_text(base.read_text()[:500])
@@ -131,7 +136,8 @@ def test_cli_gate_exit_codes_and_messages(tmp_path: Path):
         assert name in done.stderr and message in done.stderr and "Traceback" not in done.stderr
 
     helped = subprocess.run([sys.executable, "-m", "odperf.cli", "gate", "--help"], capture_output=True, text=True)
-    assert "default: 0.1" in helped.stdout and "default: 0.01" in helped.stdout
+    assert "default: 0.1" in helped.stdout and "default: 0.01" in helped.stdout and "exit" not in helped.stderr
+    assert "3: undecided" in " ".join(helped.stdout.split()) and "run `odperf ab`" in helped.stdout
     memory_help = " ".join(helped.stdout.rsplit("--memory-threshold FRACTION", 1)[1].split("--map-tolerance")[0].split())
     assert memory_help.startswith("largest allowed growth of the model's own memory")  # what _check_memory compares
 
@@ -170,7 +176,7 @@ def test_accuracy_and_timing_records_of_one_batch_are_gated_each_on_its_own(tmp_
 def gate_runs(tmp_path: Path, base: list[Bench], current: list[Bench], profile: str = "cpu", **config):
     b = load_run(mr.write_run(tmp_path / "b.json", profile, base))
     c = load_run(mr.write_run(tmp_path / "c.json", profile, current))
-    return run_gate(b, c, GateConfig(**config))
+    return run_gate(b, c, GateConfig(**{"noise": QUIET, **config}))
 
 
 # --- a gate that compared nothing never passes ----------------------------------------------------------
@@ -260,7 +266,13 @@ def test_two_devices_of_one_run_are_gated_apart(tmp_path: Path):
 
     (tmp_path / "b.json").write_text(json.dumps(two_devices([1.0] * 3)))
     (tmp_path / "c.json").write_text(json.dumps(two_devices([1.5] * 3)))
-    result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"))
+    noise = replace(QUIET, profile="gpu_x")  # the gpu's noise: none known for this cpu
+    result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"), GateConfig(noise=noise))
+    assert result.checked == 2 and not result.failures and result.exit_code == 3
+    assert result.undecided[0].startswith("UNDECIDED time: m on cpu batch 1: median time per image 1 s -> 1.5 s")
+    assert ("no between-process noise known for it (give --noise from `odperf gate --calibrate N` on this machine): "
+            "undecided: run `odperf ab`") in result.undecided[0]
+    result = run_gate(load_run(tmp_path / "b.json"), load_run(tmp_path / "c.json"), GateConfig(noise=QUIET))
     assert result.checked == 2 and result.compared.times == {"median": 2}
     assert [(f.kind, f.model) for f in result.failures] == [("time", "m on cpu")]
 

@@ -59,7 +59,7 @@ def test_compare_and_gate_on_real_runs(tmp_path: Path):
     out = odperf("compare", str(CPU), str(SMALL))
     assert out.returncode == 0, out.stderr
     assert "faster_rcnn_fpn" in out.stdout and "oom" in out.stdout.lower()
-    same = odperf("gate", "--baseline", str(CPU), "--current", str(CPU))
+    same = odperf("gate", "--baseline", str(CPU), "--current", str(CPU), "--time-noise", "0.05", "--memory-noise", "0.05")
     assert same.returncode == 0, same.stdout + same.stderr
     missing = odperf("gate", "--baseline", str(CPU), "--current", str(tmp_path / "none.json"))
     assert missing.returncode == 2 and "xdist" in missing.stderr

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from odperf.commands import ab
 from odperf.commands import bench
+from odperf.commands import gate
 from odperf.commands import validate
 from odperf.datasets import cli as datasets_cli
 from odperf.errors import OdperfError
@@ -20,7 +21,7 @@ from odperf.measure import cli as measure_cli
 from odperf.report import cli as report_cli
 from odperf.zoo import cli as zoo_cli
 
-COMMAND_MODULES = (bench, ab, zoo_cli, datasets_cli, measure_cli, report_cli, validate)
+COMMAND_MODULES = (bench, ab, zoo_cli, datasets_cli, measure_cli, report_cli, gate, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,15 @@
 """The CI regression gate: a current run against a baseline run of the same device profile.
 
 It fails (one readable reason per failure) on:
-- time: the median time per image grew by more than ``time_threshold`` (default 0.10 = +10 %) AND the growth
-  is significant over every round of both runs (``odperf.report.significance``: Mann-Whitney U and a
-  bootstrap interval of the ratio of medians); each comparison is printed with its ratio, interval and
-  verdict. Rounds too few to decide are said so, and fail when the ratio is above the threshold. Files
-  without rounds (written with neither --benchmark-json nor --benchmark-save-data) are compared as two
-  figures, and the line says so. ``mean`` may be gated too, as a plain ratio;
-- memory: the model's own memory (peak minus the runtime's memory before the model loaded) grew by more
-  than ``memory_threshold`` (default 0.10); the whole peak where either run lacks the model's figure (older
-  files), saying so; or the current run lost the figure the baseline had. Given one ratio per interleaved
-  pair (``odperf ab``), the growth must also be significant over the pairs, as time's is;
+- time: the median time per image grew by more than ``time_threshold`` (default +10 %) AND significantly:
+  over the pairs where given one ratio per interleaved pair (``odperf ab``, ``significance``), else against
+  the noise between processes (``gate_noise``: a saved run is one process, whose rounds are not
+  independent samples). Two single runs that cannot tell are ``undecided: run `odperf ab``` (exit 3):
+  grown beyond the threshold but not significantly, or within it but with ``detect`` (+25 %) not ruled
+  out. ``mean`` may be gated too, as a plain ratio;
+- memory: the model's own memory (peak minus the runtime's before the model loaded; the whole peak where a
+  run lacks it, saying so) grew beyond ``memory_threshold`` (default +10 %), tested as time is, or the
+  current run lost the figure. The single-run tests share ``noise_alpha`` (Bonferroni over the figures);
 - map: a model's mAP fell below the baseline (exactly, when both runs used the same runtime and version:
   the embedded models score deterministically; by more than ``map_tolerance``, default 0.01 absolute COCO
   AP, across versions), or below its floor from a floors file, or disappeared;
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from odperf.errors import OdperfError, ResultsError
 from odperf.suite.expectations import Expectations, ModelTags
+from odperf.report import gate_noise as gn
 from odperf.report import significance as sig
 from odperf.report.rows import Row, model_maps, rows_of
 from odperf.results import FAILED_OUTCOMES, SavedRun
@@ -44,6 +44,8 @@ DEFAULT_MAP_TOLERANCE = 0.01
 # interleaved pairs: it spreads more than a median of rounds, so it must be stronger to count
 DEFAULT_SLOT_ALPHA = 0.01
 DEFAULT_TIME_METRICS = ("median",)
+DEFAULT_NOISE_ALPHA = 0.05  # per gate, over every figure tested against the between-process noise
+EXIT_UNDECIDED = 3
 
 
 @dataclass
@@ -63,6 +65,12 @@ class GateConfig:
     # significant at ``memory_alpha``; a peak sampled every 10 ms moves by several percent from run to run
     memory_pair_ratios: dict[tuple[str, str, int], list[float]] | None = None
     memory_alpha: float = DEFAULT_SLOT_ALPHA
+    # two saved runs, one process each: the between-process noise (None: the shipped one) and the chance
+    # that the gate cries wolf, shared by every figure it tests against that noise
+    noise: gn.GateNoise | None = None
+    noise_alpha: float = DEFAULT_NOISE_ALPHA
+    noise_alpha_each: float = DEFAULT_NOISE_ALPHA  # set by run_gate: noise_alpha / figures tested
+    detect: float = gn.DEFAULT_DETECT  # a figure passes only when a growth this large is ruled out
 
     def __post_init__(self) -> None:
         for name in ("time_threshold", "memory_threshold", "map_tolerance"):
@@ -112,22 +120,39 @@ class GateResult:
     notes: list[str]
     compared: Compared = field(default_factory=Compared)
     times: list[str] = field(default_factory=list)  # one line per tested comparison: ratio, interval, verdict
+    undecided: list[str] = field(default_factory=list)  # figures the noise between processes leaves open
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        """No failure and nothing undecided: an undecided figure never passes silently."""
+        return not self.failures and not self.undecided
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else EXIT_UNDECIDED if self.undecided else 0
+
+    def _tested(self) -> str:
+        c = self.config
+        if c.pair_ratios is not None:
+            return f"over the pairs, p < {c.alpha:g}, memory p < {c.memory_alpha:g}"
+        return (f"against the noise between processes, p < {c.noise_alpha:g} per gate; a pass rules out "
+                f"+{c.detect:.0%}")
 
     def summary(self) -> str:
         c = self.config
-        rules = (f"time {'/'.join(c.time_metrics)} <= +{c.time_threshold:.0%} or not significant (p >= {c.alpha:g}), "
-                 f"model's own memory <= +{c.memory_threshold:.0%}, mAP >= baseline (exact on one runtime version, "
+        rules = (f"time {'/'.join(c.time_metrics)} and the model's own memory fail beyond +{c.time_threshold:.0%} "
+                 f"and +{c.memory_threshold:.0%} when significant ({self._tested()}), mAP >= baseline (exact on one runtime version, "
                  f"else - {c.map_tolerance:g})" + (f" and the floors of {c.floors.source}" if c.floors else "")
                  + (", outcomes and mAP unchanged" if c.strict else ""))
         head = (f"{self.current.label} against {self.baseline.label}: {self.checked} measurements checked, "
                 f"compared {self.compared.text()} ({rules})")
         if self.passed:
             return f"odperf gate: pass: {head}"
-        return f"odperf gate: FAIL ({len(self.failures)} failures): {head}"
+        if not self.failures:
+            return (f"odperf gate: UNDECIDED ({len(self.undecided)} figures within the noise between processes, "
+                    f"which one run per side cannot tell from a regression: run `odperf ab`): {head}")
+        more = f", {len(self.undecided)} undecided" if self.undecided else ""
+        return f"odperf gate: FAIL ({len(self.failures)} failures{more}): {head}"
 
 
 Key = tuple[str, str, int]  # (device profile, model, batch size)
@@ -149,12 +174,20 @@ def run_gate(baseline: SavedRun, current: SavedRun, config: GateConfig | None = 
     failures: list[Failure] = []
     notes: list[str] = []
     times: list[str] = []
+    undecided: list[str] = []
     compared = Compared(times={m: 0 for m in cfg.time_metrics})
+    both = sum(1 for k in base if base[k].ok and cur.get(k) is not None and cur[k].ok)
+    tests = both * (("median" in cfg.time_metrics) + 1)  # median time and memory of each case run ok in both
+    noise = cfg.noise if cfg.noise is not None else gn.shipped()
+    cfg = replace(cfg, noise=noise, noise_alpha_each=cfg.noise_alpha / max(tests, 1))
+    floors = (gn.runtime_floor_mb(baseline), gn.runtime_floor_mb(current))
     for key in sorted(set(base) | set(cur)):
-        failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile, times)
+        failures += _check_pair(key, base.get(key), cur.get(key), cfg, notes, compared, current.profile, times,
+                                (undecided, floors))
     accuracy = _check_accuracy(list(base.values()), list(cur.values()), cfg, baseline, current, compared)
     failures += _nothing_compared(base, cur, cfg, compared) + accuracy  # after: it asks what mAPs were compared
-    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared, times)
+    return GateResult(baseline, current, cfg, len(set(base) | set(cur)), failures, notes, compared, times,
+                      undecided)
 
 
 def _timed(row: Row | None) -> Row | None:
@@ -163,7 +196,8 @@ def _timed(row: Row | None) -> Row | None:
 
 
 def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: list[str],
-                compared: Compared, main_profile: str, times: list[str]) -> list[Failure]:
+                compared: Compared, main_profile: str, times: list[str],
+                single: tuple[list[str], tuple] = ([], (None, None))) -> list[Failure]:
     profile, model, batch = key
     model = model if profile == main_profile else f"{model} on {profile}"  # another device of the run
     fail = lambda kind, msg: [Failure(kind, model, batch, msg)]  # noqa: E731
@@ -200,28 +234,33 @@ def _check_pair(key: Key, b: Row | None, c: Row | None, cfg: GateConfig, notes: 
         change = f"{metric} time per image {bt:.4g} s -> {ct:.4g} s ({ct / bt - 1:+.1%}, threshold " \
                  f"+{cfg.time_threshold:.0%})"
         pairs = (cfg.pair_ratios or {}).get(key)
-        if metric == "median" and (pairs or (b.rounds and c.rounds)):
-            verdict = (sig.compare_pairs(pairs, cfg.time_threshold, cfg.alpha) if pairs
-                       else sig.compare_rounds(b.rounds, c.rounds, cfg.time_threshold, cfg.alpha))
+        if metric == "median" and pairs:
+            verdict = sig.compare_pairs(pairs, cfg.time_threshold, cfg.alpha)
             times.append(f"time: {model} batch {batch}: {verdict.text()}")
             if verdict.regression:
                 out += fail("time", f"{change}: significant, {verdict.text()}")
             elif verdict.verdict == sig.UNDECIDED and ct > bt * (1 + cfg.time_threshold):
-                out += fail("time", f"{change}: {verdict.text()}; "
-                                            + ("run more pairs (--pairs)" if pairs else "time more rounds (--odperf-images)"))
+                out += fail("time", f"{change}: {verdict.text()}; run more pairs (--pairs)")
             continue
-        if metric == "median":
-            times.append(f"time: {model} batch {batch}: ratio {ct / bt:.3f}, no rounds saved in "
-                         f"{'the baseline' if not b.rounds else 'the current run'}: not tested for significance")
+        if metric == "median":  # one process per side: against the noise between processes
+            judged = gn.time_change(cfg.noise, key, b, c, cfg.time_threshold, cfg.noise_alpha_each, cfg.detect)
+            line = f"{model} batch {batch}: {change}: {judged.text()}"
+            times.append(f"time: {line}")
+            if judged.regression:
+                out += fail("time", f"{change}: significant, {judged.text()}")
+            elif judged.verdict == gn.UNDECIDED:
+                single[0].append(f"UNDECIDED time: {line}")
+            continue
         if ct > bt * (1 + cfg.time_threshold):
             out += fail("time", change)
     pairs = (cfg.memory_pair_ratios or {}).get(key)
-    return out + _check_memory(model, batch, b, c, cfg, notes, compared, pairs, times)
+    return out + _check_memory(model, batch, b, c, cfg, notes, compared, pairs, times, single)
 
 
 def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes: list[str],
                   compared: Compared, pairs: list[float] | None = None,
-                  times: list[str] | None = None) -> list[Failure]:
+                  times: list[str] | None = None,
+                  single: tuple[list[str], tuple] = ([], (None, None))) -> list[Failure]:
     """The model's own memory where both runs have it, else the whole peak (runtime included); with
     ``pairs`` (one ratio of the model's own memory per interleaved pair) the growth must be significant."""
     own = b.model_mb is not None and c.model_mb is not None
@@ -247,8 +286,16 @@ def _check_memory(model: str, batch: int, b: Row, c: Row, cfg: GateConfig, notes
                 return [Failure("memory", model, batch, f"{change}: significant, {verdict.text()}")]
             if verdict.verdict == sig.UNDECIDED and verdict.ratio > 1 + cfg.memory_threshold:
                 return [Failure("memory", model, batch, f"{change}: {verdict.text()}; run more pairs (--pairs)")]
-        elif now > was * (1 + cfg.memory_threshold):
-            return [Failure("memory", model, batch, change)]
+        else:  # one process per side: against the noise between processes and the runs' own floor
+            judged = gn.memory_change(cfg.noise, (b.profile, b.model, batch), c.probe, was, now, single[1],
+                                      cfg.memory_threshold, cfg.noise_alpha_each, cfg.detect)
+            line = f"{model} batch {batch}: {change}: {judged.text()}"
+            if times is not None:
+                times.append(f"memory: {line}")
+            if judged.regression:
+                return [Failure("memory", model, batch, f"{change}: significant, {judged.text()}")]
+            if judged.verdict == gn.UNDECIDED:
+                single[0].append(f"UNDECIDED memory: {line}")
     return []
 
 
