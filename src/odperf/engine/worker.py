@@ -34,6 +34,7 @@ class Worker:
         self.detections = None
         self.kept: list[tuple[int, list[Any]]] = []  # raw outputs of the timed images, for accuracy
         self.buffer = None  # one batch buffer for every image: no image pays for fresh pages
+        self.device_s: float | None = None  # the last image's device time (the detector's own; None: CPU)
 
     # --- deployment ---------------------------------------------------------------------------------
     def deploy(self) -> dict[str, Any]:
@@ -112,6 +113,7 @@ class Worker:
             seconds = time.perf_counter() - t0
         finally:
             gc.enable()
+        self.device_s = detector.take_device_seconds()
         self.prepared.pop(index, None)
         return seconds, outputs
 
@@ -145,7 +147,7 @@ class Worker:
                 index = int(msg["index"])
                 seconds, outputs = self.time_image(index)
                 self.timed.append(index)
-                self.channel.send({"event": "ran", "index": index, "seconds": seconds})
+                self.channel.send({"event": "ran", "index": index, "seconds": seconds, "device_seconds": self.device_s})
                 self.keep(index, outputs)
                 del outputs
                 self._prefetch(index + 1)

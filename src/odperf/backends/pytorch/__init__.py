@@ -156,8 +156,9 @@ class TorchBackend:
             model = model.eval().to(self.device)
         from odperf.backends.pytorch.convert import make_run
 
-        return Loaded(run=make_run(model, self.device, label_map=label_map, stacked=stacked), format=fmt,
-                      source=artifact, declared_batch=declared, untrained=untrained)
+        run = make_run(model, self.device, label_map=label_map, stacked=stacked)
+        return Loaded(run=run, format=fmt, source=artifact, declared_batch=declared, untrained=untrained,
+                      device_clock=run.device_clock)  # type: ignore[attr-defined]
 
     def allocator_stats(self) -> dict[str, float] | None:
         import torch
