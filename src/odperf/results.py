@@ -87,7 +87,8 @@ class RunRecord:
     harness_efficiency: float | None = None  # bare in-process loop time / harness-timed time
     protocol_overhead_s: float | None = None  # median per image of harness-timed minus worker-timed
     # GPU runs: the device's own time per image (CUDA events around the model calls: mean, median, min,
-    # max) and the host's share of the worker-timed time; None where the device was not timed (CPU)
+    # max; wall_mean: the worker-timed mean of the same images) and the host's share of the worker-timed
+    # time; None where the device was not timed (CPU)
     device_time_per_image_s: dict[str, float] | None = None
     host_share: float | None = None
     # GPU runs: clocks, power, temperature (min/median/max), clock-event reasons seen (share of samples),

@@ -100,14 +100,15 @@ class Measurement:
         return float(np.median(pairs)) if pairs else None
 
     def device_split(self) -> tuple[dict[str, float], float] | None:
-        """(device seconds per image: mean, median, min, max; the host's share of the worker-timed time),
+        """(device seconds per image: mean, median, min, max, and the worker-timed mean of the same images;
+        the host's share of the worker-timed time),
         or None where the device was not timed (CPU runs: nothing, not zero)."""
         if not self.device_times_s or len(self.device_times_s) != len(self.worker_times_s):
             return None
         dev = np.asarray(self.device_times_s, dtype=np.float64)
         wall = float(np.sum(self.worker_times_s))
         spread = {"mean": float(dev.mean()), "median": float(np.median(dev)), "min": float(dev.min()),
-                  "max": float(dev.max())}
+                  "max": float(dev.max()), "wall_mean": wall / len(dev)}  # wall: worker-timed, same images
         return spread, (max(1.0 - float(dev.sum()) / wall, 0.0) if wall > 0 else 0.0)
 
     def efficiency_against(self, harness_mean_s: float | None) -> float | None:
