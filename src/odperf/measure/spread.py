@@ -164,8 +164,9 @@ def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]
     """Every worker of the study, in order; a failed worker is kept with its outcome (never dropped)."""
     from odperf.engine import MeasureRequest, measure
 
+    # No bare loop: the study compares worker-timed images, and the device time it has is better spent on workers.
     common: dict[str, Any] = dict(model=config.model, backend=config.backend, device=config.device,
-                                  batch_size=config.batch_size, images=config.images,
+                                  batch_size=config.batch_size, images=config.images, bare_loop=False,
                                   dataset_root=config.dataset, **config.request)
     if config.dataset:
         common.setdefault("dataset_split", "val2017")
@@ -235,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OdperfError as exc:
         print(f"spread study: {exc}", file=sys.stderr)
         return 2
+    from odperf.measure import spread_analysis  # noqa: F401  (scipy: missing, it stops here, not after the workers)
+
     device_name = "CPU"
     if config.device != "cpu":
         from odperf.gpu_check import no_gpu_reason
