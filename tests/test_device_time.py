@@ -45,6 +45,18 @@ def test_clock_sums_the_calls_since_the_last_take_and_has_nothing_without_calls(
     assert clock.take() == pytest.approx(0.0055)
 
 
+def test_a_stream_that_never_takes_keeps_few_events_and_loses_no_time(monkeypatch):
+    from odperf.backends.pytorch import device_time
+
+    monkeypatch.setattr(device_time, "MAX_PENDING", 4)
+    stamps = [float(x) for k in range(10) for x in (10 * k, 10 * k + 2)]  # ten calls of 2 ms each
+    clock = CudaEventClock(lambda: ScriptedEvent(stamps))
+    for _ in range(10):
+        clock.end(clock.begin())
+        assert len(clock._pending) <= 4
+    assert clock.take() == pytest.approx(0.020) and clock.take() is None
+
+
 def tiny_model() -> torch.nn.Module:
     class Boxes(torch.nn.Module):
         def forward(self, images):

@@ -95,6 +95,9 @@ def test_the_analysis_finds_what_moves_with_the_time():
                                           "over_baseline": pytest.approx(0.11 / 0.135), "max_over_min": None}
     assert a["workers_with_clock_events"] == {"sw_power_cap": 3}
     assert a["failed"] == ["worker 5 threads_4: crash: crash: signal 11"]
+    assert a["missing_gpu_figures"] == []
+    workers[0]["device_mean_s"] = None  # a GPU worker whose device time never came back
+    assert analyse(workers)["missing_gpu_figures"] == ["worker 0: no device time"]
     assert spread_of([0.1]) is None
 
 

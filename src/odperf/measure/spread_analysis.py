@@ -123,6 +123,11 @@ def analyse(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "workers_with_clock_events": reasons,  # reason -> workers it held the clocks in (gpu_idle aside)
         "failed": [f"worker {w['worker']} {w['variant']}: {w['outcome']}: {w.get('error')}"
                    for w in workers if w["outcome"] != "ok"],
+        # a GPU worker (NVML saw its card) that ran but lacks what every GPU record must carry
+        "missing_gpu_figures": [f"worker {w['worker']}: " + ", ".join(
+            name for name, key in (("no clocks", "sm_clock_mhz"), ("no device time", "device_mean_s")) if w.get(key) is None)
+            for w in ok if w.get("card_before") is not None
+            and (w.get("sm_clock_mhz") is None or w.get("device_mean_s") is None)],
     }
 
 
@@ -186,4 +191,7 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
                   f"{k} in {n}" for k, n in analysis["workers_with_clock_events"].items()) or "none")]
     if analysis["failed"]:
         lines += ["", "## Failed workers", "", *(f"- {f}" for f in analysis["failed"])]
+    if analysis["missing_gpu_figures"]:
+        lines += ["", "## PROBLEM: GPU workers without the GPU's figures", "",
+                  *(f"- {f}" for f in analysis["missing_gpu_figures"])]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+MAX_PENDING = 256
+"""Event pairs held before the older ones are folded into a sum: a camera image makes at most one pair per
+tile (64), and is taken after each image; a stream, which calls the detector without taking, stays bounded."""
+
 
 class CudaEventClock:
     """Sums the GPU time of the model calls since the last ``take``. ``make_event`` builds a timing event
@@ -26,6 +30,8 @@ class CudaEventClock:
 
         self._make = make_event
         self._pending: list[tuple[Any, Any]] = []
+        self._folded_ms = 0.0
+        self._folded = 0
 
     def begin(self) -> Any:
         """Record a start event on the current stream; give it back to ``end`` after the call."""
@@ -36,15 +42,24 @@ class CudaEventClock:
     def end(self, started: Any) -> None:
         event = self._make()
         event.record()
+        if len(self._pending) >= MAX_PENDING:  # done long ago: their detections reached the host
+            self._folded_ms += self._sum(self._pending)
+            self._folded += len(self._pending)
+            self._pending = []
         self._pending.append((started, event))
+
+    @staticmethod
+    def _sum(pairs: list[tuple[Any, Any]]) -> float:
+        total = 0.0
+        for started, ended in pairs:
+            ended.synchronize()
+            total += started.elapsed_time(ended)
+        return total
 
     def take(self) -> float | None:
         """Seconds the GPU spent on the calls since the last take, or None when there were none."""
         pending, self._pending = self._pending, []
-        if not pending:
+        folded, self._folded_ms, calls, self._folded = self._folded_ms, 0.0, self._folded, 0
+        if not pending and not calls:
             return None
-        total_ms = 0.0
-        for started, ended in pending:
-            ended.synchronize()
-            total_ms += started.elapsed_time(ended)
-        return total_ms / 1000.0
+        return (folded + self._sum(pending)) / 1000.0
