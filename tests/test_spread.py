@@ -124,5 +124,6 @@ def test_a_cpu_study_runs_fresh_workers_with_each_variants_setting_and_writes_it
     assert saved["analysis"]["baseline"]["n"] == 2 and saved["device_name"] == "CPU"
     text = md.read_text()
     assert "on CPU (cpu)" in text and "| threads_1 | host threads | 1 (1) |" in text
+    assert "| none |" not in text  # no clock-event reasons on a CPU: unknown, not "none"
     with pytest.raises(OdperfError):
         parse_config(["--out", "x", "--variants", "nope"])

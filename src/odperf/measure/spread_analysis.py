@@ -153,6 +153,7 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
             str(w["worker"]), w["variant"], w["outcome"], _f(w.get("mean_s")), _f(w.get("device_mean_s")),
             _f(w.get("host_share"), ".0%"), "/".join(_f(sm.get(k), ".0f") for k in ("min", "median", "max")),
             _f(_median_of(w.get("power_w")), ".0f"), _f((w.get("temperature_c") or {}).get("max"), ".0f"),
+            "-" if w.get("clock_event_reasons") is None else
             ", ".join(f"{k} {v:.0%}" for k, v in events.items()) or "none",
             _f(w.get("allocator_reserved_peak_mb"), ".0f"), _f(rs.get("threads")), _f(rs.get("cpu_affinity")),
             _f((w.get("card_before") or {}).get("processes"))]) + " |")
