@@ -11,7 +11,7 @@ from odperf.backends.pytorch.convert import make_run
 from odperf.backends.pytorch.device_time import CudaEventClock
 from odperf.engine.measurement import Measurement
 from odperf.engine.request import MeasureRequest
-from odperf.zoo.detector import Detections, Detector
+from odperf.backends.contract import Detections, Detector
 
 
 class ScriptedEvent:

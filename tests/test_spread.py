@@ -43,7 +43,7 @@ def test_a_bad_argument_is_one_line_and_nothing_is_written(tmp_path: Path, capsy
 
 def test_without_a_gpu_the_command_measures_and_writes_nothing(tmp_path: Path):
     out = tmp_path / "reports" / "gpu-none" / "spread"
-    done = subprocess.run([sys.executable, "-m", "odperf.gpu_check", "spread", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "odperf.commands.gpu_check", "spread", "--out", str(out)],
                           capture_output=True, text=True, env=tm.child_env(), timeout=300)
     assert done.returncode == 2 and "spread study: no GPU here" in done.stderr, done.stderr
     assert "Nothing was measured or written" in done.stderr and not out.exists()
@@ -118,7 +118,7 @@ def test_a_cpu_study_runs_fresh_workers_with_each_variants_setting_and_writes_it
     assert workers[0]["runtime_settings"]["threads"] == workers[2]["runtime_settings"]["threads"]
     assert all(w["device_mean_s"] is None and w["sm_clock_mhz"] is None for w in workers)  # a CPU: nothing
     assert all(w["card_before"] is None and len(w["times_s"]) == 3 for w in workers)
-    md = write_study(tmp_path / "out", config, workers, "python -m odperf.gpu_check spread --device cpu", "CPU", 1.0)
+    md = write_study(tmp_path / "out", config, workers, "python -m odperf.commands.gpu_check spread --device cpu", "CPU", 1.0)
     saved = json.loads((tmp_path / "out" / "spread.json").read_text())
     assert [w["pid"] for w in saved["workers"]] == [w["pid"] for w in workers]
     assert saved["analysis"]["baseline"]["n"] == 2 and saved["device_name"] == "CPU"

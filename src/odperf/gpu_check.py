@@ -1,6 +1,6 @@
 """The GPU check: proves odperf's GPU path on a real NVIDIA GPU in a few minutes, as one command.
 
-    python -m odperf.gpu_check --out reports/gpu-<profile>
+    python -m odperf.commands.gpu_check --out reports/gpu-<profile>
 
 It runs through PyTorch (no TensorFlow needed) and shows, with real figures:
 1. memory: a child process allocates a known block (2 GiB) through torch while the parent samples it
@@ -18,7 +18,7 @@ It runs through PyTorch (no TensorFlow needed) and shows, with real figures:
 It writes ``gpu_check.md`` (the figures and the command) next to the sweep's JSON and report. Exit
 status: 0 all consistent, 1 a figure disagrees, 2 no GPU here (nothing was checked: never a pass).
 
-    python -m odperf.gpu_check spread --out reports/gpu-<profile>/spread
+    python -m odperf.commands.gpu_check spread --out reports/gpu-<profile>/spread
 
 runs the spread study instead (``odperf.measure.spread``): many fresh workers of one case, with variants
 that each test one cause of the spread between processes.
@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odperf.bench import child_env
-from odperf.package_data import suite_dir
+from odperf.commands.bench import child_env
+from odperf.util.package_data import benchmarks_dir
 
 GIB = 1 << 30
 TOLERANCE = 0.05
@@ -186,7 +186,7 @@ def sweep(device: str, out: Path, images: int) -> Finding:
     """The real suite over batch sizes 1..64 on the GPU, then odperf's report of its JSON."""
     found = Finding("Batch sweep 1..64 through the suite and the report")
     json_path = out / "gpu.json"
-    cmd = [sys.executable, "-m", "pytest", str(suite_dir() / "test_inference.py"), "-p", "odperf.pytest_plugin",
+    cmd = [sys.executable, "-m", "pytest", str(benchmarks_dir() / "test_inference.py"), "-p", "odperf.pytest_plugin",
            "-p", "no:xdist", "-p", "no:cacheprovider",
            "-q", f"--odperf-models={TRAINED_MODEL},{FULL_SIZE_MODEL}", f"--odperf-devices={device}",
            f"--odperf-images={images}", "--odperf-accuracy", f"--benchmark-json={json_path}"]
@@ -223,7 +223,7 @@ tail_latency_s = {deadline}
 def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline_s: float = STREAM_DEADLINE_S,
            prefetch_modes: tuple[bool, ...] = (False, True)) -> Finding:
     """The streaming pass of the trained detector on the GPU, prefetch off then on, and the report of both."""
-    from odperf.package_data import fixtures_dir
+    from odperf.util.package_data import fixtures_dir
     from odperf.results import load_run
 
     found = Finding(f"Streams: {TRAINED_MODEL} at batch {STREAM_BATCH} through MLPerf LoadGen ({budget} budget), "
@@ -236,7 +236,7 @@ def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline
     for prefetch in prefetch_modes:
         name = "stream-prefetch" if prefetch else "stream"
         json_path = out / f"{name}.json"
-        cmd = [sys.executable, "-m", "pytest", str(suite_dir() / "test_stream.py"), "-p", "odperf.pytest_plugin",
+        cmd = [sys.executable, "-m", "pytest", str(benchmarks_dir() / "test_stream.py"), "-p", "odperf.pytest_plugin",
                "-p", "no:xdist", "-p", "no:cacheprovider", "-q", f"--odperf-models={TRAINED_MODEL}",
                f"--odperf-devices={device}", f"--odperf-batch-sizes={STREAM_BATCH}",
                f"--odperf-stream-budget={budget}", f"--odperf-expectations={fixtures_dir() / 'expectations.toml'}",
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         from odperf.measure.spread import main as spread_main
 
         return spread_main(given[1:])
-    parser = argparse.ArgumentParser(prog="python -m odperf.gpu_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m odperf.commands.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", default="gpu:0", help="gpu:N, the N-th GPU odperf was given (default gpu:0)")
     parser.add_argument("--out", default="reports/gpu-check", help="folder for gpu_check.md, the JSON and the report")
     parser.add_argument("--alloc-gib", type=float, default=2.0, help="size of the known allocation")
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         findings.append(stream(args.gpu, gpu.name, out))
     problems = [p for f in findings for p in f.problems]
     head = (f"# GPU check on {gpu.display_name} ({gpu.name}, {gpu.memory_mb:.0f} MB, driver {gpu.driver}, "
-            f"CUDA {gpu.cuda})\n\nCommand: `python -m odperf.gpu_check {' '.join(argv if argv is not None else sys.argv[1:])}`"
+            f"CUDA {gpu.cuda})\n\nCommand: `python -m odperf.commands.gpu_check {' '.join(argv if argv is not None else sys.argv[1:])}`"
             f"; {time.monotonic() - t0:.0f} s; verdict: {'PROBLEMS' if problems else 'all figures consistent'}\n\n")
     (out / "gpu_check.md").write_text(head + "\n".join(f.markdown() for f in findings), encoding="utf-8")
     print((out / "gpu_check.md").read_text(encoding="utf-8"))

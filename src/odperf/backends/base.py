@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from odperf.zoo.detector import Detections
+from odperf.backends.contract import Detections
 
 RunFn = Callable[[Any], Detections]
 

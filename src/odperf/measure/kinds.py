@@ -33,7 +33,7 @@ from odperf.measure.devices import (
 from odperf.measure.gpu_state import GpuStateReader
 from odperf.measure.probes import MB, NvmlDeviceProbe, NvmlProcessProbe, Probe, RssProbe, jetson_probe
 from odperf.measure.visible_gpus import parent_handle, select_gpu, visible_gpus, worker_entry
-from odperf.names import slug
+from odperf.util.names import slug
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 

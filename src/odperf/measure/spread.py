@@ -198,7 +198,7 @@ def write_study(out: Path, config: StudyConfig, workers: list[dict[str, Any]], c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m odperf.gpu_check spread",
+    parser = argparse.ArgumentParser(prog="python -m odperf.commands.gpu_check spread",
                                      description="Why fresh worker processes differ: the spread study.")
     parser.add_argument("--out", required=True, help="folder for spread.json and spread.md (reports/gpu-<name>/spread)")
     parser.add_argument("--device", default="gpu:0", help="gpu:N (default gpu:0); cpu runs a CPU study")
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device_name = "CPU"
     if config.device != "cpu":
-        from odperf.gpu_check import no_gpu_reason
+        from odperf.commands.gpu_check import no_gpu_reason
 
         reason = no_gpu_reason()
         if reason is not None:
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     workers = run_study(config, on_worker=lambda w: print(
         f"worker {w['worker']} {w['variant']}: {w['outcome']} mean {w['mean_s']} s/img", flush=True))
-    path = write_study(out, config, workers, "python -m odperf.gpu_check spread " + " ".join(argv), device_name,
+    path = write_study(out, config, workers, "python -m odperf.commands.gpu_check spread " + " ".join(argv), device_name,
                        time.monotonic() - t0)
     print(path.read_text(encoding="utf-8"))
     return 0 if all(w["outcome"] == "ok" for w in workers) else 1

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections, Detector
+from odperf.backends.contract import Detections, Detector
 from odperf.zoo.registry import ModelSpec, get, looks_like_path, path_model_name, require_local
 
 BATCH_POLICIES = ("tile_by_tile", "refuse")

@@ -22,7 +22,7 @@ from torch import nn  # noqa: E402
 
 from odperf.backends.pytorch.device_time import CudaEventClock
 from odperf.errors import ModelError
-from odperf.zoo.detector import Detections, RunFn
+from odperf.backends.contract import Detections, RunFn
 
 MAX_DETECTIONS = 100
 
