@@ -11,6 +11,7 @@
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 #   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
 #   bash tasks.sh gpu-check [args...]      on a GPU machine with PyTorch (no venv, no TensorFlow): the GPU check
+#   bash tasks.sh gpu-check spread --out reports/gpu-NAME/spread    ... the spread study (fresh workers, variants)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv

@@ -56,6 +56,7 @@ class Bench:
     model_mb: float | None = None  # the model's own memory (peak minus the runtime's)
     runtime: tuple[str, str] | None = None  # (backend, version) that ran it
     emulated: dict[str, Any] | None = None  # the record's emulation (profile, memory_limit_mb, how)
+    extra: dict[str, Any] = field(default_factory=dict)  # any other RunRecord fields (gpu_state, ...)
 
 
 def record(profile: str, b: Bench, device_name: str) -> RunRecord:
@@ -76,6 +77,7 @@ def record(profile: str, b: Bench, device_name: str) -> RunRecord:
         map=b.map, error="OOM when allocating tensor with shape[...]" if b.outcome == "oom" else None,
         kind=b.kind,
         accuracy={"AP": b.map, "repairs": dict(b.repairs or {})} if b.map is not None else None,
+        **b.extra,
     )
 
 

@@ -4,7 +4,8 @@ It answers like the real module (nvidia-ml-py) for the calls odperf makes, from 
 the same function names, the real module's own exception classes (``NVMLError_NotFound``...), ``str``
 names and UUIDs (older bindings returned ``bytes``: ``returns_bytes=True``), a ctypes ``c_uint`` from
 ``nvmlDeviceIsMigDeviceHandle``. Anything else raises AttributeError, so a new NVML call in odperf fails
-loudly here instead of passing.
+loudly here instead of passing. ``missing`` names calls an older binding lacks (AttributeError, as from
+the real module); ``driver_lacks`` names calls the binding has but the driver does not (FunctionNotFound).
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ class FakeGpu:
     uuid: str = ""  # default: derived from the GPU's NVML index
     migs: dict[int, FakeMig] = field(default_factory=dict)  # slot -> instance; any instance: MIG on
     mig_capable: bool = False  # A100/H100-class: NVML answers MIG queries (else NotSupported)
+    # what the card is doing (None: NotSupported on this card), and its settings
+    sm_clock_mhz: int | None = 1980
+    memory_clock_mhz: int | None = 2619
+    power_mw: int | None = 120_000
+    temperature_c: int | None = 40
+    reasons: int | None = 0  # clock-event reasons bit mask
+    applications_clocks_mhz: tuple[int, int] | None = (1980, 2619)  # (SM, memory)
+    max_clocks_mhz: tuple[int, int] = (1980, 2619)
+    persistence: int | None = 1
+    power_limit_mw: int | None = 700_000
+
+
+REASON_CONSTANTS = [n for n in dir(pynvml) if n.startswith(("nvmlClocksEventReason", "nvmlClocksThrottleReason"))]
+"""The clock-event ("throttle") reason bits under the newer and the older names, as the binding has them."""
 
 
 def gpu_uuid(index: int) -> str:
@@ -51,6 +66,13 @@ def gpu_uuid(index: int) -> str:
 
 class NvmlStandIn:
     NVMLError = pynvml.NVMLError
+    NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
+    NVML_ERROR_FUNCTION_NOT_FOUND = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
+    NVML_CLOCK_MEM = pynvml.NVML_CLOCK_MEM
+    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    NVML_FEATURE_ENABLED = pynvml.NVML_FEATURE_ENABLED
+
     NVMLError_NotFound = pynvml.NVMLError_NotFound
     NVMLError_InvalidArgument = pynvml.NVMLError_InvalidArgument
     NVMLError_NotSupported = pynvml.NVMLError_NotSupported
@@ -58,15 +80,26 @@ class NvmlStandIn:
     NVML_DEVICE_MIG_DISABLE = pynvml.NVML_DEVICE_MIG_DISABLE
 
     def __init__(
-        self, gpus: list[FakeGpu], driver: str = "550.54.15", cuda: int = 12040, returns_bytes: bool = False
+        self, gpus: list[FakeGpu], driver: str = "550.54.15", cuda: int = 12040, returns_bytes: bool = False,
+        missing: tuple[str, ...] = (), driver_lacks: tuple[str, ...] = (),
     ) -> None:
         self.gpus, self.driver, self.cuda, self.returns_bytes = gpus, driver, cuda, returns_bytes
+        self.missing, self.driver_lacks = set(missing), set(driver_lacks)
         self.calls: list[str] = []
         for index, gpu in enumerate(gpus):
             gpu.uuid = gpu.uuid or gpu_uuid(index)
             for mig in gpu.migs.values():
                 mig.parent = gpu
                 gpu.mig_capable = True
+
+    def __getattribute__(self, name: str) -> object:
+        if name.startswith("nvml") and name in object.__getattribute__(self, "missing"):
+            raise AttributeError(f"module 'pynvml' has no attribute {name!r}")
+        if name.startswith("nvml") and name in object.__getattribute__(self, "driver_lacks"):
+            def lacking(*args: object) -> None:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+            return lacking
+        return object.__getattribute__(self, name)
 
     def _text(self, value: str) -> str | bytes:
         return value.encode() if self.returns_bytes else value
@@ -179,3 +212,51 @@ class NvmlStandIn:
         if not isinstance(handle, FakeMig):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return handle.compute_instance_id
+
+    # --- what the card is doing, and its settings ----------------------------------------------------
+    @staticmethod
+    def _given(value: int | None) -> int:
+        if value is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return value
+
+    def _clock(self, pair: tuple[int, int] | None, clock: int) -> int:
+        if pair is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if clock not in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return pair[0] if clock == pynvml.NVML_CLOCK_SM else pair[1]
+
+    def nvmlDeviceGetClockInfo(self, handle: FakeGpu, clock: int) -> int:
+        gpu = self._gpu(handle)  # a MIG handle: NVML asks for the parent GPU's
+        return self._given(self._clock((gpu.sm_clock_mhz, gpu.memory_clock_mhz), clock))  # type: ignore[arg-type]
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: FakeGpu, clock: int) -> int:
+        return self._clock(self._gpu(handle).max_clocks_mhz, clock)
+
+    def nvmlDeviceGetApplicationsClock(self, handle: FakeGpu, clock: int) -> int:
+        return self._clock(self._gpu(handle).applications_clocks_mhz, clock)
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
+        return self._given(self._gpu(handle).power_mw)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
+        return self._given(self._gpu(handle).power_limit_mw)
+
+    def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return self._given(self._gpu(handle).temperature_c)
+
+    def nvmlDeviceGetPersistenceMode(self, handle: FakeGpu) -> int:
+        return self._given(self._gpu(handle).persistence)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeGpu) -> int:
+        return self._given(self._gpu(handle).reasons)
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: FakeGpu) -> int:
+        return self._given(self._gpu(handle).reasons)
+
+
+for _name in REASON_CONSTANTS:
+    setattr(NvmlStandIn, _name, getattr(pynvml, _name))

@@ -139,6 +139,9 @@ def test_untrained_full_size_architecture_runs_in_a_worker(engine_dataset, batch
     assert rec.deploy_s["load"] > 0 and len(m.worker_times_s) == 2 and all(t > 0 for t in m.worker_times_s)
     assert m.deploy.model_format == "architecture" and m.deploy.batch_mode == "batched"
     assert rec.peak_memory_mb and rec.memory_probe == "host_rss"
+    # a CPU worker times no device: its record holds no device time, host share or GPU state (not zeros)
+    assert m.device_times_s == [] and rec.device_time_per_image_s is None and rec.host_share is None
+    assert rec.gpu_state is None
 
 
 def test_capped_torch_worker_runs_out_of_memory_and_the_next_runs(engine_dataset):

@@ -124,7 +124,7 @@ def test_two_different_records_of_one_measurement_are_an_error_naming_both(tmp_p
 # --- schemas ---------------------------------------------------------------------------------------------
 def test_committed_v1_collision_is_migrated_into_a_timing_and_an_accuracy_record():
     run = load_run(V1_COLLISION)
-    assert run.schema == 1 and SCHEMA_VERSION == 2
+    assert run.schema == 1 and SCHEMA_VERSION == 3
     by_kind = {r.kind: r for r in run.records}
     assert set(by_kind) == {TIMING, ACCURACY}
     assert all(r.odperf_schema == SCHEMA_VERSION for r in run.records)
@@ -158,14 +158,14 @@ def test_committed_v1_runs_of_the_main_job_read_as_timing_records():
 def test_v1_to_v2_migration_infers_the_kind(raw: dict, has_stats: bool, kind: str):
     base = {"model": "m", "device_profile": "cpu", "odperf_schema": 1}
     out = migrate_record({**base, **raw}, 1, has_stats=has_stats)
-    assert (out["kind"], out["odperf_schema"]) == (kind, 2)
+    assert (out["kind"], out["odperf_schema"]) == (kind, SCHEMA_VERSION)
     assert RunRecord.from_extra_info(out).kind == kind
 
 
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
-        (lambda d: d["odperf"].update(schema=3), "written by a newer odperf (schema 3"),
+        (lambda d: d["odperf"].update(schema=SCHEMA_VERSION + 1), f"written by a newer odperf (schema {SCHEMA_VERSION + 1}"),
         (lambda d: d["benchmarks"][0]["extra_info"].update(odperf_schema=7), "written by a newer odperf (schema 7"),
         (lambda d: d["odperf"].update(schema="two"), "unknown odperf schema 'two'"),
         (lambda d: d["odperf"]["records"][0].update(odperf_schema=0), "unknown odperf schema 0"),

@@ -25,7 +25,7 @@ from typing import Any, Final, Iterable, Literal
 
 from odperf.errors import ResultsError
 
-SCHEMA_VERSION = 2  # 2: records carry their kind
+SCHEMA_VERSION = 3  # 2: records carry their kind; 3: the GPU's state, device time and host share
 class Outcome(str, Enum):
     """How a measurement ended: the one list the engine, the records, the checks and the gate use.
 
@@ -86,6 +86,14 @@ class RunRecord:
     deploy_s: dict[str, float] = field(default_factory=dict)  # import, load, first_inference, total
     harness_efficiency: float | None = None  # bare in-process loop time / harness-timed time
     protocol_overhead_s: float | None = None  # median per image of harness-timed minus worker-timed
+    # GPU runs: the device's own time per image (CUDA events around the model calls: mean, median, min,
+    # max; wall_mean: the worker-timed mean of the same images) and the host's share of the worker-timed
+    # time; None where the device was not timed (CPU)
+    device_time_per_image_s: dict[str, float] | None = None
+    host_share: float | None = None
+    # GPU runs: clocks, power, temperature (min/median/max), clock-event reasons seen (share of samples),
+    # settings read once; over the timed images (odperf.measure.gpu_state.summarise)
+    gpu_state: dict[str, Any] | None = None
     # memory, MB (10**6 bytes)
     peak_memory_mb: float | None = None
     memory_probe: str | None = None  # which probe gave peak_memory_mb
@@ -181,7 +189,12 @@ def _v1_to_v2(raw: dict[str, Any], has_stats: bool) -> dict[str, Any]:
     return {**raw, "kind": ACCURACY if accuracy else TIMING, "odperf_schema": 2}
 
 
-MIGRATIONS = {1: _v1_to_v2}  # from version N to N + 1
+def _v2_to_v3(raw: dict[str, Any], has_stats: bool) -> dict[str, Any]:
+    """Schema 2 recorded neither the GPU's state nor its device time: both unknown, not zero."""
+    return {**raw, "device_time_per_image_s": None, "host_share": None, "gpu_state": None, "odperf_schema": 3}
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # from version N to N + 1
 
 
 def migrate_record(raw: dict[str, Any], version: int, *, has_stats: bool) -> dict[str, Any]:

@@ -35,6 +35,13 @@ class RuntimeInfo:
     settings: dict[str, Any] = field(default_factory=dict)  # precision, cudnn.benchmark, threads...
 
 
+class DeviceClock(Protocol):
+    """A runtime's own record of the device time its model calls took (CUDA events in PyTorch)."""
+
+    def take(self) -> float | None:
+        """Device seconds of the calls since the last take; None when none was timed."""
+
+
 @dataclass
 class Loaded:
     """A model loaded by a runtime, before odperf's generic checks turn it into a Detector."""
@@ -44,6 +51,7 @@ class Loaded:
     source: Path
     declared_batch: int | None = None  # the input signature's fixed batch, if it has one
     untrained: bool = False  # an architecture with random weights: time and memory only, no mAP
+    device_clock: DeviceClock | None = None  # times the model calls on the device (GPU runs that can)
 
 
 class Backend(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class Detector:
 
     def __init__(self, name: str, source: Path, format: str, run: RunFn, *, batch_mode: str = "batched",
                  max_batch: int | None = None, batch_note: str = "", backend: str = DEFAULT,
-                 untrained: bool = False) -> None:
+                 untrained: bool = False, device_clock: Any = None) -> None:
         if batch_mode not in BATCH_MODES:
             raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")
         self.name = name
@@ -117,6 +117,11 @@ class Detector:
         self.backend = backend  # the runtime that loaded it (odperf.backends)
         self.untrained = untrained  # random weights: its detections mean nothing (time and memory only)
         self._run = run
+        self.device_clock = device_clock  # backends.base.DeviceClock where the runtime times the device
+
+    def take_device_seconds(self) -> float | None:
+        """Device seconds of the model calls since the last take (CUDA events), None where not timed (CPU)."""
+        return self.device_clock.take() if self.device_clock is not None else None
 
     def __call__(self, batch: np.ndarray) -> Detections:
         if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[-1] != 3:

@@ -1,6 +1,6 @@
 """The GPU check: proves odperf's GPU path on a real NVIDIA GPU in a few minutes, as one command.
 
-    python -m odperf.commands.gpu_check --out reports/gpu-<profile>
+    python -m odperf.gpu_check --out reports/gpu-<profile>
 
 It runs through PyTorch (no TensorFlow needed) and shows, with real figures:
 1. memory: a child process allocates a known block (2 GiB) through torch while the parent samples it
@@ -17,6 +17,11 @@ It runs through PyTorch (no TensorFlow needed) and shows, with real figures:
    with the prefetch thread off and on: the peak rate the GPU holds and the cameras it serves.
 It writes ``gpu_check.md`` (the figures and the command) next to the sweep's JSON and report. Exit
 status: 0 all consistent, 1 a figure disagrees, 2 no GPU here (nothing was checked: never a pass).
+
+    python -m odperf.gpu_check spread --out reports/gpu-<profile>/spread
+
+runs the spread study instead (``odperf.commands.spread``): many fresh workers of one case, with variants
+that each test one cause of the spread between processes.
 """
 
 from __future__ import annotations
@@ -278,7 +283,7 @@ def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m odperf.commands.gpu_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m odperf.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", default="gpu:0", help="gpu:N, the N-th GPU odperf was given (default gpu:0)")
     parser.add_argument("--out", default="reports/gpu-check", help="folder for gpu_check.md, the JSON and the report")
     parser.add_argument("--alloc-gib", type=float, default=2.0, help="size of the known allocation")

@@ -31,7 +31,7 @@ from odperf.engine.protocol import Channel, ChannelClosed, ChannelTimeout
 from odperf.engine.request import MeasureRequest
 from odperf.engine.runtime import worker_env
 from odperf.errors import DatasetError, OdperfError
-from odperf.measure.kinds import external_probes, profile_of
+from odperf.measure.kinds import external_probes, profile_of, state_reader
 from odperf.measure.memory import MemorySampler
 
 __all__ = ["MeasureRequest", "WorkerSession", "WorkerFailed", "Measurement", "Deployment", "measure"]
@@ -116,7 +116,8 @@ class WorkerSession:
             os.close(to_worker_r)
             os.close(from_worker_w)
         self.channel = Channel(from_worker_r, to_worker_w)
-        self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms).start()
+        self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms,
+                                     state=state_reader(r.device)).start()
         start_timeout = r.start_timeout_s or r.timeout_s
         self._call({"cmd": "start", "request": sent}, "hello", start_timeout)
         self.sampler.mark_runtime(self._receive("runtime", start_timeout)["t"])
@@ -153,10 +154,14 @@ class WorkerSession:
     def run_image(self, index: int) -> float:
         """Time camera image ``index`` in the worker; returns the worker-timed seconds."""
         self._step = f"camera image {index}"
+        if self.sampler is not None:
+            self.sampler.mark_timed(start=time.monotonic())  # the GPU's state is summarised from here
         t0 = time.perf_counter()
         reply = self._call({"cmd": "run", "index": index}, "ran")
         self.measurement.parent_times_s.append(time.perf_counter() - t0)
         self.measurement.worker_times_s.append(float(reply["seconds"]))
+        if reply.get("device_seconds") is not None:  # CUDA events around the model calls (GPU only)
+            self.measurement.device_times_s.append(float(reply["device_seconds"]))
         if self.on_image is not None:
             self.on_image()
         return float(reply["seconds"])
@@ -168,6 +173,8 @@ class WorkerSession:
         truth) cost the accuracy only: the times and memory measured stand, the outcome stays ``ok`` and
         ``accuracy_error`` (also the record's ``error``) says why, for the harness to fail the case on."""
         self._step = "finish (bare loop, allocator figures, detections)"
+        if self.sampler is not None:
+            self.sampler.mark_timed(end=time.monotonic())
         reply = self._call({"cmd": "finish", "bare": self.request.bare_loop}, "finished")
         m = self.measurement
         m.bare_times_s = [float(t) for t in reply["bare_times_s"]]

@@ -5,6 +5,8 @@ Three timings of the same images are kept apart on purpose:
 - ``parent_times_s``: the caller's clock around each ``run_image`` round trip (what a harness sees);
 - ``bare_times_s``: the same images re-run in a bare loop inside the worker, with no protocol at all.
 ``harness_efficiency`` = bare mean / harness-timed mean says how much the harness itself costs.
+On a GPU, ``device_times_s`` holds the device's own time of each timed image's model calls (CUDA events,
+reported by the backend's detector); its share of the worker-timed time is the device's, the rest the host's.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Measurement:
     worker_times_s: list[float] = field(default_factory=list)
     parent_times_s: list[float] = field(default_factory=list)
     bare_times_s: list[float] = field(default_factory=list)
+    device_times_s: list[float] = field(default_factory=list)  # per timed image, where the backend times its device
     harness_efficiency: float | None = None
     memory: MemoryStats | None = None
     allocator: dict[str, float] | None = None  # the runtime allocator's current/peak MB (GPU only)
@@ -95,6 +98,18 @@ class Measurement:
         image at the same moment, so unlike the bare-loop ratio it does not drift with machine load."""
         pairs = [p - w for p, w in zip(self.parent_times_s, self.worker_times_s)]
         return float(np.median(pairs)) if pairs else None
+
+    def device_split(self) -> tuple[dict[str, float], float] | None:
+        """(device seconds per image: mean, median, min, max, and the worker-timed mean of the same images;
+        the host's share of the worker-timed time),
+        or None where the device was not timed (CPU runs: nothing, not zero)."""
+        if not self.device_times_s or len(self.device_times_s) != len(self.worker_times_s):
+            return None
+        dev = np.asarray(self.device_times_s, dtype=np.float64)
+        wall = float(np.sum(self.worker_times_s))
+        spread = {"mean": float(dev.mean()), "median": float(np.median(dev)), "min": float(dev.min()),
+                  "max": float(dev.max()), "wall_mean": wall / len(dev)}  # wall: worker-timed, same images
+        return spread, (max(1.0 - float(dev.sum()) / wall, 0.0) if wall > 0 else 0.0)
 
     def efficiency_against(self, harness_mean_s: float | None) -> float | None:
         """Bare-loop mean / a harness-timed mean per image (1.0: the harness costs nothing)."""
@@ -169,6 +184,10 @@ class Measurement:
             }
             record.memory_timeline = mem.timeline
             record.sampler_cpu_fraction = mem.sampler_cpu_fraction
+            record.gpu_state = mem.gpu_state
+        split = self.device_split()
+        if split is not None:
+            record.device_time_per_image_s, record.host_share = split
         if self.allocator:
             record.allocator_peak_mb = self.allocator.get("peak_mb")
             record.allocator_reserved_peak_mb = self.allocator.get("reserved_peak_mb")

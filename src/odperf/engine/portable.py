@@ -320,6 +320,7 @@ class Worker:
         self.kept = []  # type: List[Tuple[int, List[Any]]]  # raw outputs of the timed images, for accuracy
         self.buffer = None  # one batch buffer for every image: no image pays for fresh pages
         self.detector = None  # type: Any
+        self.device_s = None  # type: Optional[float]  # the last image's device time (the detector's own; None: CPU)
 
     def deploy(self) -> Dict[str, Any]:
         r = self.request
@@ -369,6 +370,8 @@ class Worker:
             seconds = time.perf_counter() - t0
         finally:
             gc.enable()
+        take = getattr(detector, "take_device_seconds", None)  # CUDA events around the model calls, if any
+        self.device_s = take() if take is not None else None
         self.prepared.pop(index, None)
         return seconds, outputs
 
@@ -416,7 +419,7 @@ def _run(worker: Worker, msg: Dict[str, Any]) -> None:
     index = int(msg["index"])
     seconds, outputs = worker.time_image(index)
     worker.timed.append(index)
-    worker.channel.send({"event": "ran", "index": index, "seconds": seconds})
+    worker.channel.send({"event": "ran", "index": index, "seconds": seconds, "device_seconds": worker.device_s})
     if worker.request.keep_detections:  # converted only in finish: work between rounds slows the next image
         worker.kept.append((index, outputs))
     del outputs

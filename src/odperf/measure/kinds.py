@@ -30,6 +30,7 @@ from odperf.measure.devices import (
     load_table,
     parse_device,
 )
+from odperf.measure.gpu_state import GpuStateReader
 from odperf.measure.probes import MB, NvmlDeviceProbe, NvmlProcessProbe, Probe, RssProbe, jetson_probe
 from odperf.measure.visible_gpus import parent_handle, select_gpu, visible_gpus, worker_entry
 from odperf.util.names import slug
@@ -56,6 +57,10 @@ class DeviceKind:
     def probes(self, device: DeviceRef, pid: int, env: Mapping[str, str] | None) -> list[Probe]:
         """The probes the parent samples a worker on ``device`` with, besides the worker's host RSS."""
         return []
+
+    def state_reader(self, device: DeviceRef, env: Mapping[str, str] | None) -> GpuStateReader | None:
+        """What reads the device's clocks, power and temperature beside its memory (None: nothing to read)."""
+        return None
 
     def worker_env(self, device: DeviceRef, env: dict[str, str]) -> None:
         """Set in ``env`` what a worker on ``device`` must see (its one device, no other)."""
@@ -93,6 +98,13 @@ class NvidiaGpu(DeviceKind):
         return [NvmlProcessProbe(nvml, gpu.nvml_index, pid, handle=gpu.handle),
                 NvmlDeviceProbe(nvml, gpu.nvml_index, handle=gpu.handle)]
 
+    def state_reader(self, device: DeviceRef, env: Mapping[str, str] | None) -> GpuStateReader | None:
+        nvml = probe_lib.import_nvml()
+        if nvml is None:
+            return None
+        gpu = select_gpu(nvml, str(device), env)
+        return GpuStateReader(nvml, parent_handle(nvml, gpu), mig=gpu.mig)  # clocks belong to the whole card
+
     def worker_env(self, device: DeviceRef, env: dict[str, str]) -> None:
         """The worker sees the one inherited ``CUDA_VISIBLE_DEVICES`` entry of ``gpu:N`` (index, UUID or
         MIG id, as the scheduler wrote it), the card whose NVML handle the probes read."""
@@ -115,6 +127,9 @@ class Jetson(NvidiaGpu):
 
     def probes(self, device: DeviceRef, pid: int, env: Mapping[str, str] | None) -> list[Probe]:
         return [jetson_probe()]  # jetson-stats where its service answers, else /proc/meminfo
+
+    def state_reader(self, device: DeviceRef, env: Mapping[str, str] | None) -> GpuStateReader | None:
+        return None  # a Jetson board has no NVML
 
 
 DEVICE_KINDS: tuple[DeviceKind, ...] = (Cpu(), Jetson(), NvidiaGpu())
@@ -169,6 +184,13 @@ def external_probes(device: str, pid: int, env: Mapping[str, str] | None = None,
     """
     ref = parse_device(device)
     return [*(kind or kind_of(ref)).probes(ref, pid, env), RssProbe(pid)]
+
+
+def state_reader(device: str, env: Mapping[str, str] | None = None,
+                 kind: DeviceKind | None = None) -> GpuStateReader | None:
+    """What the parent reads ``device``'s clocks, power and temperature with, or None (CPU, Jetson)."""
+    ref = parse_device(device)
+    return (kind or kind_of(ref)).state_reader(ref, env)
 
 
 def get_profile(name: str, table: DeviceTable | None = None) -> DeviceProfile:

@@ -4,7 +4,9 @@ The paper sampled nvidia-smi every 10 ms; this does the same with any set of pro
 and keeps the evidence a reader needs to trust the figure: how many samples, the period really achieved
 (mean and p99: a sampler that falls behind misses short peaks), what the sampler itself cost, and a
 downsampled timeline for plots. Deadlines are absolute (start + k * period), so a slow read does not
-shift every later sample.
+shift every later sample. On an NVIDIA GPU the same thread also reads the card's clocks, power,
+temperature and clock-event reasons (``measure.gpu_state``) every few ticks, summarised over the timed
+images where the caller marks them (``mark_timed``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from odperf.measure.gpu_state import DEFAULT_STATE_PERIOD_MS, GpuSample, GpuStateReader, summarise
 from odperf.measure.probes import HEADLINE_ORDER, MB, Probe
 
 TIMELINE_POINTS = 200
@@ -50,6 +53,7 @@ class MemoryStats:
     probes: dict[str, ProbeStats] = field(default_factory=dict)
     timeline: list[list[float]] = field(default_factory=list)  # [[t_s, mb], ...] of the headline probe
     runtime_mb: float | None = None  # the headline probe at the marked moment: runtime up, model not loaded
+    gpu_state: dict[str, Any] | None = None  # clocks, power, temperature, reasons (measure.gpu_state.summarise)
 
     def peak_of(self, name: str) -> float | None:
         stats = self.probes.get(name)
@@ -57,13 +61,20 @@ class MemoryStats:
 
 
 class MemorySampler:
-    """Samples ``probes`` every ``period_ms`` in a daemon thread between ``start()`` and ``stop()``."""
+    """Samples ``probes`` every ``period_ms`` in a daemon thread between ``start()`` and ``stop()``; with
+    ``state``, also the GPU's state every ``state_period_ms`` (rounded to whole ticks, at least one)."""
 
-    def __init__(self, probes: Sequence[Probe], period_ms: float = 10.0) -> None:
+    def __init__(self, probes: Sequence[Probe], period_ms: float = 10.0, *, state: GpuStateReader | None = None,
+                 state_period_ms: float = DEFAULT_STATE_PERIOD_MS) -> None:
         if period_ms <= 0:
             raise ValueError(f"sample period must be positive, got {period_ms} ms")
         self.probes = list(probes)
         self.period_ms = float(period_ms)
+        self.state = state
+        self.state_every = max(1, round(state_period_ms / self.period_ms))
+        self._states: list[tuple[float, GpuSample]] = []
+        self._settings: dict[str, Any] | None = None
+        self._timed: list[float | None] = [None, None]  # start and end of the timed images (time.monotonic)
         self._times: list[float] = []
         self._values: list[list[float | None]] = []
         self._baselines: list[float | None] = [None] * len(self.probes)
@@ -84,6 +95,8 @@ class MemorySampler:
         if self._thread is not None:
             raise RuntimeError("sampler already started")
         self._baselines = [p.read() if p.scope != "process" else None for p in self.probes]
+        if self.state is not None:
+            self._settings = self.state.settings()
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="odperf-memory-sampler", daemon=True)
         self._thread.start()
@@ -97,6 +110,8 @@ class MemorySampler:
         while not self._stop.is_set():
             now = time.monotonic()
             values = [p.read() for p in self.probes]
+            if self.state is not None and k % self.state_every == 0:
+                self._states.append((now, self.state.read()))
             self._times.append(now)
             self._values.append(values)
             k += 1
@@ -112,6 +127,30 @@ class MemorySampler:
         """The worker's runtime was up at ``t`` (time.monotonic) and its model not yet loaded: the headline
         probe's last sample by then is the runtime's own memory, which the model's figure is taken above."""
         self._mark = t
+
+    def mark_timed(self, start: float | None = None, end: float | None = None) -> None:
+        """The timed images began at ``start`` / ended at ``end`` (time.monotonic): the GPU's state is
+        summarised over that window, not over loading and warm-up (the whole run where none is marked)."""
+        if start is not None and self._timed[0] is None:
+            self._timed[0] = start
+        if end is not None:
+            self._timed[1] = end
+
+    def gpu_state(self) -> dict[str, Any] | None:
+        """The GPU's state over the timed window (or the whole run), or None without a state reader."""
+        if self.state is None:
+            return None
+        states = list(self._states)
+        start, end = self._timed
+        window = "whole worker run"
+        if start is not None:
+            inside = [s for t, s in states if t >= start and (end is None or t <= end)]
+            if inside:
+                states, window = [(0.0, s) for s in inside], "timed images"
+            else:
+                window = "whole worker run (no sample fell inside the timed images)"
+        return summarise([s for _, s in states], self.state, window=window,
+                         period_ms=self.period_ms * self.state_every, settings=self._settings)
 
     def stop(self) -> MemoryStats:
         if self._thread is not None and self._t1 is None:
@@ -167,6 +206,7 @@ class MemorySampler:
             probes=per_probe,
             timeline=timeline,
             runtime_mb=self._value_at_mark(times, series[headline]) if headline else None,
+            gpu_state=self.gpu_state(),
         )
 
     def _value_at_mark(self, times: np.ndarray, mb: np.ndarray) -> float | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from odperf.report import plots
+from odperf.report.gpu import gpu_plots, gpu_tables
 from odperf.report.rows import Row, capacities, memory_caps, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
 from odperf.report.stream import stream_plots, stream_tables
@@ -54,6 +55,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         deadline_table(deadline_choices(bests, deadlines, {r.profile for r in rows})),
         pareto_table(front),
         *stream_tables(runs),
+        *gpu_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 
@@ -70,6 +72,7 @@ def draw(report: Report, out_dir: Path) -> list[plots.Plot]:
         figs.append(plots.time_by_map_group(bests, out_dir, deadlines))
         figs.append(plots.pareto(bests, front, out_dir, deadlines))
     figs.extend(stream_plots(report.sources, out_dir))
+    figs.extend(gpu_plots(report.sources, out_dir))
     report.plots = figs
     return figs
 

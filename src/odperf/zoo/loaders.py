@@ -56,6 +56,7 @@ def load_detector(ref: str | Path | ModelSpec, model_dir: str | Path | None = No
         name=name, source=loaded.source, format=loaded.format, run=run,
         batch_mode="tile_by_tile" if limited and batch_policy == "tile_by_tile" else "batched",
         max_batch=1 if limited else None, batch_note=note, backend=backend, untrained=loaded.untrained,
+        device_clock=loaded.device_clock,
     )
 
 

@@ -19,6 +19,7 @@ numpy arrays on the host, which waits for the GPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -31,6 +32,17 @@ MODEL_FILE = "odperf_model.json"
 SCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 EXPORT_SUFFIX = ".pt2"
 WEIGHTS_NAMES = ("weights.pth", "weights.pt")
+CUDNN_BENCHMARK_ENV = "ODPERF_CUDNN_BENCHMARK"  # "1": cuDNN autotuning on in the worker (default off)
+CUDA_ENV = ("CUDA_MODULE_LOADING", "PYTORCH_CUDA_ALLOC_CONF", "OMP_NUM_THREADS")
+
+
+def cuda_environment() -> dict[str, Any]:
+    """What shapes a GPU worker besides its code, for ``runtime_settings``: how CUDA loads its modules,
+    the caching allocator's configuration, the thread setting, and how many cores the worker may run on."""
+    out: dict[str, Any] = {name.lower(): os.environ.get(name) for name in CUDA_ENV}
+    if hasattr(os, "sched_getaffinity"):
+        out["cpu_affinity"] = len(os.sched_getaffinity(0))
+    return out
 
 
 class TorchBackend:
@@ -97,17 +109,18 @@ class TorchBackend:
             names = ["cpu"]
         else:
             if not torch.cuda.is_available():
-                import os
-
                 raise OdperfError(
                     f"device {device}: PyTorch sees no GPU here (CUDA_VISIBLE_DEVICES="
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch {torch.__version__}, CUDA build "
                     f"{torch.version.cuda}); install a CUDA build of torch or measure on cpu"
                 )
             self.device = torch.device("cuda", 0)  # the worker sees only its own GPU
-            torch.backends.cudnn.benchmark = False  # autotuning would time its own search in early images
-            settings.update(cudnn_benchmark=False, tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-                            cuda=torch.version.cuda)
+            # Off: autotuning would time its own search in early images. On only where asked (the spread
+            # study's variant, odperf.commands.spread), and then recorded.
+            tuned = os.environ.get(CUDNN_BENCHMARK_ENV) == "1"
+            torch.backends.cudnn.benchmark = tuned
+            settings.update(cudnn_benchmark=tuned, tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                            cuda=torch.version.cuda, **cuda_environment())
             names = [torch.cuda.get_device_name(0)]
             if memory_limit_mb is not None:
                 cap = gpu_memory_cap(memory_limit_mb, torch.cuda.get_device_properties(0).total_memory)
@@ -156,8 +169,9 @@ class TorchBackend:
             model = model.eval().to(self.device)
         from odperf.backends.pytorch.convert import make_run
 
-        return Loaded(run=make_run(model, self.device, label_map=label_map, stacked=stacked), format=fmt,
-                      source=artifact, declared_batch=declared, untrained=untrained)
+        run = make_run(model, self.device, label_map=label_map, stacked=stacked)
+        return Loaded(run=run, format=fmt, source=artifact, declared_batch=declared, untrained=untrained,
+                      device_clock=run.device_clock)  # type: ignore[attr-defined]
 
     def weights_for(self, folder: Path) -> Path | None:
         return weights_file(folder)

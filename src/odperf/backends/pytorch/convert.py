@@ -20,6 +20,7 @@ keep_triton_out()  # before torch and torchvision load: see triton_guard
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from odperf.backends.pytorch.device_time import CudaEventClock
 from odperf.errors import ModelError
 from odperf.backends.contract import Detections, RunFn
 
@@ -91,20 +92,27 @@ def make_run(model: nn.Module, device: str | torch.device = "cpu", max_detection
     The outputs are copied to host numpy arrays before ``run`` returns, so a timed call ends only when
     the device has finished the batch. ``stacked``: the model takes one [B, 3, H, W] tensor instead of a
     list (an exported program traced so). A scripted torchvision detector's (losses, detections) is read
-    as its detections.
+    as its detections. On a GPU, ``run.device_clock`` times each model call with CUDA events (the copy to
+    the device and the conversion to numpy stay outside it: they are the host's share); on a CPU it is None.
     """
     try:
         model.eval()
     except NotImplementedError:
         pass  # an exported program: frozen in eval mode when it was exported
 
+    clock = CudaEventClock() if torch.device(device).type == "cuda" else None
+
     def run(batch: np.ndarray) -> Detections:
         with torch.inference_mode():
             images = to_tensor_batch(batch, device)
+            started = clock.begin() if clock is not None else None
             outputs = model(torch.stack(images) if stacked else images)
+            if clock is not None:
+                clock.end(started)
         if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
             outputs = outputs[1]
         return to_detections(outputs, batch.shape[1], batch.shape[2], max_detections, label_map)
 
     run.model = model  # type: ignore[attr-defined]  # keeps the module alive as long as ``run``
+    run.device_clock = clock  # type: ignore[attr-defined]
     return run
