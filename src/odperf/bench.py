@@ -4,8 +4,10 @@ The main job measures every embedded model at every paper batch size on this mac
 runs batches 1, 8 and 64 again on an emulated small device (``cpu_400mb``: the worker's memory capped
 at 400 MB above the TensorFlow runtime), where every embedded detector must fit at batch 8 and run out
 of memory at batch 64, as large batches stop fitting smaller cards in the paper. A car is 95 camera images; the
-main job times MAIN_IMAGES images per case (the mean per image over a car, estimated from fewer rounds;
-``--images 95`` for a whole car), which keeps it within 15 minutes on a 2-core CPU. ``--smoke`` is the
+main job times up to MAIN_IMAGES images per case, stopping once the mean per image is within +/-3% (the
+mean per image over a car, estimated from fewer rounds; ``--images N`` fixes the count, ``--images 95`` a
+whole car). At its end it prints where its time went, pass by pass (odperf.measure.breakdown), and its
+overhead ratio, wall time / (timed inference + deployment). ``--smoke`` is the
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Then the
 streaming pass (benchmarks/test_stream.py): every embedded model at batch STREAM_BATCH through LoadGen's
 scenarios, the line and the peak search, with the ``quick`` budget (``--stream-budget``; the smoke run: the
@@ -24,10 +26,12 @@ import importlib.util
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from odperf.errors import OdperfError
+from odperf.measure.breakdown import job_lines
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.package_data import suite_dir
 from odperf.report.cli import report_runs
@@ -40,6 +44,7 @@ MAIN_IMAGES = 10
 SMOKE_IMAGES = 2
 EMULATED = "cpu_400mb:400"
 STREAM_BATCH = "8"  # near the best batch of every embedded model on the reference CPU
+PASS_WALLS: dict[str, float] = {}  # each pass's wall time as the job saw it, Python's and pytest's start included
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,16 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: b
     current directory; the plugin is named so that a source tree on PYTHONPATH runs the same way.
     ``save``: also keep a copy in the storage folder (--benchmark-save); ``root`` and ``python``: the suite
     of another source tree, with another environment (``odperf ab``)."""
-    images = args.images or (SMOKE_IMAGES if args.smoke else MAIN_IMAGES)
+    images = args.images or (SMOKE_IMAGES if args.smoke else None)
+    # without --images the run chooses each case's images, up to MAIN_IMAGES (odperf.measure.sampling)
+    count = f"--odperf-images={images}" if images else f"--odperf-max-images={MAIN_IMAGES}"
     suite = root / "benchmarks" if root is not None else suite_dir()
     cmd = [
         python, "-m", "pytest", str(suite / run.suite),
         "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",
         f"--odperf-models={args.models}",
         f"--odperf-devices={args.devices}",
-        f"--odperf-images={images}",
+        count,
         f"--odperf-batch-sizes={run.batch_sizes}",
         f"--benchmark-json={json_path}",
         "--benchmark-columns=mean,median,max,rounds",
@@ -118,7 +125,9 @@ def run_pass(args: argparse.Namespace, run: Pass, out_dir: Path) -> tuple[int, P
         json_path.unlink()  # never read back a file left by an earlier run
     cmd = pytest_command(args, run, json_path)
     print("odperf bench: " + " ".join(cmd), flush=True)
+    t0 = time.monotonic()
     child = run_child(cmd, name="pytest")
+    PASS_WALLS[run.name] = time.monotonic() - t0
     for line in child.leftovers:
         print(f"odperf bench: killed a process the run left behind: {line}", file=sys.stderr)
     if child.interrupted:
@@ -145,6 +154,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from odperf.scaleout.driver import run_cluster  # noqa: PLC0415 (Ray only when asked for)
 
         return run_cluster(args)
+    t_job = time.monotonic()
     out_dir = Path(args.out_dir or ".benchmarks")
     out_dir.mkdir(parents=True, exist_ok=True)
     print(summarise_car(), flush=True)
@@ -152,10 +162,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.stream = False  # said, not failed: the timing and memory passes need no LoadGen
         print("odperf bench: the streaming pass is skipped: MLPerf LoadGen is not installed "
               "(pip install 'odperf[stream]'; --no-stream silences this)", flush=True)
-    worst, written = 0, []
+    worst, written, ran = 0, [], []
     for p in passes(args):
         code, path, stopped = run_pass(args, p, out_dir)
         worst = worst or code
+        ran.append((p.name, path, PASS_WALLS.get(p.name, 0.0)))
         if path is not None:
             written.append(str(path))
         if stopped:
@@ -167,6 +178,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"odperf report: error: {exc}", file=sys.stderr)
             report_code = 2
         worst = worst or report_code
+    for line in job_lines(ran, time.monotonic() - t_job):
+        print(f"odperf bench: {line}", flush=True)
     return worst
 
 
@@ -181,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="embedded", help="model selectors (default: embedded)")
     p.add_argument("--devices", default="all", help="cpu, gpu, gpu:N or all (default)")
     p.add_argument("--batch-sizes", default=None, help="default: the paper's 1..64 (smoke: 1,64)")
-    p.add_argument("--images", type=int, default=None, help=f"images timed per case (default {MAIN_IMAGES})")
+    p.add_argument("--images", type=int, default=None, help=f"images timed per case (default: chosen by the run, 3 to {MAIN_IMAGES})")
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false",
                    help="skip COCO mAP of the timed images (on by default; the smoke run never scores)")
     p.add_argument("--scorer", default=DEFAULT_SCORER, choices=SCORERS,

@@ -23,7 +23,9 @@ nothing but measure.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 STEPS = ("timed inference", "deployment", "warm-up", "dataset", "protocol", "streams", "sampler", "scoring",
@@ -122,3 +124,28 @@ class TimeBreakdown:
             f"{title}: overhead ratio {ratio:.2f} (wall / (timed inference + deployment))" if ratio
             else f"{title}: overhead ratio n/a (nothing timed or deployed)",
         ]
+
+
+def saved_breakdown(json_path: str | Path) -> TimeBreakdown | None:
+    """The breakdown a pass saved in its JSON (the ``odperf`` block), if it got that far."""
+    try:
+        block = json.loads(Path(json_path).read_text()).get("odperf") or {}
+    except (OSError, ValueError):
+        return None
+    data = block.get("time_breakdown")
+    return TimeBreakdown.from_dict(data) if data else None
+
+
+def job_lines(passes: list[tuple[str, str | Path | None, float]], wall_s: float) -> list[str]:
+    """A whole job's breakdown: each pass's (name, its JSON, its wall time as the job saw it), then the total
+    over ``wall_s``; a pass's wall beyond its own session's (starting Python and pytest) is bookkeeping."""
+    lines, parts = [], []
+    for name, path, pass_wall in passes:
+        b = saved_breakdown(path) if path else None
+        if b is None:
+            b = TimeBreakdown()
+        b = TimeBreakdown.total([b], pass_wall)
+        parts.append(b)
+        lines += b.lines(f"pass {name}")
+    lines += TimeBreakdown.total(parts, wall_s).lines("whole job")
+    return lines
