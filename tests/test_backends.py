@@ -100,6 +100,9 @@ def test_untrained_full_size_architecture_runs_in_a_worker(engine_dataset, batch
     assert rec.deploy_s["load"] > 0 and len(m.worker_times_s) == 2 and all(t > 0 for t in m.worker_times_s)
     assert m.deploy.model_format == "architecture" and m.deploy.batch_mode == "batched"
     assert rec.peak_memory_mb and rec.memory_probe == "host_rss"
+    # the thread settings a figure was taken with (odperf.engine.runtime: waiting threads sleep)
+    settings = rec.runtime_settings
+    assert settings["omp_wait_policy"] == "PASSIVE" and settings["threads"] >= 1 and settings["interop_threads"] >= 1
 
 
 def test_capped_torch_worker_runs_out_of_memory_and_the_next_runs(engine_dataset):

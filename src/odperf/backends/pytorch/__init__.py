@@ -19,6 +19,7 @@ numpy arrays on the host, which waits for the GPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -91,14 +92,14 @@ class TorchBackend:
 
         torch.set_grad_enabled(False)
         cap: dict[str, Any] | None = None
-        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads()}
+        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads(),
+                                    "interop_threads": torch.get_num_interop_threads(),
+                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
         if device == "cpu":
             self.device = torch.device("cpu")
             names = ["cpu"]
         else:
             if not torch.cuda.is_available():
-                import os
-
                 raise OdperfError(
                     f"device {device}: PyTorch sees no GPU here (CUDA_VISIBLE_DEVICES="
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch {torch.__version__}, CUDA build "
