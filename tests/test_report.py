@@ -200,3 +200,20 @@ def test_report_of_runs_with_no_success_and_no_accuracy(tmp_path: Path, recwarn)
     rows = report.table("deadlines").rows
     assert [(r[0], r[1], r[2]) for r in rows if r[0] == "tx2"] == [("tx2", 1.0, 0), ("tx2", 4.0, 0), ("tx2", 32.0, 0)]
     assert report.table("pareto").rows == []
+
+
+def test_figures_taken_under_load_are_flagged_in_the_measurements_table():
+    from odperf.report.rows import rows_from
+    from odperf.report.tables import measurements_table
+    from odperf.results import RunRecord
+
+    def record(batch: int, share: float | None) -> RunRecord:
+        load = None if share is None else {"cores": 2, "others_cores": 2 * share, "others_share": share,
+                                           "loaded": share > 0.1, "threshold_share": 0.1}
+        return RunRecord(model="m", device_profile="cpu", batch_size=batch, images_timed=3,
+                         time_per_image_s={"mean": 1.0, "median": 1.0, "p95": 1.0}, load=load)
+
+    table = measurements_table(rows_from((r, None) for r in (record(1, 0.9), record(8, 0.02), record(64, None))))
+    cells = [dict(zip(table.headers, row))["others' CPU"] for row in table.rows]
+    assert cells == ["90% of 2 cores, UNDER LOAD", "2% of 2 cores", None]
+    assert "UNDER LOAD marks a figure taken on a busy machine" in table.note
