@@ -68,3 +68,19 @@ def test_bench_passes_its_scorer_to_pytest():
     smoke = parser.parse_args(["bench", "--smoke"])
     assert not any(c.startswith("--odperf-scorer") for c in bench.pytest_command(smoke, bench.passes(smoke)[0],
                                                                                  Path("smoke.json")))
+
+
+def test_bench_lets_the_timing_pass_choose_its_images_and_spends_little_on_the_emulated_pass():
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    args = parser.parse_args(["bench"])
+    timing, emulated, *_ = bench.passes(args)
+    cmd = bench.pytest_command(args, timing, Path("main.json"))
+    assert f"--odperf-max-images={bench.MAIN_IMAGES}" in cmd and "--odperf-accuracy" in cmd
+    assert not any(c.startswith("--odperf-images") for c in cmd)
+    cmd = bench.pytest_command(args, emulated, Path("emulated.json"))
+    # what fits and in how much memory: a few images, no scoring (the timing pass scores the same detections)
+    assert f"--odperf-images={bench.EMULATED_IMAGES}" in cmd and "--odperf-accuracy" not in cmd
+    assert not any(c.startswith("--odperf-max-images") for c in cmd)
+    fixed = parser.parse_args(["bench", "--images", "7"])
+    assert "--odperf-images=7" in bench.pytest_command(fixed, bench.passes(fixed)[0], Path("main.json"))

@@ -148,3 +148,43 @@ def test_job_lines_add_each_passs_start_and_the_jobs_own_time(tmp_path):
     assert lines[0].startswith("pass main: 8.0 s wall over 1 case(s)")
     assert lines[-2].startswith("whole job: 10.0 s wall over 1 case(s)")
     assert lines[-1] == f"whole job: overhead ratio {10.0 / 4.7:.2f} (wall / (timed inference + deployment))"
+
+
+# --- scoring once per model -------------------------------------------------------------------------
+def _detections(tmp_path, name: str, drop_tile: int | None = None):
+    """Detections of a 1-class model on camera images 0 and 1 at one box per tile, saved as a worker does."""
+    import numpy as np
+
+    from odperf.measure.accuracy import TiledDetections
+
+    request = MeasureRequest(model="same", batch_size=64, images=2, dataset_root=None)
+    grid = request.camera_grid
+    rng = np.random.default_rng(0)
+    out = TiledDetections(grid, model="same")
+    for camera in (0, 1):
+        n = grid.tiles_per_image
+        y, x = rng.uniform(0, 0.5, (2, n, 1))
+        boxes = np.concatenate([y, x, y + 0.3, x + 0.3], axis=1).reshape(n, 1, 4).astype(np.float32)
+        counts = np.ones(n, np.int32)
+        if drop_tile is not None:
+            counts[drop_tile] = 0  # the model answered nothing for this tile
+        out.add(camera, 0, boxes, rng.uniform(0.3, 1, (n, 1)).astype(np.float32), np.ones((n, 1), np.int64), counts)
+    return out.save(tmp_path / name)
+
+
+def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_its_own(tmp_path):
+    from odperf.datasets.synthetic import ensure_embedded
+    from odperf.engine.detections import ScoreCache, score_detections
+
+    ensure_embedded(n_train=0)
+    cache = ScoreCache()
+    at = {b: MeasureRequest(model="same", batch_size=b, images=2) for b in (1, 8, 64)}
+    first = score_detections(at[1], _detections(tmp_path, "b1.npz"), [0, 1], cache=cache)
+    assert first["scored_batch"] == 1 and "reused_from_batch" not in first
+    again = score_detections(at[8], _detections(tmp_path, "b8.npz"), [0, 1], cache=cache)
+    assert again["reused_from_batch"] == 1 and again["AP"] == first["AP"]
+    dropped = score_detections(at[64], _detections(tmp_path, "b64.npz", drop_tile=3), [0, 1], cache=cache)
+    assert dropped["scored_batch"] == 64 and "reused_from_batch" not in dropped
+    assert dropped["n_detections"] == first["n_detections"] - 2  # its own figures: one tile fewer per image
+    other_images = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
+    assert "reused_from_batch" not in other_images  # the same detections over other images: scored anew
