@@ -129,8 +129,9 @@ def test_real_run_saves_records_and_asserts_expectations(tmp_path: Path, toy_mod
 
 
 def test_images_per_case_are_chosen_by_the_run_within_floor_and_ceiling(tmp_path: Path, toy_model: Path):
-    """Without --odperf-images a case stops timing once its mean is within the target: with a target of
-    +/-90% the floor's 3 images suffice; the record says so, and pytest-benchmark's rounds are the same."""
+    """Without --odperf-images a case stops timing once its mean is within the target (+/-90% here, which
+    a few images reach even on a busy machine), never below the floor nor above the ceiling; the record
+    says so, and pytest-benchmark's rounds are the same."""
     json_path = tmp_path / "run.json"
     out = run_pytest(
         "benchmarks/test_inference.py", "-p", "no:xdist", f"--odperf-models={toy_model}",
@@ -140,9 +141,10 @@ def test_images_per_case_are_chosen_by_the_run_within_floor_and_ceiling(tmp_path
     assert out.returncode == 0, out.stdout + out.stderr
     (bench,) = json.loads(json_path.read_text())["benchmarks"]
     sampling = bench["extra_info"]["sampling"]
-    assert sampling["stopped_by"] == "target" and sampling["images"] == 3 and sampling["rel_ci"] <= 0.9
+    assert 3 <= sampling["images"] <= 6
+    assert sampling["stopped_by"] == ("target" if sampling["rel_ci"] <= 0.9 else "ceiling")
     assert (sampling["floor"], sampling["ceiling"], sampling["target_rel_ci"]) == (3, 6, 0.9)
-    assert bench["stats"]["rounds"] == bench["extra_info"]["images_timed"] == 3
+    assert bench["stats"]["rounds"] == bench["extra_info"]["images_timed"] == sampling["images"]
     # a fixed count excludes the others: one usage line naming both
     out = run_pytest("benchmarks/test_inference.py", "-p", "no:xdist", f"--odperf-models={toy_model}",
                      "--odperf-images=2", "--odperf-target-ci=0.1", "--collect-only")
