@@ -12,7 +12,7 @@ Every category is a stretch of the parent's own timeline, so they add up to the 
 - streams: LoadGen runs (the streaming pass);
 - sampler: stopping the memory sampler;
 - scoring: COCO mAP of the detections;
-- idle: waiting for a finished worker to answer its last command and exit;
+- idle: ending a finished worker (its kill and reaping: its runtime's teardown is not waited for);
 - bookkeeping: the rest of each case (pytest, pytest-benchmark, odperf's records and checks) and of the
   session (collection, checks before the first case, writing the JSON), and, for a whole ``odperf bench``,
   starting each pass's Python and pytest.
