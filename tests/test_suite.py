@@ -145,6 +145,9 @@ def test_images_per_case_are_chosen_by_the_run_within_floor_and_ceiling(tmp_path
     assert sampling["stopped_by"] == ("target" if sampling["rel_ci"] <= 0.9 else "ceiling")
     assert (sampling["floor"], sampling["ceiling"], sampling["target_rel_ci"]) == (3, 6, 0.9)
     assert bench["stats"]["rounds"] == bench["extra_info"]["images_timed"] == sampling["images"]
+    target = int(sampling["stopped_by"] == "target")
+    assert (f"odperf: images per case chosen by the run: {target} case(s) within the target, {1 - target} at the "
+            "ceiling (3-6 images timed per case, until the mean is within +/-90% (95% CI))") in out.stdout
     # a fixed count excludes the others: one usage line naming both
     out = run_pytest("benchmarks/test_inference.py", "-p", "no:xdist", f"--odperf-models={toy_model}",
                      "--odperf-images=2", "--odperf-target-ci=0.1", "--collect-only")

@@ -299,6 +299,10 @@ class SuiteState:
     def end_lines(self) -> list[str]:
         """Where the run's time went and its overhead ratio, and which figures were taken under load."""
         lines = [f"odperf: {line}" for line in self.breakdown.lines("time")] if self.breakdown.wall_s else []
+        stops = [r.sampling["stopped_by"] for r in self.records if r.sampling and r.sampling["stopped_by"] != "fixed"]
+        if stops:
+            lines.append(f"odperf: images per case chosen by the run: {stops.count('target')} case(s) within the "
+                         f"target, {stops.count('ceiling')} at the ceiling ({self.sampling.describe()})")
         loaded = [r for r in self.records if r.load and r.load.get("loaded")]
         if loaded:
             from odperf.measure.load import describe
