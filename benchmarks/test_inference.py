@@ -9,7 +9,7 @@ stop once the mean time per image is known tightly enough (odperf.measure.sampli
 
 import pytest
 
-from odperf.checks import check_run
+from odperf.suite.judging import check_run
 from odperf.engine.client import WorkerFailed, WorkerSession
 from odperf.measure.sampling import SamplingPlan, StopSampling
 from odperf.zoo.registry import ModelMissing

@@ -124,7 +124,7 @@ def test_pytorch_path_runs_without_tensorflow(tmp_path, engine_dataset, artifact
     src = Path(__file__).resolve().parents[1] / "src"
     script = textwrap.dedent(f"""
         import json, sys
-        import odperf.cli, odperf.suite_state, odperf.report.cli
+        import odperf.cli, odperf.suite.state, odperf.report.cli
         from odperf.engine import MeasureRequest, measure
         m = measure(MeasureRequest(model={str(model)!r}, backend="torch", batch_size=4, images=2,
                                    dataset_root={str(engine_dataset)!r}, dataset_split="val2017"))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import odperf
-from odperf import bench
+from odperf.commands import bench
 from child_env import child_env
 
 ROOT = Path(odperf.__file__).resolve().parents[2]

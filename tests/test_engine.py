@@ -11,10 +11,10 @@ import time
 import psutil
 import pytest
 
-from odperf.checks import check_run
+from odperf.suite.judging import check_run
 from odperf.engine import MeasureRequest, WorkerFailed, WorkerSession, measure
 from odperf.errors import ModelError
-from odperf.expectations import Expectation
+from odperf.suite.expectations import Expectation
 
 
 def request(model, dataset, **kw) -> MeasureRequest:

@@ -184,7 +184,7 @@ def test_worker_dying_mid_stream_is_a_crash_and_the_next_scenario_runs(runner):
 def _bench_args(*argv: str):
     import argparse
 
-    from odperf.bench import register
+    from odperf.commands.bench import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -192,7 +192,7 @@ def _bench_args(*argv: str):
 
 
 def test_bench_streams_in_the_main_job_and_the_smoke_run():
-    from odperf.bench import passes, pytest_command
+    from odperf.commands.bench import passes, pytest_command
 
     args = _bench_args()
     stream = [p for p in passes(args) if p.suite == "test_stream.py"]

@@ -17,7 +17,7 @@ measured nothing never passes.
 
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run
-(``odperf.supervise``); the exit code is 128 + the signal's number.
+(``odperf.util.supervise``); the exit code is 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from pathlib import Path
 from odperf.errors import OdperfError
 from odperf.measure.breakdown import job_lines
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
-from odperf.package_data import suite_dir
+from odperf.util.package_data import benchmarks_dir
 from odperf.report.cli import report_runs
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
-from odperf.supervise import run_child
+from odperf.util.supervise import run_child
 from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch_bounds
 
 MAIN_IMAGES = 10
@@ -104,7 +104,7 @@ def pytest_command(args: argparse.Namespace, run: Pass, json_path: Path, save: b
     images = run.images or args.images or (SMOKE_IMAGES if args.smoke else None)
     # without --images the run chooses each case's images, up to MAIN_IMAGES (odperf.measure.sampling)
     count = f"--odperf-images={images}" if images else f"--odperf-max-images={MAIN_IMAGES}"
-    suite = root / "benchmarks" if root is not None else suite_dir()
+    suite = root / "benchmarks" if root is not None else benchmarks_dir()
     cmd = [
         python, "-m", "pytest", str(suite / run.suite),
         "-p", "odperf.pytest_plugin", "-p", "no:xdist", "-p", "no:cacheprovider",

@@ -5,7 +5,7 @@ xdist worker, whose controller does this). It checks that the results can be sav
 measured, holds a lock per device to see other runs measuring on it, turns SIGTERM and SIGHUP into
 Ctrl-C, shows each timed case's progress (one live line per case on a terminal, the status letter after
 it; nothing under -q; off a terminal only the final line), carries the records of xdist workers to the
-controller, and at the end writes the saved JSON itself (odperf.benchmark_files) whatever ended the session.
+controller, and at the end writes the saved JSON itself (odperf.plugin.files) whatever ended the session.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, Generator
 
 import pytest
 
-from odperf.benchmark_files import Destinations, json_target, storage_folder, take_over, write
-from odperf.interrupts import GracefulStop
-from odperf.storage import check_file, check_folder
+from odperf.plugin.files import Destinations, json_target, storage_folder, take_over, write
+from odperf.plugin.interrupts import GracefulStop
+from odperf.util.atomic import check_file, check_folder
 
 RECORD_PROPERTY = "odperf_record"  # the record_property name under which a benchmark hands its record over
 

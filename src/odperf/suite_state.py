@@ -12,13 +12,13 @@ from typing import Any, Sequence
 
 from odperf import __version__
 from odperf.errors import OdperfError
-from odperf.expectations import Expectation, Expectations, load as load_expectations, merge
+from odperf.suite.expectations import Expectation, Expectations, load as load_expectations, merge
 from odperf.measure.breakdown import TimeBreakdown
 from odperf.measure.sampling import SamplingPlan, plan_images
 from odperf.measure.scorers import DEFAULT_SCORER
-from odperf.progress import Progress
+from odperf.suite.progress import Progress
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
-from odperf.suite import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
+from odperf.suite.matrix import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
 from odperf.zoo.registry import fixtures_dir
 
@@ -81,9 +81,9 @@ class SuiteState:
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
-        from odperf import preflight
+        from odperf.suite import preflight
         from odperf.measure.kinds import detected
-        from odperf.targets import build_targets
+        from odperf.suite.targets import build_targets
         from odperf.zoo.registry import select
 
         if check:
@@ -130,7 +130,7 @@ class SuiteState:
     def prepare(self) -> None:
         """Before the first case: the embedded dataset is generated (once) when the run uses it."""
         if self.dataset is None:
-            from odperf.preflight import prepare_embedded_dataset
+            from odperf.suite.preflight import prepare_embedded_dataset
 
             prepare_embedded_dataset()
 

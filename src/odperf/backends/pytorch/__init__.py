@@ -187,7 +187,7 @@ def build(architecture: str, kwargs: dict[str, Any]) -> Any:
     """A detector by architecture name: odperf's embedded PyTorch architectures, else torchvision's."""
     from torchvision.models import detection
 
-    from odperf.zoo.embedded_torch.architectures import BUILDERS
+    from odperf.backends.pytorch.architectures import BUILDERS
 
     if architecture in BUILDERS:
         return BUILDERS[architecture](**kwargs)
