@@ -2,13 +2,16 @@
 
 One benchmark round is one camera image of the car (a different image each round): cutting it into
 tiles and running all of its tiles through the model until the detections are on the host. The model
-runs in a fresh worker process per case; warm-up and deployment happen before the rounds.
+runs in a fresh worker process per case; warm-up and deployment happen before the rounds. The rounds
+stop once the mean time per image is known tightly enough (odperf.measure.sampling), unless
+``--odperf-images`` fixes their number.
 """
 
 import pytest
 
 from odperf.suite.judging import check_run
 from odperf.engine.client import WorkerFailed
+from odperf.measure.sampling import SamplingPlan, StopSampling
 from odperf.zoo.registry import ModelMissing
 
 pytestmark = [
@@ -31,10 +34,17 @@ def test_inference(odperf_case, odperf_suite, benchmark):
         try:
             worker.start()
             images = iter(range(request.images))
-            benchmark.pedantic(  # setup (untimed) builds the round's camera image in the worker
-                worker.run_image, setup=lambda: ((worker.prepare(next(images)),), {}),
-                rounds=request.images, iterations=1,
-            )
+            plan = suite.sampling or SamplingPlan.fixed(request.images)
+
+            def setup():  # untimed: stop once the mean is tight, else build the round's image in the worker
+                if plan.enough(worker.measurement.parent_times_s):
+                    raise StopSampling
+                return (worker.prepare(next(images)),), {}
+
+            try:
+                benchmark.pedantic(worker.run_image, setup=setup, rounds=request.images, iterations=1)
+            except StopSampling:
+                pass  # the rounds timed so far are pytest-benchmark's stats, as they are the record's
             measurement = worker.finish()
         except WorkerFailed as failure:
             failed = failure
@@ -46,7 +56,7 @@ def test_inference(odperf_case, odperf_suite, benchmark):
         if failures:
             pytest.fail("\n".join(failures), pytrace=False)
         return
-    record = suite.record(suite.run_record(case, measurement, harness_mean_s=benchmark.stats.stats.mean))
+    record = suite.record(suite.run_record(case, measurement))
     benchmark.extra_info.update(suite.saved_form(record))
     failures = check_run(record, expect, suite.images_per_car)
     assert not failures, "\n".join(failures)

@@ -69,3 +69,19 @@ def test_bench_passes_its_scorer_to_pytest():
     smoke = parser.parse_args(["bench", "--smoke"])
     cmd = pytest_command(bench.passes(smoke)[0], bench.selection(smoke), Path("smoke.json"))
     assert not any(c.startswith("--odperf-scorer") or c == "--odperf-accuracy" for c in cmd)  # never scored
+
+
+def test_bench_lets_the_timing_pass_choose_its_images_and_spends_little_on_the_emulated_pass():
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers())
+    args = parser.parse_args(["bench"])
+    timing, emulated, *_ = bench.passes(args)
+    cmd = pytest_command(timing, bench.selection(args), Path("main.json"))
+    assert f"--odperf-max-images={bench.MAIN_IMAGES}" in cmd and "--odperf-accuracy" in cmd
+    assert not any(c.startswith("--odperf-images") for c in cmd)
+    cmd = pytest_command(emulated, bench.selection(args), Path("emulated.json"))
+    # what fits and in how much memory: a few images, no scoring (the timing pass scores the same detections)
+    assert f"--odperf-images={bench.EMULATED_IMAGES}" in cmd and "--odperf-accuracy" not in cmd
+    assert not any(c.startswith("--odperf-max-images") for c in cmd)
+    fixed = parser.parse_args(["bench", "--images", "7"])
+    assert "--odperf-images=7" in pytest_command(bench.passes(fixed)[0], bench.selection(fixed), Path("main.json"))

@@ -143,13 +143,13 @@ def test_record_maps_every_figure():
         request=r,
         deploy=Deployment(spawn_s=0.1, import_s=2.0, load_s=0.5, first_inference_s=0.9, warmup_s=0.9,
                           total_s=3.5, pid=1, batch_mode="tile_by_tile"),
-        worker_times_s=[1.0, 2.0, 3.0], parent_times_s=[1.1, 2.1, 3.1], bare_times_s=[1.0, 2.0, 3.0],
+        worker_times_s=[1.0, 2.0, 3.0], parent_times_s=[1.1, 2.1, 3.3],
         memory=memory(800.0), allocator={"current_mb": 10.0, "peak_mb": 700.0, "reserved_peak_mb": 760.0},
         device_info={"profile": "cpu", "name": "Some CPU"}, accuracy={"AP": 0.25, "AP50": 0.5},
     )
     rec = m.to_record(meta_arch="ssd")
-    assert rec.time_per_image_s["mean"] == pytest.approx(2.1) and rec.images_timed == 3
-    assert rec.car_time_s == pytest.approx(2.1 * 95) and rec.tiles_per_second == pytest.approx(64 / 2.1)
+    assert rec.time_per_image_s["mean"] == pytest.approx(6.5 / 3) and rec.images_timed == 3
+    assert rec.car_time_s == pytest.approx(6.5 / 3 * 95) and rec.tiles_per_second == pytest.approx(64 / (6.5 / 3))
     assert rec.batch_mode == "tile_by_tile" and rec.meta_arch == "ssd" and rec.device_name == "Some CPU"
     assert rec.deploy_s == {"spawn": 0.1, "import": 2.0, "load": 0.5, "warmup": 0.9, "total": 3.5,
                             "first_inference": 0.9}
@@ -157,10 +157,13 @@ def test_record_maps_every_figure():
             rec.allocator_reserved_peak_mb) == (800.0, "host_rss", 800.0, 700.0, 760.0)
     assert rec.sample_period_ms == {"requested": 10.0, "mean": 10.2, "p99": 12.0}
     assert rec.map == 0.25 and rec.memory_timeline[-1] == [0.5, 800.0]
-    assert m.protocol_overhead_s == pytest.approx(0.1) and rec.harness_efficiency == pytest.approx(2.0 / 2.1)
-    # A harness's own times and mean replace the parent's; the efficiency follows the harness mean.
-    rec2 = m.to_record(harness_times_s=[2.0, 2.0], harness_mean_s=2.5)
-    assert rec2.time_per_image_s["mean"] == 2.0 and rec2.harness_efficiency == pytest.approx(2.0 / 2.5)
+    # The harness's own cost: paired image by image (parent minus worker clock), with its spread.
+    assert rec.protocol_overhead_s == pytest.approx(0.1)
+    assert rec.protocol_overhead_iqr_s == pytest.approx([0.1, 0.2])
+    assert not hasattr(rec, "harness_efficiency")  # the bare loop's ratio is gone: it was noise
+    # A harness's own times replace the parent's.
+    rec2 = m.to_record(harness_times_s=[2.0, 2.0])
+    assert rec2.time_per_image_s["mean"] == 2.0
     with pytest.raises(TypeError):
         m.to_record(no_such_field=1)
     import json

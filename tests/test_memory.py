@@ -132,7 +132,7 @@ def test_worker_rss_peak_rises_by_at_least_what_the_model_holds_at_once(engine_m
     """
     peaks, records = {}, {}
     for name in ("tiny", "ballast"):
-        m = measure(MeasureRequest(model=str(engine_models[name]), batch_size=64, images=1, bare_loop=False,
+        m = measure(MeasureRequest(model=str(engine_models[name]), batch_size=64, images=1,
                                    dataset_root=str(engine_dataset), dataset_split="val2017"))
         assert m.outcome == "ok", m.error
         peaks[name], records[name] = m.memory.peak_mb, m.to_record()

@@ -211,3 +211,18 @@ def test_invented_runs_say_so_where_a_reader_of_the_file_looks(two_profiles: Pat
             machine = json.loads((folder / name).read_text())["machine_info"]
             assert next(iter(machine)) == "synthetic" and "invented test data" in machine["synthetic"], folder / name
             assert machine["node"] == "synthetic-test-data" and machine["odperf"]["synthetic"] is True
+def test_figures_taken_under_load_are_flagged_in_the_measurements_table():
+    from odperf.report.rows import rows_from
+    from odperf.report.tables import measurements_table
+    from odperf.results import RunRecord
+
+    def record(batch: int, share: float | None) -> RunRecord:
+        load = None if share is None else {"cores": 2, "others_cores": 2 * share, "others_share": share,
+                                           "loaded": share > 0.1, "threshold_share": 0.1}
+        return RunRecord(model="m", device_profile="cpu", batch_size=batch, images_timed=3,
+                         time_per_image_s={"mean": 1.0, "median": 1.0, "p95": 1.0}, load=load)
+
+    table = measurements_table(rows_from((r, None) for r in (record(1, 0.9), record(8, 0.02), record(64, None))))
+    cells = [dict(zip(table.headers, row))["others' CPU"] for row in table.rows]
+    assert cells == ["90% of 2 cores, UNDER LOAD", "2% of 2 cores", None]
+    assert "UNDER LOAD marks a figure taken on a busy machine" in table.note

@@ -129,7 +129,7 @@ def test_committed_v1_collision_is_migrated_into_a_timing_and_an_accuracy_record
     assert set(by_kind) == {TIMING, ACCURACY}
     assert all(r.odperf_schema == SCHEMA_VERSION for r in run.records)
     timing, accuracy = by_kind[TIMING], by_kind[ACCURACY]
-    assert timing.map is None and timing.harness_efficiency is not None and run.stats[timing.key]["rounds"] == 2
+    assert timing.map is None and timing.protocol_overhead_s is not None and run.stats[timing.key]["rounds"] == 2
     assert accuracy.map == pytest.approx(0.4522488) and accuracy.key not in run.stats
     (row,) = rows_of(run)
     assert row.mean_s == pytest.approx(run.stats[timing.key]["mean"])  # time from the timing record only

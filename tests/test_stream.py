@@ -172,6 +172,8 @@ def test_scenarios_make_stream_records_with_loadgens_figures(runner):
         record = RunRecord(model=MODEL, device_profile="cpu", batch_size=BATCH, kind=STREAM, stream=block)
         assert record.key[3] == f"stream:{scenario}"
     offline = runner.run(MODEL, _request(), OFFLINE, line, "rec-offline2").block
+    # the run's time breakdown counts LoadGen's runs as streams: at least the wall LoadGen reported
+    assert runner.session.measurement.costs["streams"] >= offline["wall_s"] > 0
     assert offline["summary"]["settings"]["samples_per_query"] == BUDGET.offline_images
     assert offline["batches"] == BUDGET.offline_images  # batch 64: one call per image
     assert runner.run(MODEL, _request(), SERVER, None, "no-line").skipped

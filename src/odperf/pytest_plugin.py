@@ -49,7 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-devices", default="all", metavar="DEV[,DEV...]",
                 help="cpu, gpu (= gpu:0), gpu:N, or all detected devices (default)")
     g.addoption("--odperf-images", type=int, default=None, metavar="N",
-                help="camera images timed per case, one benchmark round each (default: a car, 95)")
+                help="camera images timed per case, one benchmark round each: a fixed count (default: chosen "
+                     "per case, see --odperf-min-images, --odperf-max-images, --odperf-target-ci)")
+    g.addoption("--odperf-min-images", type=int, default=None, metavar="N",
+                help="without --odperf-images: the fewest camera images a case times (default 3)")
+    g.addoption("--odperf-max-images", type=int, default=None, metavar="N",
+                help="without --odperf-images: the most camera images a case times (default: a car, 95)")
+    g.addoption("--odperf-target-ci", type=float, default=None, metavar="FRACTION",
+                help="without --odperf-images: stop timing a case once the 95%% confidence interval of its mean "
+                     "time per image is within this fraction of the mean (default 0.03: +/-3%%)")
     g.addoption("--odperf-warmup-images", type=int, default=1, metavar="N",
                 help="camera images run before timing, outside the rounds (default 1)")
     g.addoption("--odperf-model-dir", default=None, metavar="DIR",
@@ -92,7 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
-    names = ("models", "batch_sizes", "devices", "images", "warmup_images", "model_dir", "dataset", "split",
+    names = ("models", "batch_sizes", "devices", "images", "min_images", "max_images", "target_ci", "warmup_images", "model_dir", "dataset", "split",
              "accuracy", "emulate", "results_dir", "expectations", "scorer")
     out = {n: config.getoption(f"odperf_{n}") for n in names}
     out.update(timeout_s=config.getoption("odperf_timeout"), sample_period_ms=config.getoption("odperf_sample_ms"),

@@ -78,13 +78,13 @@ class RunRecord:
     emulated: dict[str, Any] | None = None  # {"profile": "p100", "memory_limit_mb": 12288, "how": "..."}
     tiles_per_image: int = 64
     images_timed: int = 0
+    sampling: dict[str, Any] | None = None  # images chosen by the run: floor, ceiling, target and reached CI, why it stopped
     batch_mode: str = "batched"  # or "tile_by_tile" for a batch-1-only model run tile by tile
     # times, seconds
     time_per_image_s: dict[str, float] = field(default_factory=dict)  # mean, median, p95, min, max
     car_time_s: float | None = None  # mean time per image x images per car
     tiles_per_second: float | None = None
     deploy_s: dict[str, float] = field(default_factory=dict)  # import, load, first_inference, total
-    harness_efficiency: float | None = None  # bare in-process loop time / harness-timed time
     protocol_overhead_s: float | None = None  # median per image of harness-timed minus worker-timed
     # GPU runs: the device's own time per image (CUDA events around the model calls: mean, median, min,
     # max; wall_mean: the worker-timed mean of the same images) and the host's share of the worker-timed
@@ -94,6 +94,8 @@ class RunRecord:
     # GPU runs: clocks, power, temperature (min/median/max), clock-event reasons seen (share of samples),
     # settings read once; over the timed images (odperf.measure.gpu_state.summarise)
     gpu_state: dict[str, Any] | None = None
+    protocol_overhead_iqr_s: list[float] | None = None  # 25th and 75th percentiles of those pairs
+    load: dict[str, Any] | None = None  # CPU cores the worker, harness and other processes used while timed
     # memory, MB (10**6 bytes)
     peak_memory_mb: float | None = None
     memory_probe: str | None = None  # which probe gave peak_memory_mb

@@ -9,3 +9,4 @@ BACKENDS: dict[str, str] = {
     "torch": "odperf.backends.pytorch",
 }
 DEFAULT = next(iter(BACKENDS))
+BOARD = "tensorflow"  # the runtime an edge board's worker core starts (engine/portable.py: TF 1.15 or 2.x)

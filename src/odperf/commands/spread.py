@@ -164,9 +164,8 @@ def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]
     """Every worker of the study, in order; a failed worker is kept with its outcome (never dropped)."""
     from odperf.engine import MeasureRequest, measure
 
-    # No bare loop: the study compares worker-timed images, and the device time it has is better spent on workers.
     common: dict[str, Any] = dict(model=config.model, backend=config.backend, device=config.device,
-                                  batch_size=config.batch_size, images=config.images, bare_loop=False,
+                                  batch_size=config.batch_size, images=config.images,
                                   dataset_root=config.dataset, **config.request)
     if config.dataset:
         common.setdefault("dataset_split", "val2017")

@@ -32,6 +32,7 @@ from odperf.engine.request import MeasureRequest
 from odperf.engine.runtime import worker_env
 from odperf.errors import DatasetError, OdperfError
 from odperf.measure.kinds import external_probes, profile_of, state_reader
+from odperf.measure.load import LoadMeter
 from odperf.measure.memory import MemorySampler
 
 __all__ = ["MeasureRequest", "WorkerSession", "WorkerFailed", "Measurement", "Deployment", "measure"]
@@ -58,7 +59,7 @@ class WorkerSession:
     """One worker process for one MeasureRequest; a context manager that never lets the worker outlive it.
 
     ``start()`` spawns, loads and warms up; ``prepare(i)`` (untimed, optional) makes image ``i`` ready;
-    ``run_image(i)`` times image ``i`` in the worker; ``finish()`` runs the bare loop and collects figures.
+    ``run_image(i)`` times image ``i`` in the worker; ``finish()`` collects figures and scores detections.
     """
 
     def __init__(self, request: MeasureRequest, python: str = sys.executable,
@@ -75,6 +76,8 @@ class WorkerSession:
         self._step = "start (spawn, import, model load, warm-up)"  # what the worker is doing: named on failure
         self._failed: WorkerFailed | None = None
         self._t_spawn = 0.0
+        self._load: LoadMeter | None = None  # the machine's CPU use around each timed image
+        self.costs = self.measurement.costs  # parent-side seconds per step, for the run's time breakdown
 
     # --- lifetime -----------------------------------------------------------------------------------
     def __enter__(self) -> "WorkerSession":
@@ -116,12 +119,18 @@ class WorkerSession:
             os.close(to_worker_r)
             os.close(from_worker_w)
         self.channel = Channel(from_worker_r, to_worker_w)
+        t_sampler = time.monotonic()
         self.sampler = MemorySampler(external_probes(r.device, self.proc.pid), r.sample_period_ms,
                                      state=state_reader(r.device)).start()
+        self._add_cost("sampler", t_sampler)
+        self._load = LoadMeter(self.proc.pid)
         start_timeout = r.start_timeout_s or r.timeout_s
-        self._call({"cmd": "start", "request": sent}, "hello", start_timeout)
-        self.sampler.mark_runtime(self._receive("runtime", start_timeout)["t"])
-        ready = self._receive("ready", start_timeout)
+        try:
+            self._call({"cmd": "start", "request": sent}, "hello", start_timeout)
+            self.sampler.mark_runtime(self._receive("runtime", start_timeout)["t"])
+            ready = self._receive("ready", start_timeout)
+        finally:
+            self.costs["start"] = time.monotonic() - self._t_spawn
         deploy = Deployment(
             spawn_s=ready["t_main"] - self._t_spawn,
             import_s=ready["import_s"],
@@ -148,7 +157,9 @@ class WorkerSession:
     def prepare(self, index: int) -> int:
         """Make camera image ``index`` ready in the worker (decoding is never timed); returns ``index``."""
         self._step = f"preparing camera image {index}"
+        t0 = time.monotonic()
         self._call({"cmd": "prepare", "index": index}, "prepared")
+        self._add_cost("prepare", t0)
         return index
 
     def run_image(self, index: int) -> float:
@@ -156,9 +167,13 @@ class WorkerSession:
         self._step = f"camera image {index}"
         if self.sampler is not None:
             self.sampler.mark_timed(start=time.monotonic())  # the GPU's state is summarised from here
+        if self._load is not None:
+            self._load.begin()  # the kernel's counters, read outside the parent's clock
         t0 = time.perf_counter()
         reply = self._call({"cmd": "run", "index": index}, "ran")
         self.measurement.parent_times_s.append(time.perf_counter() - t0)
+        if self._load is not None:
+            self._load.end()
         self.measurement.worker_times_s.append(float(reply["seconds"]))
         if reply.get("device_seconds") is not None:  # CUDA events around the model calls (GPU only)
             self.measurement.device_times_s.append(float(reply["device_seconds"]))
@@ -167,23 +182,28 @@ class WorkerSession:
         return float(reply["seconds"])
 
     def finish(self) -> Measurement:
-        """Bare-loop timing, allocator figures and accuracy from the worker; memory stats; worker exits.
+        """Allocator figures and accuracy from the worker; memory stats; worker exits.
 
         Detections that cannot be scored (an AccuracyError: label maps that do not match, no ground
         truth) cost the accuracy only: the times and memory measured stand, the outcome stays ``ok`` and
         ``accuracy_error`` (also the record's ``error``) says why, for the harness to fail the case on."""
-        self._step = "finish (bare loop, allocator figures, detections)"
+        self._step = "finish (allocator figures, detections)"
         if self.sampler is not None:
             self.sampler.mark_timed(end=time.monotonic())
-        reply = self._call({"cmd": "finish", "bare": self.request.bare_loop}, "finished")
+        t0 = time.monotonic()
+        reply = self._call({"cmd": "finish"}, "finished")
         m = self.measurement
-        m.bare_times_s = [float(t) for t in reply["bare_times_s"]]
         m.allocator = reply.get("allocator")
-        if m.parent_times_s:
-            m.harness_efficiency = m.efficiency_against(sum(m.parent_times_s) / len(m.parent_times_s))
-        self._reap(expect_exit=True)
+        self._add_cost("finish", t0)
+        # Every figure is in (the detections saved, the sampler stopped first): the worker's own exit, its
+        # runtime's teardown (about 1 s of TensorFlow a case), measures nothing and is not waited for.
+        self._stop_sampler()
+        t0 = time.monotonic()
+        self._kill()
+        self._add_cost("exit", t0)
         m.outcome = "ok"
         if reply.get("detections_path") and self._detections is not None:
+            t0 = time.monotonic()
             try:
                 m.accuracy = self._detections.score(self.request, reply["timed"])
             except OdperfError as exc:
@@ -191,6 +211,7 @@ class WorkerSession:
                 m.error = f"accuracy: {m.accuracy_error}"
             finally:
                 self._release_detections()
+                self._add_cost("scoring", t0)
         return m
 
     def close(self) -> None:
@@ -284,10 +305,12 @@ class WorkerSession:
     def _reap(self, expect_exit: bool) -> None:
         if self.proc is None:
             return
+        t0 = time.monotonic()
         try:
             self.proc.wait(timeout=EXIT_GRACE_S if expect_exit else 0)
         except subprocess.TimeoutExpired:
             self._kill()
+        self._add_cost("exit", t0)
         self._stop_sampler()
 
     def _kill(self) -> None:
@@ -305,8 +328,17 @@ class WorkerSession:
 
     def _stop_sampler(self) -> None:
         if self.sampler is not None:
+            t0 = time.monotonic()
             self.measurement.memory = self.sampler.stop()
             self.sampler = None
+            self._add_cost("sampler", t0)
+        if self._load is not None:
+            load = self._load.result()
+            self.measurement.load = load.to_record() if load else None
+            self._load = None
+
+    def _add_cost(self, step: str, since: float) -> None:
+        self.costs[step] = self.costs.get(step, 0.0) + time.monotonic() - since
 
     def _stderr_tail(self) -> str:
         if self._log is None:

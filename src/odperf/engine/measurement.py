@@ -1,10 +1,11 @@
-"""What one worker run found: deployment, per-image times, the bare-loop time, memory, accuracy, outcome.
+"""What one worker run found: deployment, per-image times, memory, accuracy, outcome.
 
-Three timings of the same images are kept apart on purpose:
+Two clocks time the same images, kept apart on purpose:
 - ``worker_times_s``: the worker's own clock around each image's timed region (the paper's definition);
-- ``parent_times_s``: the caller's clock around each ``run_image`` round trip (what a harness sees);
-- ``bare_times_s``: the same images re-run in a bare loop inside the worker, with no protocol at all.
-``harness_efficiency`` = bare mean / harness-timed mean says how much the harness itself costs.
+- ``parent_times_s``: the caller's clock around each ``run_image`` round trip (what a harness sees).
+Their difference, image by image, is the harness's own cost (``protocol_overhead_s`` and its spread):
+paired at the same moment, it needs no second run of the images (a bare loop run later, as before,
+doubled each case's inference and drifted with the machine's load: 0.76-2.40 over one run's cases).
 On a GPU, ``device_times_s`` holds the device's own time of each timed image's model calls (CUDA events,
 reported by the backend's detector); its share of the worker-timed time is the device's, the rest the host's.
 """
@@ -63,9 +64,7 @@ class Measurement:
     deploy: Deployment | None = None
     worker_times_s: list[float] = field(default_factory=list)
     parent_times_s: list[float] = field(default_factory=list)
-    bare_times_s: list[float] = field(default_factory=list)
     device_times_s: list[float] = field(default_factory=list)  # per timed image, where the backend times its device
-    harness_efficiency: float | None = None
     memory: MemoryStats | None = None
     allocator: dict[str, float] | None = None  # the runtime allocator's current/peak MB (GPU only)
     device_info: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +72,8 @@ class Measurement:
     accuracy: dict[str, Any] | None = None  # odperf.measure.accuracy AccuracyReport.to_record()
     accuracy_error: str | None = None  # why detections could not be scored; times and memory still stand
     image_source: str | None = None
+    load: dict[str, Any] | None = None  # the machine's CPU use around the timed images (odperf.measure.load)
+    costs: dict[str, float] = field(default_factory=dict)  # parent-side seconds per step (start, prepare, ...)
 
     # --- figures ----------------------------------------------------------------------------------
     @property
@@ -89,14 +90,10 @@ class Measurement:
         return float(np.mean(self.worker_times_s)) if self.worker_times_s else None
 
     @property
-    def bare_mean_s(self) -> float | None:
-        return float(np.mean(self.bare_times_s)) if self.bare_times_s else None
-
-    @property
     def protocol_overhead_s(self) -> float | None:
         """Median of (parent-timed - worker-timed) per image: the harness's own cost, measured image by
         image at the same moment, so unlike the bare-loop ratio it does not drift with machine load."""
-        pairs = [p - w for p, w in zip(self.parent_times_s, self.worker_times_s)]
+        pairs = self._overheads()
         return float(np.median(pairs)) if pairs else None
 
     def device_split(self) -> tuple[dict[str, float], float] | None:
@@ -111,12 +108,14 @@ class Measurement:
                   "max": float(dev.max()), "wall_mean": wall / len(dev)}  # wall: worker-timed, same images
         return spread, (max(1.0 - float(dev.sum()) / wall, 0.0) if wall > 0 else 0.0)
 
-    def efficiency_against(self, harness_mean_s: float | None) -> float | None:
-        """Bare-loop mean / a harness-timed mean per image (1.0: the harness costs nothing)."""
-        bare = self.bare_mean_s
-        if bare is None or not harness_mean_s:
-            return None
-        return bare / harness_mean_s
+    @property
+    def protocol_overhead_iqr_s(self) -> list[float] | None:
+        """The spread of those pairs: their 25th and 75th percentiles, so no figure claims more than they hold."""
+        pairs = self._overheads()
+        return [float(np.percentile(pairs, 25)), float(np.percentile(pairs, 75))] if pairs else None
+
+    def _overheads(self) -> list[float]:
+        return [p - w for p, w in zip(self.parent_times_s, self.worker_times_s)]
 
     # --- the record ---------------------------------------------------------------------------------
     def to_record(
@@ -125,12 +124,11 @@ class Measurement:
         model: str | None = None,
         device_profile: str | None = None,
         harness_times_s: list[float] | None = None,
-        harness_mean_s: float | None = None,
         images_per_car: int = IMAGES_PER_CAR,
         **fields_: Any,
     ) -> RunRecord:
         """The results record. Times come from ``harness_times_s`` (e.g. pytest-benchmark's data) when
-        given, else the parent-timed times, else the worker's; ``harness_mean_s`` sets the efficiency."""
+        given, else the parent-timed times, else the worker's."""
         times = harness_times_s or self.parent_times_s or self.worker_times_s
         tiles = self.request.tiles_per_image
         record = RunRecord(
@@ -157,11 +155,9 @@ class Measurement:
             }
             record.car_time_s = mean * images_per_car
             record.tiles_per_second = tiles / mean if mean > 0 else None
-        harness_mean = harness_mean_s or (float(np.mean(harness_times_s)) if harness_times_s else None)
-        if harness_mean is None and self.parent_times_s:
-            harness_mean = float(np.mean(self.parent_times_s))
-        record.harness_efficiency = self.efficiency_against(harness_mean) or self.harness_efficiency
         record.protocol_overhead_s = self.protocol_overhead_s
+        record.protocol_overhead_iqr_s = self.protocol_overhead_iqr_s
+        record.load = self.load
         if self.deploy:
             record.deploy_s = self.deploy.to_deploy_s()
             record.backend = self.deploy.backend

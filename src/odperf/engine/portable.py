@@ -529,7 +529,7 @@ class BoardPlatform:
                     arrays["{}_{}_{}_{}".format(n, index, k, name)] = np.asarray(value)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        reply = {"event": "finished", "bare_times_s": [], "allocator": None, "timed": sorted(set(worker.timed))}
+        reply = {"event": "finished", "allocator": None, "timed": sorted(set(worker.timed))}
         if worker.request.keep_detections:
             reply["payload"] = buffer.getvalue()
         return reply

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.engine import portable
 from odperf.engine.client import EXIT_GRACE_S, WorkerFailed, WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
@@ -187,7 +188,7 @@ class BoardSession(WorkerSession):
 
     def finish(self) -> Any:
         self._step = "finish (detections, board memory)"
-        reply = self._call({"cmd": "finish", "bare": False}, "finished")
+        reply = self._call({"cmd": "finish"}, "finished")
         m = self.measurement
         self._receive("board_memory")  # the supervisor's, once the worker has exited
         m.allocator = None
@@ -244,10 +245,10 @@ class BoardSession(WorkerSession):
         self._reap(expect_exit=True)
         capped = self.request.memory_limit_mb is not None
         chain = reply.get("chain") or [[reply["error_type"], reply["message"]]]
-        ooms = [c for c in chain if classify_error(c[0], c[1], capped, "tensorflow") == "oom"]
+        ooms = [c for c in chain if classify_error(c[0], c[1], capped, BOARD_BACKEND) == "oom"]
         cause = ooms[-1] if ooms else chain[0]
         outcome = "oom" if ooms else "crash"
-        reason = reason_from_message(cause[0], cause[1] or cause[0], capped, "tensorflow")
+        reason = reason_from_message(cause[0], cause[1] or cause[0], capped, BOARD_BACKEND)
         self._fail(outcome, f"on board: {reason}", exception=f"{reply['error_type']}: {reply['message']}\n{reply['traceback']}")
 
     def _died(self) -> None:
@@ -265,7 +266,7 @@ class BoardSession(WorkerSession):
 
             sig = re.search(r"\((\d+)\)$", said[-1])
             capped = self.request.memory_limit_mb is not None
-            outcome = classify_exit(-int(sig.group(1)) if sig else code, tail, capped, "tensorflow")
+            outcome = classify_exit(-int(sig.group(1)) if sig else code, tail, capped, BOARD_BACKEND)
             cap = f" under a {self.request.memory_limit_mb} MB memory cap" if outcome == "oom" and capped else ""
             self._fail(outcome, f"{said[-1][len('odperf-board: '):]}{cap} on {where} during {self._step}")
         super()._died()

@@ -45,7 +45,6 @@ class MeasureRequest:
     results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
     scorer: str = DEFAULT_SCORER  # with keep_detections: the COCOeval that scores them (odperf.measure.scorers)
     batch_policy: str = "tile_by_tile"
-    bare_loop: bool = True  # finish() re-runs the images in a bare in-process loop (harness overhead)
     # Set by WorkerSession, never by a caller: the file (the parent's, nameless) the worker saves detections to.
     detections_path: str | None = None
 

@@ -178,6 +178,10 @@ class TiledDetections:
             for c, k, b, s in zip(cams.tolist(), classes.tolist(), boxes.tolist(), scores.tolist())
         ]
 
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every detection kept (camera and tile indices, boxes, scores, classes) and the tiles seen, in order."""
+        return (*self._arrays(), np.array(sorted(self._seen), dtype=np.int64).reshape(-1, 2))
+
     def save(self, path: str | Path) -> Path:
         """Everything ``add`` kept, as one .npz: the worker hands its detections to the parent this way."""
         cams, tiles, boxes, scores, classes = self._arrays()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.errors import OdperfError
 from odperf.measure.devices import load_table
 
@@ -134,7 +135,7 @@ def check_board(board: Board, timeout_s: float = 120.0) -> str:
     if len(lines) < 2:
         raise BoardError(f"{where}: {board.python} has no numpy ({said[-1] if said else ''}); install JetPack's "
                          "python3-numpy (sudo apt-get install python3-numpy)")
-    if len(lines) < 3 or lines[2] != "tensorflow":
+    if len(lines) < 3 or lines[2] != BOARD_BACKEND:
         raise BoardError(f"{where}: {board.python} cannot import tensorflow; install NVIDIA's TensorFlow wheel for "
                          "the board's JetPack (see the README's Jetson section)")
     return f"Python {lines[0]}, numpy {lines[1]}"

@@ -84,6 +84,7 @@ class MeasuringRun:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
         self.stop.saving()  # a signal from here on waits: the files are written whole
+        self.state.close_breakdown()
         try:
             self._save()
             if self.failed_to_save and session.exitstatus == pytest.ExitCode.OK:
@@ -98,6 +99,7 @@ class MeasuringRun:
         sharing = self.state.sharing_summary()
         if sharing:
             lines.append(sharing)
+        lines += self.state.end_lines()
         for line in lines:
             terminalreporter.write_line(line, red="ERROR" in line, yellow="WARNING" in line)
 

@@ -51,6 +51,7 @@ class Row:
     rounds: tuple[float, ...] = ()  # every round's seconds per image, where the file kept them (stats data)
     model_mb: float | None = None  # the model's own memory: peak minus the runtime's, before the model loaded
     cap_above_runtime: bool = False  # an emulated CPU cap: it limits the model's own memory, not the runtime's
+    load: dict[str, Any] | None = None  # the machine's CPU use while it was timed (odperf.measure.load)
 
     @property
     def ok(self) -> bool:
@@ -116,6 +117,7 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         rounds=tuple(float(t) for t in ((timing[1] or {}).get("data") or ())) if timing else (),
         model_mb=_float(timing[0].model_memory_mb) if timing else None,
         cap_above_runtime=(rec.emulated or {}).get("how") == "rlimit_data_above_runtime",
+        load=timing[0].load if timing else None,
     )
 
 

@@ -52,20 +52,31 @@ def measurements_table(rows: Sequence[Row]) -> Table:
         name="measurements",
         title="Time per image, throughput, memory and mAP by device, model and batch size",
         headers=["device", "model", "batch", "outcome", "mean s/img", "median s/img", "p95 s/img",
-                 "tiles/s", "peak MB", "model MB", "memory probe", "times from", "mAP", "mAP from", "runtime"],
+                 "tiles/s", "peak MB", "model MB", "memory probe", "times from", "mAP", "mAP from", "runtime",
+                 "others' CPU"],
         rows=[
             [r.profile, r.model, r.batch_size, r.outcome or "not timed", r.mean_s, r.median_s, r.p95_s,
              r.tiles_per_s, r.peak_mb, r.model_mb, r.probe, r.time_source if r.timed else None, r.map,
-             "untrained" if r.untrained else _map_from(r), r.runtime]
+             "untrained" if r.untrained else _map_from(r), r.runtime, load_text(r.load)]
             for r in rows
         ],
-        floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, MB_FMT, "", "", MAP_FMT, "", ""],
+        floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, MB_FMT, "", "", MAP_FMT, "", "", ""],
         note="Times are seconds per camera image (all its tiles); 'times from' says whether pytest-benchmark "
         "stats or the odperf record gave them. mAP comes from the accuracy run of that batch size, else "
         "from the timed run scored with --odperf-accuracy ('mAP from'); 'not timed': only scored; "
         "'untrained': an architecture run with random weights, for time and memory only. 'model MB': the "
-        "model's own memory, the peak minus what the runtime held before the model loaded.",
+        "model's own memory, the peak minus what the runtime held before the model loaded. \"others' CPU\": "
+        "the share of the machine's cores other processes used while the case was timed (the kernel's "
+        "counters); UNDER LOAD marks a figure taken on a busy machine, not comparable with an idle one's.",
     )
+
+
+def load_text(load: dict[str, Any] | None) -> str | None:
+    """A record's load as a cell: the others' share of the cores, and UNDER LOAD where it counts as load."""
+    if not load:
+        return None
+    share = f"{load['others_share']:.0%} of {load['cores']} cores"
+    return f"{share}, UNDER LOAD" if load.get("loaded") else share
 
 
 def best_batch_table(bests: Sequence[Best]) -> Table:

@@ -68,6 +68,7 @@ class StreamSession(WorkerSession):
                             "log_dir": str(log_dir)},
                            "streamed", self._stream_timeout(settings))
         t_end = time.monotonic()
+        self._add_cost("streams", t_start)
         run = StreamRun(settings=settings, summary=StreamSummary.from_dict(reply["summary"]),
                         log_dir=str(log_dir), wall_s=float(reply["wall_s"]), batches=int(reply["batches"]),
                         model_s=float(reply["model_s"]))

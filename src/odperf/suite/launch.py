@@ -31,6 +31,8 @@ class SuiteRun:
     batch_sizes: str
     options: tuple[str, ...] = ()
     file: str = INFERENCE
+    images: int | None = None  # a fixed count of images per case for this run (None: the selection's)
+    accuracy: bool = True  # scored with --odperf-accuracy when the selection scores
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,11 @@ class Selection:
 
     models: str
     devices: str
-    images: int | None  # None: the suite's default (a car)
+    images: int | None  # a fixed count per case; None: chosen by the run up to ``max_images`` (default: a car)
     accuracy: bool = False
     scorer: str | None = None
     pytest_args: tuple[str, ...] = ()
+    max_images: int | None = None  # the ceiling of a run that chooses its images (odperf.measure.sampling)
 
 
 def pytest_command(run: SuiteRun, selection: Selection, json_path: Path, *, save: bool = False,
@@ -59,7 +62,7 @@ def pytest_command(run: SuiteRun, selection: Selection, json_path: Path, *, save
         "-p", PLUGIN, "-p", "no:xdist", "-p", "no:cacheprovider",
         f"--odperf-models={selection.models}",
         f"--odperf-devices={selection.devices}",
-        *([f"--odperf-images={selection.images}"] if selection.images is not None else []),
+        *_image_count(run, selection),
         f"--odperf-batch-sizes={run.batch_sizes}",
         f"--benchmark-json={json_path}",
         "--benchmark-columns=mean,median,max,rounds",
@@ -71,11 +74,18 @@ def pytest_command(run: SuiteRun, selection: Selection, json_path: Path, *, save
         cmd += ["-p", plugin]
     if save:
         cmd.append(f"--benchmark-save={run.name}")
-    if selection.accuracy and run.file == INFERENCE:
+    if selection.accuracy and run.accuracy and run.file == INFERENCE:
         cmd.append("--odperf-accuracy")
         if selection.scorer:
             cmd.append(f"--odperf-scorer={selection.scorer}")
     return cmd + [a for a in selection.pytest_args if a != "--"]
+
+
+def _image_count(run: SuiteRun, selection: Selection) -> list[str]:
+    images = run.images or selection.images
+    if images:
+        return [f"--odperf-images={images}"]
+    return [f"--odperf-max-images={selection.max_images}"] if selection.max_images else []
 
 
 def child_env(environ: Mapping[str, str] | None = None, *, source: Path | None = None,

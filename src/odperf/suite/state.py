@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from odperf import __version__
+from odperf.backends.names import BOARD as BOARD_BACKEND
+from odperf.errors import OdperfError
 from odperf.suite.expectations import Expectation, Expectations, load as load_expectations, merge
+from odperf.measure.breakdown import TimeBreakdown
+from odperf.measure.sampling import SamplingPlan, plan_images
 from odperf.measure.scorers import DEFAULT_SCORER
 from odperf.suite.progress import Progress
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
@@ -43,7 +47,9 @@ class SuiteState:
     sample_period_ms: float = 10.0
     seed: int = 0
     boards: dict[str, Any] = field(default_factory=dict, repr=False)  # profile -> Board (odperf.measure.board)
+    sampling: SamplingPlan | None = None  # images per case: chosen by the run, or fixed (None: ``images``)
     records: list[RunRecord] = field(default_factory=list, repr=False)
+    breakdown: TimeBreakdown = field(default_factory=TimeBreakdown, repr=False)  # where the run's time went
     progress: Progress = field(default_factory=Progress, repr=False)  # images timed, per case
     # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
     locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
@@ -74,6 +80,9 @@ class SuiteState:
         scorer: str = DEFAULT_SCORER,
         check: bool = True,
         boards: list[str] | None = None,
+        min_images: int | None = None,
+        max_images: int | None = None,
+        target_ci: float | None = None,
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
@@ -85,6 +94,12 @@ class SuiteState:
         if check:
             preflight.check_options(images=images, warmup_images=warmup_images, timeout_s=timeout_s,
                                     sample_period_ms=sample_period_ms, seed=seed)
+        try:
+            sampling = plan_images(images, min_images, max_images, target_ci, default_ceiling=IMAGES_PER_CAR)
+        except OdperfError:
+            if check:
+                raise
+            sampling = SamplingPlan.fixed(images or IMAGES_PER_CAR)
         sizes = parse_batch_sizes(batch_sizes)
         profiles = detected()
         targets = build_targets(devices, profiles, emulate)
@@ -111,7 +126,8 @@ class SuiteState:
             targets=targets,
             profiles=profiles,
             expectations=rules,
-            images=images or IMAGES_PER_CAR,
+            images=sampling.ceiling,
+            sampling=sampling,
             warmup_images=warmup_images,
             model_dir=model_dir,
             dataset=dataset,
@@ -149,7 +165,7 @@ class SuiteState:
 
     def _runs_on(self, case: Case) -> bool:
         """A board runs TensorFlow frozen graphs only (odperf.engine.remote); every local device runs all."""
-        return case.target.profile not in self.boards or case.model.backend == "tensorflow"
+        return case.target.profile not in self.boards or case.model.backend == BOARD_BACKEND
 
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})
@@ -186,7 +202,6 @@ class SuiteState:
             keep_detections=(self.accuracy or not timed) and not case.model.untrained,
             results_path=self._results_path(case, timed),
             scorer=self.scorer,
-            bare_loop=timed,  # the harness-overhead loop only means something for timed runs
             start_timeout_s=self.timeout_s,
         )
 
@@ -219,15 +234,16 @@ class SuiteState:
     def images_per_car(self) -> int:
         return IMAGES_PER_CAR
 
-    def run_record(self, case: Case, measurement: Any, harness_mean_s: float | None = None,
-                   kind: str = TIMING) -> RunRecord:
+    def run_record(self, case: Case, measurement: Any, kind: str = TIMING) -> RunRecord:
         """The record of a measurement (its figures are the measurement's own), named after the case, not
         the worker's view of it; ``kind`` says what it measured (odperf.results.RECORD_KINDS)."""
+        self.breakdown.note(measurement)
+        sampling = self.sampling.outcome(measurement.parent_times_s) if self.sampling and kind == TIMING else None
         return measurement.to_record(
             kind=kind,
+            sampling=sampling,
             model=case.model.name,
             device_profile=case.target.profile,
-            harness_mean_s=harness_mean_s,
             meta_arch=case.model.meta_arch,
             map_group=case.model.map_group,
         )
@@ -320,6 +336,28 @@ class SuiteState:
             for h in holders
         ]
 
+    def close_breakdown(self) -> None:
+        """The run's wall time, since its process started (imports and checks included), closes the breakdown."""
+        from odperf.measure.load import process_age_s
+
+        self.breakdown.close(process_age_s())
+
+    def end_lines(self) -> list[str]:
+        """Where the run's time went and its overhead ratio, and which figures were taken under load."""
+        lines = [f"odperf: {line}" for line in self.breakdown.lines("time")] if self.breakdown.wall_s else []
+        stops = [r.sampling["stopped_by"] for r in self.records if r.sampling and r.sampling["stopped_by"] != "fixed"]
+        if stops:
+            lines.append(f"odperf: images per case chosen by the run: {stops.count('target')} case(s) within the "
+                         f"target, {stops.count('ceiling')} at the ceiling ({self.sampling.describe()})")
+        loaded = [r for r in self.records if r.load and r.load.get("loaded")]
+        if loaded:
+            from odperf.measure.load import describe
+
+            worst = max(loaded, key=lambda r: r.load["others_share"])
+            lines.append(f"odperf: WARNING: {len(loaded)} figure(s) taken under load (the worst, {worst.describe()}: "
+                         f"{describe(worst.load)}); compare them with figures of an idle machine only knowingly")
+        return lines
+
     def sharing_summary(self) -> str | None:
         """One line for the end of the run when another run shared a device with it."""
         marked = len(self._record_sharing)
@@ -349,9 +387,12 @@ class SuiteState:
             "schema": SCHEMA_VERSION,
             "profile": self.profile_name,
             "images_per_case": self.images,
+            "sampling": asdict(self.sampling) if self.sampling else None,
             "images_per_car": IMAGES_PER_CAR,
             "records": [self.saved_form(r) for r in self.records],
         }
+        if self.breakdown.wall_s:
+            block["time_breakdown"] = self.breakdown.to_dict()
         if self.shared:
             block[SHARED_KEY] = {d: [h.to_dict() for h in holders.values()] for d, holders in self.shared.items()}
         return block
@@ -371,7 +412,7 @@ class SuiteState:
         return [
             f"odperf {__version__}: hardware profile {self.profile_name}: {self._hardware()}",
             f"odperf: {len(self.models)} model(s), batch sizes {','.join(map(str, self.batch_sizes))}, "
-            f"{self.images} image(s) timed per case, targets {', '.join(t.label for t in self.targets)}"
+            f"{self.sampling.describe() if self.sampling else f'{self.images} image(s) timed per case'}, targets {', '.join(t.label for t in self.targets)}"
             + (f", emulating {', '.join(t.profile for t in self.targets if t.emulated_from)}"
                if any(t.emulated_from for t in self.targets) else "")
             + (f", mAP by {self.scorer}" if self.accuracy else ""),

@@ -18,6 +18,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.errors import ModelError
 
 FROZEN_NAME = "frozen_inference_graph.pb"
@@ -117,7 +118,7 @@ def board_graph(request: Any) -> Path:
     from odperf.zoo.loaders import resolve
 
     name, _, backend, fmt, artifact = resolve(request.model, request.model_dir)
-    if backend != "tensorflow":
+    if backend != BOARD_BACKEND:
         raise ModelError(f"model {name}: a {backend} model; boards run TensorFlow frozen graphs only so far "
                          "(choose a TensorFlow model for the board)")
     if fmt == "tf1_frozen_graph":

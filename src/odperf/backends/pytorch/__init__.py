@@ -103,7 +103,9 @@ class TorchBackend:
 
         torch.set_grad_enabled(False)
         cap: dict[str, Any] | None = None
-        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads()}
+        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads(),
+                                    "interop_threads": torch.get_num_interop_threads(),
+                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
         if device == "cpu":
             self.device = torch.device("cpu")
             names = ["cpu"]

@@ -66,7 +66,10 @@ class TensorFlowBackend:
         return RuntimeInfo(
             backend=self.name, version=tf.__version__,
             devices=[d.name for d in tf.config.list_logical_devices()], memory_cap=cap,
-            settings={"precision": "float32", "gpu_memory_growth": bool(gpus) and memory_limit_mb is None},
+            settings={"precision": "float32", "gpu_memory_growth": bool(gpus) and memory_limit_mb is None,
+                      # 0: TensorFlow's own choice (one thread per core); its pools spin briefly, then block
+                      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                      "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()},
         )
 
     def load(self, fmt: str, artifact: Path, spec: Any | None) -> Loaded:

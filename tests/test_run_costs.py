@@ -1,0 +1,190 @@
+"""What a run says about its own cost: images chosen by the statistics, the machine's load, where time went."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from odperf.engine.measurement import Deployment, Measurement
+from odperf.engine.request import MeasureRequest
+from odperf.errors import WorkloadError
+from odperf.measure.breakdown import STEPS, TimeBreakdown, job_lines
+from odperf.measure.load import LoadMeter
+from odperf.measure.sampling import SamplingPlan, plan_images, relative_ci
+
+
+# --- sampling ---------------------------------------------------------------------------------------
+def test_relative_ci_is_students_t_over_the_mean():
+    # mean 1.0, sd 0.1, n 4: t(0.975, 3) = 3.182 -> 3.182 * 0.1 / 2 = 0.159
+    times = [0.9, 1.0, 1.0, 1.1]
+    sd = (sum((t - 1.0) ** 2 for t in times) / 3) ** 0.5
+    assert relative_ci(times) == pytest.approx(3.1824 * sd / 2, rel=1e-3)
+    assert relative_ci([1.0]) is None
+
+
+def test_plan_stops_at_the_target_never_below_the_floor_never_above_the_ceiling():
+    plan = SamplingPlan(floor=3, ceiling=6, target=0.03)
+    steady = [1.0, 1.001, 0.999]
+    assert not plan.enough(steady[:2])  # below the floor, however tight
+    assert plan.enough(steady) and plan.outcome(steady)["stopped_by"] == "target"
+    noisy = [1.0, 2.0, 0.5, 1.5, 0.7]
+    assert not plan.enough(noisy) and plan.enough(noisy + [1.2])
+    assert plan.outcome(noisy + [1.2])["stopped_by"] == "ceiling"
+    fixed = SamplingPlan.fixed(4)
+    assert not fixed.enough(steady) and fixed.enough(steady + [1.0]) and fixed.outcome(steady)["stopped_by"] == "fixed"
+
+
+def test_plan_from_options_and_its_user_errors():
+    assert plan_images(5, None, None, None, default_ceiling=95) == SamplingPlan.fixed(5)
+    assert plan_images(None, None, None, None, default_ceiling=95) == SamplingPlan(3, 95, 0.03)
+    assert plan_images(None, None, 2, None, default_ceiling=95) == SamplingPlan(2, 2, 0.03)
+    with pytest.raises(WorkloadError, match="drop --odperf-max-images"):
+        plan_images(5, None, 10, None, default_ceiling=95)
+    with pytest.raises(WorkloadError, match="floor .4. is above the ceiling .2."):
+        plan_images(None, 4, 2, None, default_ceiling=95)
+    with pytest.raises(WorkloadError, match="--odperf-target-ci must be a fraction"):
+        plan_images(None, None, None, 3.0, default_ceiling=95)
+
+
+# --- load -------------------------------------------------------------------------------------------
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_load_counts_the_workers_cpu_apart_from_everyone_elses():
+    """A busy process named as the worker counts as the worker's; the same process not named counts as
+    another's. (The machine may be shared: only lower bounds are asserted.)"""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spun = psutil.Process(busy.pid)
+
+    def cpu() -> float:
+        t = spun.cpu_times()
+        return t.user + t.system
+
+    try:
+        time.sleep(0.3)
+        as_worker = LoadMeter(busy.pid)
+        c0 = cpu()
+        as_worker.begin()
+        time.sleep(1.0)
+        as_worker.end()
+        mine, spent_as_worker = as_worker.result(), cpu() - c0
+        as_other = LoadMeter(None)
+        c0 = cpu()
+        as_other.begin()
+        time.sleep(1.0)
+        as_other.end()
+        theirs, spent_as_other = as_other.result(), cpu() - c0
+    finally:
+        busy.kill()
+        busy.wait()
+    tick = 0.03  # the kernel's counters move in 10 ms ticks
+    assert spent_as_worker > 0 and mine.worker_cores * mine.wall_s == pytest.approx(spent_as_worker, abs=tick)
+    assert theirs.worker_cores == 0.0
+    assert theirs.others_cores * theirs.wall_s >= spent_as_other - tick  # the spinning process, now nobody's
+    rec = theirs.to_record()
+    assert rec["others_share"] == pytest.approx(theirs.others_cores / theirs.cores, abs=1e-3)
+    assert rec["loaded"] == (rec["others_share"] > rec["threshold_share"])
+
+
+def test_load_sums_only_the_regions_it_is_told_of():
+    meter = LoadMeter(None)
+    assert meter.result() is None  # nothing measured yet
+    c0 = time.process_time()
+    meter.begin()
+    _spin(0.2)  # the harness's own CPU: not the others'
+    meter.end()
+    spent = time.process_time() - c0
+    time.sleep(0.5)  # outside any region
+    _spin(0.2)
+    load = meter.result()
+    assert 0.15 < load.wall_s < 0.45  # the regions only
+    assert spent > 0 and load.harness_cores * load.wall_s == pytest.approx(spent, abs=0.03)
+
+
+# --- breakdown --------------------------------------------------------------------------------------
+def _measurement(worker: list[float], parent: list[float], **costs: float) -> Measurement:
+    m = Measurement(request=MeasureRequest(model="ssd", batch_size=8, images=len(worker)))
+    m.deploy = Deployment(spawn_s=0.2, import_s=2.0, load_s=1.0, first_inference_s=0.5, warmup_s=0.5, total_s=3.7,
+                          pid=1, batch_mode="batched", dataset_s=0.3)
+    m.worker_times_s, m.parent_times_s = worker, parent
+    m.costs.update(costs)
+    return m
+
+
+def test_breakdown_adds_up_to_the_wall_and_gives_the_overhead_ratio():
+    b = TimeBreakdown()
+    m = _measurement([1.0, 1.0], [1.01, 1.01], start=4.1, prepare=0.2, finish=0.05, exit=0.1, sampler=0.02,
+                     scoring=0.4)
+    b.note(m)
+    b.note(m)  # noted twice (a stream session's records): counted once
+    b.close(wall_s=10.0)
+    s = b.seconds
+    assert b.cases == 1 and set(s) == set(STEPS)
+    assert s["timed inference"] == 2.0 and s["deployment"] == pytest.approx(3.2) and s["warm-up"] == 0.5
+    assert s["dataset"] == pytest.approx(0.5) and s["scoring"] == 0.4 and s["idle"] == 0.1
+    assert s["protocol"] == pytest.approx(0.02 + (4.1 - 3.7 - 0.3) + 0.05)
+    assert sum(s.values()) == pytest.approx(10.0)
+    assert b.overhead_ratio == pytest.approx(10.0 / (2.0 + 3.7))
+    again = TimeBreakdown.from_dict(json.loads(json.dumps(b.to_dict())))
+    assert again.seconds == pytest.approx(s) and again.overhead_ratio == pytest.approx(b.overhead_ratio, rel=1e-3)
+    assert "overhead ratio 1.75" in b.lines("time")[1]
+
+
+def test_job_lines_add_each_passs_start_and_the_jobs_own_time(tmp_path):
+    b = TimeBreakdown()
+    b.note(_measurement([1.0], [1.0], start=3.7))
+    b.close(wall_s=6.0)
+    path = tmp_path / "main.json"
+    path.write_text(json.dumps({"odperf": {"time_breakdown": b.to_dict()}}))
+    lines = job_lines([("main", path, 8.0), ("lost", None, 1.0)], wall_s=10.0)
+    assert lines[0].startswith("pass main: 8.0 s wall over 1 case(s)")
+    assert lines[-2].startswith("whole job: 10.0 s wall over 1 case(s)")
+    assert lines[-1] == f"whole job: overhead ratio {10.0 / 4.7:.2f} (wall / (timed inference + deployment))"
+
+
+# --- scoring once per model -------------------------------------------------------------------------
+def _detections(tmp_path, name: str, drop_tile: int | None = None):
+    """Detections of a 1-class model on camera images 0 and 1 at one box per tile, saved as a worker does."""
+    import numpy as np
+
+    from odperf.measure.accuracy import TiledDetections
+
+    request = MeasureRequest(model="same", batch_size=64, images=2, dataset_root=None)
+    grid = request.camera_grid
+    rng = np.random.default_rng(0)
+    out = TiledDetections(grid, model="same")
+    for camera in (0, 1):
+        n = grid.tiles_per_image
+        y, x = rng.uniform(0, 0.5, (2, n, 1))
+        boxes = np.concatenate([y, x, y + 0.3, x + 0.3], axis=1).reshape(n, 1, 4).astype(np.float32)
+        counts = np.ones(n, np.int32)
+        if drop_tile is not None:
+            counts[drop_tile] = 0  # the model answered nothing for this tile
+        out.add(camera, 0, boxes, rng.uniform(0.3, 1, (n, 1)).astype(np.float32), np.ones((n, 1), np.int64), counts)
+    return out.save(tmp_path / name)
+
+
+def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_its_own(tmp_path):
+    from odperf.datasets.synthetic import ensure_embedded
+    from odperf.engine.detections import ScoreCache, score_detections
+
+    ensure_embedded(n_train=0)
+    cache = ScoreCache()
+    at = {b: MeasureRequest(model="same", batch_size=b, images=2) for b in (1, 8, 64)}
+    first = score_detections(at[1], _detections(tmp_path, "b1.npz"), [0, 1], cache=cache)
+    assert first["scored_batch"] == 1 and "reused_from_batch" not in first
+    again = score_detections(at[8], _detections(tmp_path, "b8.npz"), [0, 1], cache=cache)
+    assert again["reused_from_batch"] == 1 and again["AP"] == first["AP"]
+    dropped = score_detections(at[64], _detections(tmp_path, "b64.npz", drop_tile=3), [0, 1], cache=cache)
+    assert dropped["scored_batch"] == 64 and "reused_from_batch" not in dropped
+    assert dropped["n_detections"] == first["n_detections"] - 2  # its own figures: one tile fewer per image
+    other_images = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
+    assert "reused_from_batch" not in other_images  # the same detections over other images: scored anew
