@@ -60,6 +60,10 @@ class Channel:
                 raise ChannelClosed("end of stream")
             self._buffer.extend(chunk)
 
+    def pending(self) -> bool:
+        """Whether a message (or part of one) is waiting to be read, without blocking."""
+        return b"\n" in self._buffer or bool(select.select([self.read_fd], [], [], 0)[0])
+
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):
             try:

@@ -97,7 +97,13 @@ class Worker:
 
     def time_image(self, index: int) -> tuple[float, list[Any]]:
         """Seconds for one camera image: cut into tiles + every batch until detections are on the host."""
-        image = self.prepare(index)
+        seconds, outputs = self.time_pixels(self.prepare(index))
+        self.prepared.pop(index, None)
+        return seconds, outputs
+
+    def time_pixels(self, image: Any) -> tuple[float, list[Any]]:
+        """The timed region over a camera image's pixels however they came (prepared here, or received
+        from a broker by a pipeline instance: ``odperf.pipeline.instance``)."""
         detector, batch_size, cut = self.detector, self.request.batch_size, self.grid.cut
         if self.buffer is None:
             from odperf.workload import batch_buffer
@@ -112,7 +118,6 @@ class Worker:
             seconds = time.perf_counter() - t0
         finally:
             gc.enable()
-        self.prepared.pop(index, None)
         return seconds, outputs
 
     def keep(self, index: int, outputs: list[Any]) -> None:
@@ -154,6 +159,10 @@ class Worker:
                 from odperf.stream.settings import StreamSettings
 
                 self.channel.send(run_stream(self, StreamSettings.from_dict(msg["settings"]), msg["log_dir"]))
+            elif cmd == "pipeline":  # a detector instance of a pipeline (odperf.pipeline.instance)
+                from odperf.pipeline.instance import serve_instance
+
+                self.channel.send(serve_instance(self, msg["config"]))
             elif cmd == "finish":
                 self.channel.send(self.finish(bool(msg.get("bare", True))))
                 return
