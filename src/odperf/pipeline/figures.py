@@ -154,7 +154,7 @@ def markdown(run: PipelineRun, summary: PipelineSummary) -> str:
                                                          "peak memory MB", "deploy s", "broker outages"],
                                          tablefmt="github"), ""]
     acc = run.accuracy or {}
-    lines.append(f"mAP of the detections that came back: {_f(acc.get('map'))}"
+    lines.append(f"mAP of the detections that came back: {_f(acc.get('AP'))}"
                  + (f" ({run.accuracy_error})" if run.accuracy_error else ""))
     return "\n".join(lines) + "\n"
 

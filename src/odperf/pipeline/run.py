@@ -171,6 +171,11 @@ def _pass(run: PipelineRun, s: PipelineSettings, client: Any, request: MeasureRe
             run.instances.append(report)
         collector.stop()
         collector.broker.close()
+        try:  # the backlog once every instance has stopped: what is left in the broker
+            state = client.state(images_stream, DETECTORS)
+            run.backlog.append([round(time.time() - run.t0, 3), state.lag, state.pending])
+        except BrokerUnavailable:
+            pass
         run.duplicates, run.collector_outages = collector.duplicates, collector.broker_outages
         _account(run, producers, collector, client, images_stream)
         try:

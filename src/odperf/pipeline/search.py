@@ -57,25 +57,29 @@ def search_cameras(settings: PipelineSettings, broker: str | None, max_cameras: 
             result.cameras, result.rate = n, s.rate
         return summary.holds
 
-    lo, hi = 0, None
-    n = 1
-    while n <= max_cameras:
-        if held(n):
-            lo, n = n, n * 2
-        else:
+    most_held(held, max_cameras)
+    return result
+
+
+def most_held(held: Callable[[int], bool], most: int) -> int:
+    """The largest n in 1..``most`` with ``held(n)`` (0: not even 1), assuming what holds for n holds below
+    it: doubling from 1 until a miss (or ``most``), then bisection between the last held and the first missed."""
+    lo, n = 0, 1
+    while True:
+        if not held(n):
             hi = n
             break
-    if hi is None and lo < max_cameras and lo * 2 > max_cameras:
-        hi = max_cameras + 1
-        if held(max_cameras):
-            lo = max_cameras
-    while hi is not None and hi - lo > 1:
+        lo = n
+        if n == most:
+            return lo
+        n = min(2 * n, most)
+    while hi - lo > 1:
         mid = (lo + hi) // 2
         if held(mid):
             lo = mid
         else:
             hi = mid
-    return result
+    return lo
 
 
 @dataclass

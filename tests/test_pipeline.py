@@ -1,0 +1,113 @@
+"""The pipeline through a real redis-server on 127.0.0.1 and real embedded detectors as instances.
+
+The test starts its own redis-server (``bash tasks.sh test`` installs it with apt where it is missing).
+Faults: an instance SIGKILLed mid-image (its image taken over by the other instance with XAUTOCLAIM) and
+the broker killed -9 and started again mid-run. No test bounds a time: every verdict is about images.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from odperf.errors import WorkloadError
+from odperf.pipeline.broker import BrokerError, check_address, open_broker
+from odperf.pipeline.figures import markdown, summarize
+from odperf.pipeline.producer import schedule
+from odperf.pipeline.redis_broker import LocalRedis, free_port
+from odperf.pipeline.run import run_pipeline
+from odperf.pipeline.search import most_held
+from odperf.pipeline.settings import PipelineSettings
+
+MODEL, BATCH = "centernet_tiny", 64  # the fastest embedded model, one call per camera image
+
+
+# --- pieces without a model -----------------------------------------------------------------------------
+def test_schedule_offers_the_lines_rate_and_every_shot_once():
+    s = PipelineSettings(cameras=7, cameras_per_line=5, shots=3, cars=2, car_interval_s=10.0, arrivals="fixed")
+    lines = schedule(s)
+    assert [len(x) for x in lines] == [5 * 3 * 2, 2 * 3 * 2] and s.lines == 2
+    seqs = sorted(shot.seq for shots in lines for shot in shots)
+    assert seqs == list(range(s.published))
+    first_car = [shot.at_s for shot in lines[1] if shot.car == 0]
+    assert sorted(set(first_car)) == pytest.approx([0.0, 10 / 3, 20 / 3])  # both cameras fire together
+    assert s.rate == pytest.approx(7 * 3 / 10.0)
+    poisson = schedule(PipelineSettings(cameras=5, shots=19, car_interval_s=120.0))[0]
+    assert len(poisson) == 95 and all(0 <= shot.at_s <= 120.0 for shot in poisson)
+
+
+def test_settings_refuse_what_no_pass_could_do():
+    with pytest.raises(WorkloadError, match="--instances 2"):
+        PipelineSettings(instances=1, kill_instance_at_s=1.0)
+    with pytest.raises(WorkloadError, match="arrivals"):
+        PipelineSettings(arrivals="bursty")
+
+
+def test_search_doubles_then_bisects_to_the_most_held():
+    for limit in (0, 1, 5, 6, 13, 64):
+        tried: list[int] = []
+
+        def held(n: int) -> bool:
+            tried.append(n)
+            return n <= limit
+
+        assert most_held(held, 64) == limit
+        assert len(tried) == len(set(tried))  # no pass run twice
+    assert most_held(lambda n: True, 10) == 10
+
+
+def test_bad_addresses_and_absent_brokers_are_one_line():
+    with pytest.raises(BrokerError, match="redis://HOST:PORT"):
+        check_address("localhost:6379")
+    with pytest.raises(BrokerError, match="port"):
+        check_address("redis://127.0.0.1:notaport")
+    with pytest.raises(BrokerError, match="nobody answers"):
+        open_broker(f"redis://127.0.0.1:{free_port()}/0")
+    for address, expect in (("tcp://x:1", "give redis://"), (f"redis://127.0.0.1:{free_port()}", "nobody answers")):
+        done = subprocess.run([sys.executable, "-m", "odperf.cli", "pipeline", "--broker", address, "--out", "."],
+                              capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and expect in lines[0], done.stderr
+
+
+def test_streams_survive_a_broker_killed_and_restarted():
+    with LocalRedis() as server:
+        broker = open_broker(server.address, retry_s=10.0)
+        broker.ensure_group("s", "g")
+        first = broker.publish("s", {"seq": 0})
+        taken = broker.read("s", "g", "a", 1, 0.1)
+        assert [e.id for e in taken] == [first]
+        server.restart(down_s=0.5)
+        second = broker.publish("s", {"seq": 1})  # retried until the server is back
+        assert broker.pending_ids("s", "g") == {first: ("a", 1)}  # a delivered, unacknowledged entry kept
+        claimed = broker.claim_stale("s", "g", "b", 0.0, 10)
+        assert [(e.id, e.deliveries) for e in claimed] == [(first, 2)]
+        assert [e.id for e in broker.read("s", "g", "b", 5, 0.1)] == [second]
+        broker.close()
+
+
+# --- a real pass ---------------------------------------------------------------------------------------
+def test_pass_accounts_for_every_image_through_a_killed_instance_and_a_broker_restart():
+    """Two cameras fire together, so each instance holds one image when instance 0 is killed; the broker
+    is killed and restarted while later images are being published and detected."""
+    settings = PipelineSettings(model=MODEL, batch_size=BATCH, instances=2, cameras=2, shots=3, car_interval_s=6.0,
+                                arrivals="fixed", deadline_s=600.0, images=2, claim_idle_s=1.0,
+                                kill_instance_at_s=0.15, restart_broker_at_s=2.5, broker_down_s=1.0)
+    run = run_pipeline(settings)
+    summary = summarize(run)
+    assert summary.published == 6 and summary.lost == 0 and summary.errors == 0, summary.lost_reasons
+    assert summary.detected == 6 and {i.status for i in run.images} == {"detected"}
+    killed, survivor = run.instances
+    assert killed.outcome == "killed" and survivor.outcome == "ok"
+    # the image instance 0 held was taken over (XAUTOCLAIM) and counted as a retry
+    assert survivor.claimed >= 1 and summary.retried >= 1
+    assert all(i.instance == "instance-1" for i in run.images if i.deliveries > 1)
+    assert [f["fault"] for f in sorted(run.faults, key=lambda f: f["at_s"])] == ["kill instance", "restart broker"]
+    assert survivor.peak_memory_mb and survivor.peak_memory_mb > 0
+    assert run.accuracy is not None and 0.0 <= run.accuracy["AP"] <= 1.0
+    parts = summary.latency_s
+    assert parts["total"]["p50"] > 0 and parts["inference"]["p50"] > 0
+    report = markdown(run, summary)
+    assert "6 published, 6 detected" in report and "killed" in report and "restart broker" in report
