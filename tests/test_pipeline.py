@@ -10,18 +10,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
+import odperf
+from child_env import child_env
 from odperf.errors import WorkloadError
 from odperf.pipeline.broker import BrokerError, check_address, open_broker
 from odperf.pipeline.figures import markdown, summarize
 from odperf.pipeline.producer import schedule
+from odperf.pipeline.record import settings_from_text
 from odperf.pipeline.redis_broker import LocalRedis, free_port
 from odperf.pipeline.run import run_pipeline
 from odperf.pipeline.search import most_held
 from odperf.pipeline.settings import PipelineSettings
+from odperf.results import load_run
 
 MODEL, BATCH = "centernet_tiny", 64  # the fastest embedded model, one call per camera image
+ROOT = Path(odperf.__file__).resolve().parents[2]
 
 
 # --- pieces without a model -----------------------------------------------------------------------------
@@ -111,3 +118,30 @@ def test_pass_accounts_for_every_image_through_a_killed_instance_and_a_broker_re
     assert parts["total"]["p50"] > 0 and parts["inference"]["p50"] > 0
     report = markdown(run, summary)
     assert "6 published, 6 detected" in report and "killed" in report and "restart broker" in report
+
+
+def test_the_pipeline_benchmark_saves_a_pipeline_record(tmp_path):
+    """benchmarks/test_pipeline.py, named on the command line, runs a pass per case and saves it like the others."""
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_pipeline.py"), "-p", "no:xdist",
+         "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), f"--odperf-models={MODEL}", "--odperf-devices=cpu",
+         f"--odperf-batch-sizes={BATCH}", "--odperf-pipeline=cameras=1,shots=2,car_interval_s=4,images=2",
+         f"--benchmark-json={out}"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = load_run(out)
+    (record,) = saved.records
+    assert record.kind == "pipeline" and record.model == MODEL and record.batch_size == BATCH
+    summary = record.pipeline["summary"]
+    assert summary["published"] == summary["detected"] == 2 and summary["lost"] == 0
+    assert record.pipeline["settings"]["car_interval_s"] == 4.0 and record.map is not None
+    assert record.peak_memory_mb and record.peak_memory_mb > 0
+
+
+def test_benchmark_settings_name_a_bad_key_in_one_line():
+    with pytest.raises(WorkloadError, match="KEY=VALUE with KEY one of"):
+        settings_from_text("lanes=2")
+    with pytest.raises(WorkloadError, match="instances must be int"):
+        settings_from_text("instances=two")
+    assert settings_from_text("instances=2,car_interval_s=4.5,arrivals=fixed", model="x").instances == 2

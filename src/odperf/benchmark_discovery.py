@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 STREAM_FIXTURE = "odperf_stream_case"
-CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case", STREAM_FIXTURE})
+PIPELINE_FIXTURE = "odperf_pipeline_case"
+CASE_FIXTURES = frozenset({"odperf_case", "odperf_accuracy_case", STREAM_FIXTURE, PIPELINE_FIXTURE})
 
 
 def arg_paths(args: Iterable[str], invocation_dir: Path, pyargs: bool) -> list[Path]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from odperf.engine.client import WorkerFailed
@@ -69,9 +69,12 @@ class PipelineRun:
     collector_outages: int = 0
     accuracy: dict[str, Any] | None = None
     accuracy_error: str | None = None
+    # each instance's worker Measurement (deployment, memory), for a results record; not in to_dict
+    measurements: list[Any] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, measurements=[]))
+        data.pop("measurements")
         data["settings"] = self.settings.to_dict()
         return data
 
@@ -169,6 +172,7 @@ def _pass(run: PipelineRun, s: PipelineSettings, client: Any, request: MeasureRe
             if i in killed:
                 report.outcome, report.error = "killed", "killed by the run (fault injected)"
             run.instances.append(report)
+            run.measurements.append(session.measurement)
         collector.stop()
         collector.broker.close()
         try:  # the backlog once every instance has stopped: what is left in the broker
