@@ -26,7 +26,7 @@ setup() {
     if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
         "$PY" -m pip install --quiet --upgrade pip
         # both runtimes (TensorFlow by default, PyTorch), and every extra the tests use
-        "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test,pipeline]"
+        "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test,pipeline,nats]"
         # The deprecated `pynvml` package (odperf's NVML dependency before nvidia-ml-py) stays in older venvs
         # and warns on every NVML import: remove it, then put back nvidia-ml-py's pynvml.py, which old
         # releases of it shared.
@@ -66,9 +66,13 @@ case "$task" in
         ;;
     test)
         setup
-        # The pipeline tests start a real redis-server on 127.0.0.1: install it where it is missing and we can.
-        if ! command -v redis-server >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-            apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+        # The pipeline tests start a real redis-server and nats-server on 127.0.0.1: install what is missing
+        # where we can (root, apt).
+        missing=()
+        command -v redis-server >/dev/null || missing+=(redis-server)
+        command -v nats-server >/dev/null || missing+=(nats-server)
+        if [[ ${#missing[@]} -gt 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
         fi
         # Functional tests spread over both cores; none of them is timed by pytest-benchmark.
         "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"

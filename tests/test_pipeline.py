@@ -1,6 +1,7 @@
 """The pipeline through a real redis-server on 127.0.0.1 and real embedded detectors as instances.
 
-The test starts its own redis-server (``bash tasks.sh test`` installs it with apt where it is missing).
+The tests start their own redis-server and nats-server (``bash tasks.sh test`` installs them with apt where
+they are missing).
 Faults: an instance SIGKILLed mid-image (its image taken over by the other instance with XAUTOCLAIM) and
 the broker killed -9 and started again mid-run. No test bounds a time: every verdict is about images.
 """
@@ -19,6 +20,7 @@ from child_env import child_env
 from odperf.errors import WorkloadError
 from odperf.pipeline.broker import BrokerError, check_address, open_broker
 from odperf.pipeline.figures import markdown, summarize
+from odperf.pipeline.nats_broker import LocalNats
 from odperf.pipeline.producer import schedule
 from odperf.pipeline.record import settings_from_text
 from odperf.pipeline.redis_broker import LocalRedis, free_port
@@ -66,6 +68,8 @@ def test_search_doubles_then_bisects_to_the_most_held():
 
 
 def test_bad_addresses_and_absent_brokers_are_one_line():
+    with pytest.raises(BrokerError, match="nobody answers"):
+        open_broker(f"nats://127.0.0.1:{free_port()}")
     with pytest.raises(BrokerError, match="redis://HOST:PORT"):
         check_address("localhost:6379")
     with pytest.raises(BrokerError, match="port"):
@@ -100,7 +104,7 @@ def test_pass_accounts_for_every_image_through_a_killed_instance_and_a_broker_re
     """Two cameras fire together, so each instance holds one image when instance 0 is killed; the broker
     is killed and restarted while later images are being published and detected."""
     settings = PipelineSettings(model=MODEL, batch_size=BATCH, instances=2, cameras=2, shots=3, car_interval_s=6.0,
-                                arrivals="fixed", deadline_s=600.0, images=2, claim_idle_s=1.0,
+                                arrivals="fixed", deadline_s=600.0, images=2, claim_idle_s=2.0,
                                 kill_instance_at_s=0.15, restart_broker_at_s=2.5, broker_down_s=1.0)
     run = run_pipeline(settings)
     summary = summarize(run)
@@ -118,6 +122,18 @@ def test_pass_accounts_for_every_image_through_a_killed_instance_and_a_broker_re
     assert parts["total"]["p50"] > 0 and parts["inference"]["p50"] > 0
     report = markdown(run, summary)
     assert "6 published, 6 detected" in report and "killed" in report and "restart broker" in report
+
+
+def test_nats_jetstream_redelivers_a_killed_instances_image():
+    """The second broker: JetStream's own redelivery after the ack wait takes the place of XAUTOCLAIM."""
+    settings = PipelineSettings(model=MODEL, batch_size=BATCH, instances=2, cameras=2, shots=2, car_interval_s=4.0,
+                                arrivals="fixed", deadline_s=600.0, images=2, claim_idle_s=3.0, kill_instance_at_s=0.15)
+    with LocalNats() as server:
+        run = run_pipeline(settings, server.address)
+    summary = summarize(run)
+    assert summary.published == summary.detected == 4 and summary.lost == 0, summary.lost_reasons
+    assert [r.outcome for r in run.instances] == ["killed", "ok"] and summary.retried >= 1
+    assert run.accuracy is not None
 
 
 def test_the_pipeline_benchmark_saves_a_pipeline_record(tmp_path):

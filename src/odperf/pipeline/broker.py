@@ -56,8 +56,9 @@ class Broker(abc.ABC):
     address: str
 
     @abc.abstractmethod
-    def ensure_group(self, stream: str, group: str) -> None:
-        """Create ``stream`` and its consumer ``group`` (reading from the start) if missing."""
+    def ensure_group(self, stream: str, group: str, redeliver_after_s: float = 10.0) -> None:
+        """Create ``stream`` and its consumer ``group`` (reading from the start) if missing. Brokers that
+        redeliver by themselves (JetStream) do so after ``redeliver_after_s`` without an ack."""
 
     @abc.abstractmethod
     def publish(self, stream: str, fields: dict[str, bytes | str | int | float]) -> str:

@@ -51,6 +51,7 @@ class Collector:
         self.detections = TiledDetections(grid, model=model)
         self.scored: set[int] = set()
         self.detection_errors: list[str] = []
+        self.unreadable: list[str] = []  # results that could not be read (their images end as lost)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="odperf-collector")
 
@@ -69,7 +70,10 @@ class Collector:
         while not self._stop.is_set():
             try:
                 for entry in self.broker.read(self.stream, self.group, COLLECTOR, READ_COUNT, 0.2):
-                    self._take(entry.fields, time.time())
+                    try:
+                        self._take(entry.fields, time.time())
+                    except (KeyError, ValueError, UnicodeDecodeError) as exc:  # not a result: its image stays unaccounted
+                        self.unreadable.append(f"entry {entry.id}: {type(exc).__name__}: {exc}")
                     self.broker.ack(self.stream, self.group, entry.id)
             except BrokerUnavailable:
                 self.broker_outages += 1

@@ -126,7 +126,7 @@ def _detect(worker: Any, broker: Any, cfg: InstanceConfig, entry: Any, counters:
     counters.images += 1
     counters.infer_s += seconds
     broker.publish(cfg.results_stream, {
-        "entry": entry.id, "seq": entry.fields.get("seq", b"-1"), "instance": cfg.name,
+        "entry": entry.id, "seq": entry.fields.get("seq", b"-1").decode(), "instance": cfg.name,
         "deliveries": entry.deliveries, "t_received": repr(t_received), "t_decoded": repr(t_decoded),
         "infer_s": repr(seconds), "t_done": repr(time.time()), "payload": payload, "error": error,
     })

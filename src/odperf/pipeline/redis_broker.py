@@ -66,7 +66,7 @@ class RedisStreams(Broker):
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise BrokerUnavailable(f"{what} on {self.address}: {exc}") from exc
 
-    def ensure_group(self, stream: str, group: str) -> None:
+    def ensure_group(self, stream: str, group: str, redeliver_after_s: float = 10.0) -> None:
         try:
             self._do("XGROUP CREATE", self.client.xgroup_create, stream, group, id="0", mkstream=True)
         except ResponseError as exc:

@@ -130,7 +130,7 @@ def _pass(run: PipelineRun, s: PipelineSettings, client: Any, request: MeasureRe
           local: Any, say: Callable[[str], None]) -> Collector:
     tag = f"odperf:{uuid.uuid4().hex[:10]}"
     images_stream, results_stream = f"{tag}:images", f"{tag}:results"
-    client.ensure_group(images_stream, DETECTORS)
+    client.ensure_group(images_stream, DETECTORS, s.claim_idle_s)
     client.ensure_group(results_stream, COLLECTORS)
     lines = schedule(s)
     camera_of = {shot.seq: shot.camera_index for shots in lines for shot in shots}
@@ -236,10 +236,19 @@ def _sample_backlog(run: PipelineRun, stream: str, stop: threading.Event) -> Non
 def _account(run: PipelineRun, producers: Producers, collector: Collector, client: Any, stream: str) -> None:
     try:
         pending = client.pending_ids(stream, DETECTORS)
+        state = client.state(stream, DETECTORS)
     except BrokerUnavailable as exc:
         pending, why = {}, f"broker unreachable at the end ({exc})"
     else:
-        why = "never delivered: still queued in the broker at the end (backlog)"
+        if state.pending and not pending:  # a broker that does not say who holds what (JetStream)
+            why = (f"not back within the drain time: {state.lag} image(s) still queued and {state.pending} "
+                   f"delivered but unacknowledged in the broker")
+        elif state.lag:
+            why = f"not back within the drain time: {state.lag} image(s) still queued in the broker at the end"
+        else:
+            why = "acknowledged by an instance, but no readable result reached the collector"
+            if collector.unreadable:
+                why += f" ({len(collector.unreadable)} unreadable, first: {collector.unreadable[0]})"
     for p in sorted(producers.published, key=lambda p: p.shot.seq):
         sh = p.shot
         out = ImageOutcome(seq=sh.seq, line=sh.line, car=sh.car, camera=sh.camera, t_capture=p.t_capture,
