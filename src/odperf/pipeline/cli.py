@@ -57,7 +57,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             from odperf.pipeline.search import stream_peak
 
             say("the stream pass's peak for the same model, batch size and line (LoadGen Server)")
-            comparison = stream_peak(settings, out / "loadgen", found.cameras)
+            comparison = stream_peak(settings, out / "loadgen", found.cameras, summary.service_s)
             record["stream_comparison"] = comparison.to_dict()
             text += comparison_markdown(comparison, settings)
     if args.instances_per_device:
@@ -91,7 +91,11 @@ def comparison_markdown(c: Any, settings: PipelineSettings) -> str:
     ratio = "-" if c.ratio is None else f"{c.ratio:.2f}"
     return (f"\nStream pass's peak (LoadGen Server, same model, batch {settings.batch_size}, line and deadline): "
             f"{peak} (throughput {c.implied_rate:.3g} images/s), {c.cameras_per_device} camera(s) per device; "
-            f"the pipeline held {c.pipeline_cameras} with {settings.instances} instance(s): ratio {ratio}.\n")
+            f"the pipeline held {c.pipeline_cameras} with {settings.instances} instance(s): ratio {ratio}. "
+            + ("" if c.service_s is None else
+               f"The pipeline's own time per image in an instance ({c.service_s:.3f} s: decode, inference, result; "
+               f"the stream's is {1 / c.implied_rate:.3f} s) allows at most {c.service_cameras} camera(s) with every "
+               f"instance busy.") + "\n")
 
 
 def instances_markdown(m: Any) -> str:

@@ -63,6 +63,7 @@ class PipelineSummary:
     achieved_rate: float | None  # images back per second over the pass
     offered_rate: float
     within_deadline: float | None  # fraction of the images back within the image deadline
+    service_s: float | None  # mean seconds an instance spent on an image: received to its result published
     holds: bool
     why_not: list[str] = field(default_factory=list)
 
@@ -87,7 +88,8 @@ def summarize(run: PipelineRun) -> PipelineSummary:
         lost_reasons=dict(reasons), retried=sum(1 for i in back if i.deliveries > 1), duplicates=run.duplicates,
         latency_s=latency, cars=cars, backlog_max=max((b[1] + b[2] for b in run.backlog), default=0),
         backlog_end=int(run.backlog[-1][1] + run.backlog[-1][2]) if run.backlog else 0,
-        achieved_rate=len(back) / span if span else None, offered_rate=s.rate, within_deadline=within, holds=False)
+        achieved_rate=len(back) / span if span else None, offered_rate=s.rate, within_deadline=within,
+        service_s=float(np.mean([i.t_done - i.t_received for i in back])) if back else None, holds=False)
     key = f"p{round(s.percentile * 100):d}"
     tail = float(np.quantile(totals, s.percentile)) if totals else None
     if summary.lost:
@@ -128,7 +130,8 @@ def markdown(run: PipelineRun, summary: PipelineSummary) -> str:
              f"{s.cameras} camera(s) in {s.lines} line(s)", "",
              f"Broker {run.broker} ({'local redis-server started for the run' if run.local_broker else 'given'}); "
              f"{s.arrivals} arrivals, a car every {s.car_interval_s:g} s of {s.shots} shots per camera "
-             f"({summary.offered_rate:.3g} images/s offered, {_f(summary.achieved_rate)} back); image deadline "
+             f"({summary.offered_rate:.3g} images/s offered, {_f(summary.achieved_rate)} back; an instance spent "
+             f"{_f(summary.service_s)} s per image, received to result published); image deadline "
              f"{s.deadline_s:g} s, car deadline {s.car_due_s:g} s.", "",
              f"**Verdict: {'holds' if summary.holds else 'misses'} the line**"
              + ("" if summary.holds else ": " + "; ".join(summary.why_not)), ""]

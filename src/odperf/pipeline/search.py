@@ -152,13 +152,16 @@ class StreamComparison:
     cameras_per_device: int | None
     pipeline_cameras: int | None
     ratio: float | None  # pipeline cameras / stream cameras
+    # what the pipeline's own time per image in an instance (decode, inference, result) allows, all instances busy
+    service_s: float | None = None
+    service_cameras: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def stream_peak(settings: PipelineSettings, log_root: Path, pipeline_cameras: int | None,
-                steps: int = 4) -> StreamComparison:
+                service_s: float | None = None, steps: int = 4) -> StreamComparison:
     """The stream pass's peak search (odperf.stream) on the same model, batch size, line and deadline."""
     from odperf.stream.cases import StreamPlan, StreamRunner
     from odperf.stream.line import Line
@@ -177,7 +180,10 @@ def stream_peak(settings: PipelineSettings, log_root: Path, pipeline_cameras: in
     cap = block.get("capacity") or {}
     cams = cap.get("cameras_per_device")
     ratio = pipeline_cameras / cams if pipeline_cameras is not None and cams else None
+    service_cameras = (int(math.floor(settings.instances / service_s / settings.camera_rate + 1e-9))
+                       if service_s else None)
     return StreamComparison(peak_rate=block["peak"]["rate"], implied_rate=block["implied_rate"],
-                            cameras_per_device=cams, pipeline_cameras=pipeline_cameras, ratio=ratio)
+                            cameras_per_device=cams, pipeline_cameras=pipeline_cameras, ratio=ratio,
+                            service_s=service_s, service_cameras=service_cameras)
 
 
