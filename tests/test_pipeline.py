@@ -24,7 +24,7 @@ from odperf.pipeline.nats_broker import LocalNats
 from odperf.pipeline.producer import schedule
 from odperf.pipeline.record import settings_from_text
 from odperf.pipeline.redis_broker import LocalRedis, free_port
-from odperf.pipeline.run import run_pipeline
+from odperf.pipeline.run import ImageOutcome, PipelineRun, run_pipeline
 from odperf.pipeline.search import most_held
 from odperf.pipeline.settings import PipelineSettings
 from odperf.results import load_run
@@ -52,6 +52,26 @@ def test_settings_refuse_what_no_pass_could_do():
         PipelineSettings(instances=1, kill_instance_at_s=1.0)
     with pytest.raises(WorkloadError, match="arrivals"):
         PipelineSettings(arrivals="bursty")
+
+
+def test_latency_parts_add_up_and_the_verdict_names_what_failed():
+    s = PipelineSettings(cameras=1, shots=2, car_interval_s=10.0, deadline_s=2.0)
+    run = PipelineRun(settings=s, broker="redis://127.0.0.1:1/0", local_broker=True, t0=100.0)
+    run.images = [
+        ImageOutcome(seq=0, line=0, car=0, camera=0, t_capture=100.0, status="detected", t_published=100.1,
+                     instance="instance-0", deliveries=1, t_received=100.4, t_decoded=100.5, infer_s=0.3,
+                     t_done=100.85, t_collected=100.9),
+        ImageOutcome(seq=1, line=0, car=0, camera=0, t_capture=105.0, status="lost", t_published=105.1,
+                     reason="pending at instance-0 (delivered 1 times), not back within the drain time"),
+    ]
+    summary = summarize(run)
+    parts = summary.latency_s
+    assert parts["total"]["p50"] == pytest.approx(0.9)
+    assert sum(parts[p]["p50"] for p in ("transfer", "queueing", "decode", "inference", "result")) == pytest.approx(0.9)
+    assert parts["queueing"]["p50"] == pytest.approx(0.3) and parts["result"]["p50"] == pytest.approx(0.1)
+    assert not summary.holds and summary.lost == 1 and summary.detected == 1
+    assert summary.why_not[0] == "1 of 2 images lost" and "1 of 1 cars not done" in summary.why_not[-1]
+    assert summary.cars[0].completion_s is None and summary.cars[0].back == 1
 
 
 def test_search_doubles_then_bisects_to_the_most_held():

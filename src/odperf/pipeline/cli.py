@@ -109,7 +109,7 @@ def instances_markdown(m: Any) -> str:
     return ("\nInstances per device (1..k instances sharing the device, each pass at the same cameras):\n\n"
             + tabulate(rows, headers=["instances", "up", "outcomes", "peak MB each", "sum MB", "back/s", "held"],
                        tablefmt="github")
-            + f"\n\nMeasured: {m.measured} instance(s) ran; memory arithmetic floor({device} MB / one instance's "
+            + f"\n\nMeasured: {m.measured} of the {m.asked} instance(s) tried ran together; memory arithmetic floor({device} MB / one instance's "
               f"peak): {m.arithmetic if m.arithmetic is not None else '-'}.\n")
 
 

@@ -100,6 +100,7 @@ class InstancesPerDevice:
     device_mb: float | None
     arithmetic: int | None
     measured: int
+    asked: int = 0  # the most instances tried (K)
     steps: list[InstancesStep] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def device_memory_mb(settings: PipelineSettings, given: float | None) -> float |
 
 def instances_per_device(settings: PipelineSettings, broker: str | None, k: int, device_mb: float | None,
                          say: Callable[[str], None] = lambda _: None) -> InstancesPerDevice:
-    out = InstancesPerDevice(device_mb=device_mb, arithmetic=None, measured=0)
+    out = InstancesPerDevice(device_mb=device_mb, arithmetic=None, measured=0, asked=k)
     for n in range(1, k + 1):
         say(f"instances per device: {n} instance(s) of {settings.model} on {settings.device}")
         run = run_pipeline(replace(settings, instances=n, kill_instance_at_s=None, restart_broker_at_s=None),
