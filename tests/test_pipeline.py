@@ -27,6 +27,7 @@ from odperf.pipeline.redis_broker import LocalRedis, free_port
 from odperf.pipeline.run import ImageOutcome, PipelineRun, run_pipeline
 from odperf.pipeline.search import most_held
 from odperf.pipeline.settings import PipelineSettings
+from odperf.report.pipeline import pipeline_tables
 from odperf.results import load_run
 
 MODEL, BATCH = "centernet_tiny", 64  # the fastest embedded model, one call per camera image
@@ -173,6 +174,9 @@ def test_the_pipeline_benchmark_saves_a_pipeline_record(tmp_path):
     assert summary["published"] == summary["detected"] == 2 and summary["lost"] == 0
     assert record.pipeline["settings"]["car_interval_s"] == 4.0 and record.map is not None
     assert record.peak_memory_mb and record.peak_memory_mb > 0
+    (table,) = pipeline_tables([saved])  # odperf report's pipeline table
+    (row,) = table.rows
+    assert row[1:5] == [MODEL, BATCH, 1, 1] and row[13] == "2/2" and row[14] == 0 and row[16] in ("holds", "misses")
 
 
 def test_benchmark_settings_name_a_bad_key_in_one_line():

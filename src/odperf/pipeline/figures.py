@@ -170,17 +170,16 @@ def plot(run: PipelineRun, summary: PipelineSummary, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), layout="constrained")
-    back = [(i, image_parts(i)) for i in run.images if image_parts(i) is not None]
+    back = sorted(((i, image_parts(i)) for i in run.images if image_parts(i) is not None), key=lambda b: b[0].t_capture)
     if back:
-        x = np.array([i.t_capture - run.t0 for i, _ in back])
+        x = np.arange(len(back))
         bottom = np.zeros(len(back))
         for name in PARTS[:-1]:
             height = np.array([max(0.0, p[name]) for _, p in back])
-            axes[0].bar(x, height, bottom=bottom, width=max(0.05, (x.max() - x.min()) / max(1, len(x)) * 0.8),
-                        label=name)
+            axes[0].bar(x, height, bottom=bottom, width=0.8, label=name)
             bottom += height
     axes[0].axhline(run.settings.deadline_s, color="red", linestyle="--", label="deadline")
-    axes[0].set(xlabel="capture time (s from start)", ylabel="latency (s)", title="End-to-end latency per image")
+    axes[0].set(xlabel="image, in capture order", ylabel="latency (s)", title="End-to-end latency per image, by part")
     axes[0].legend(loc="upper left", fontsize="small", ncols=3)
     if run.backlog:
         t = [b[0] for b in run.backlog]

@@ -1,7 +1,8 @@
 """Camera producers: each line's cameras publish their images at the line's rate, stamped with capture time.
 
 The schedule is fixed before the run (``schedule``): per line, cars one interval apart; within a car, each
-camera's shots evenly spaced (``fixed``) or at Poisson arrivals of the same mean rate. The images are
+camera's shots evenly spaced (``fixed``) or at Poisson arrivals of the same mean rate (the car's images at
+uniformly random times within its interval, which is a Poisson process given their number). The images are
 encoded once, before the run (a camera's encoder is not the pipeline under test); a producer thread per
 line sleeps until each capture time, stamps it, and publishes. A publish the broker refuses after its
 retries is recorded as lost with its reason: nothing is dropped silently.
@@ -57,7 +58,8 @@ def schedule(settings: PipelineSettings) -> list[list[Shot]]:
                 offsets = np.arange(settings.shots) * settings.car_interval_s / settings.shots
                 times = np.repeat(offsets, settings.line_cameras(line))  # every camera fires together
             else:
-                times = np.minimum(np.cumsum(rng.exponential(settings.car_interval_s / n, n)), settings.car_interval_s)
+                # a Poisson process given its n arrivals within the interval: n sorted uniform times
+                times = np.sort(rng.uniform(0.0, settings.car_interval_s, n))
             for k, t in enumerate(times):
                 cams.append((start + float(t), car, k % settings.line_cameras(line), k // settings.line_cameras(line)))
         for at_s, car, camera, shot in sorted(cams):

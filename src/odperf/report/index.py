@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from odperf.report import plots
 from odperf.report.rows import Row, capacities, memory_caps, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
+from odperf.report.pipeline import pipeline_tables
 from odperf.report.stream import stream_plots, stream_tables
 from odperf.report.tables import (
     Table,
@@ -54,6 +55,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         deadline_table(deadline_choices(bests, deadlines, {r.profile for r in rows})),
         pareto_table(front),
         *stream_tables(runs),
+        *pipeline_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 
