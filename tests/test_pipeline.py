@@ -97,8 +97,10 @@ def test_bad_addresses_and_absent_brokers_are_one_line():
         check_address("redis://127.0.0.1:notaport")
     with pytest.raises(BrokerError, match="nobody answers"):
         open_broker(f"redis://127.0.0.1:{free_port()}/0")
-    for address, expect in (("tcp://x:1", "give redis://"), (f"redis://127.0.0.1:{free_port()}", "nobody answers")):
-        done = subprocess.run([sys.executable, "-m", "odperf.cli", "pipeline", "--broker", address, "--out", "."],
+    for args, expect in ((["--broker", "tcp://x:1"], "give redis://"),
+                         (["--broker", f"redis://127.0.0.1:{free_port()}"], "nobody answers"),
+                         (["--model", "nosuch"], "no model named 'nosuch'")):
+        done = subprocess.run([sys.executable, "-m", "odperf.cli", "pipeline", *args, "--out", "."],
                               capture_output=True, text=True, timeout=120)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and expect in lines[0], done.stderr

@@ -88,6 +88,15 @@ def measure_request(settings: PipelineSettings) -> MeasureRequest:
                           bare_loop=False)
 
 
+def check_model(settings: PipelineSettings) -> None:
+    """A registry model that is unknown or not on disk is the user's one line before any broker or worker
+    starts (a path to a model is checked by the worker's runtime when it loads)."""
+    from odperf.zoo.registry import get, looks_like_path, require_local
+
+    if not looks_like_path(settings.model):
+        require_local(get(settings.model), settings.model_dir)
+
+
 def run_pipeline(settings: PipelineSettings, broker: str | None = None,
                  say: Callable[[str], None] = lambda _: None) -> PipelineRun:
     """One pass; a broker address (``redis://...``) or None for a local redis-server started for the run."""
@@ -101,6 +110,7 @@ def run_pipeline(settings: PipelineSettings, broker: str | None = None,
     from odperf.engine.client import check_dataset
 
     check_dataset(request)
+    check_model(settings)
     local = None
     if broker is None:
         from odperf.pipeline.redis_broker import LocalRedis
