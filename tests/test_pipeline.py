@@ -53,6 +53,10 @@ def test_settings_refuse_what_no_pass_could_do():
         PipelineSettings(instances=1, kill_instance_at_s=1.0)
     with pytest.raises(WorkloadError, match="arrivals"):
         PipelineSettings(arrivals="bursty")
+    spread = PipelineSettings(instances=3, devices=("cpu", "gpu:1"))
+    assert [spread.instance_device(i) for i in range(3)] == ["cpu", "gpu:1", "cpu"]
+    with pytest.raises(WorkloadError, match="device must be 'cpu' or 'gpu:N'"):
+        run_pipeline(PipelineSettings(instances=2, devices=("cpu", "tpu:0")))  # before any broker or worker
 
 
 def test_latency_parts_add_up_and_the_verdict_names_what_failed():

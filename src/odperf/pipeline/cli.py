@@ -21,6 +21,7 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
     return PipelineSettings(
         model=args.model, batch_size=args.batch_size, backend=args.backend, device=args.device,
         model_dir=args.model_dir, dataset_root=args.dataset, instances=args.instances,
+        devices=tuple(d.strip() for d in (args.devices or "").split(",") if d.strip()),
         memory_limit_mb=args.memory_limit_mb, cameras=args.cameras, cameras_per_line=args.cameras_per_line,
         shots=args.shots, cars=args.cars, car_interval_s=args.car_interval, arrivals=args.arrivals,
         deadline_s=args.deadline, car_deadline_s=args.car_deadline, images=args.images, encoding=args.encoding,
@@ -123,6 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--backend", default=d.backend)
     p.add_argument("--device", default=d.device, help="cpu or gpu:N; every instance shares it")
+    p.add_argument("--devices", default=None, metavar="DEV[,DEV...]",
+                   help="spread the instances over these devices in turn (e.g. gpu:0,gpu:1), instead of --device")
     p.add_argument("--model-dir", default=None)
     p.add_argument("--dataset", default=None, help="COCO-format root (default: the embedded synthetic dataset)")
     p.add_argument("--instances", type=int, default=d.instances, help="detector instances (consumers of one group)")

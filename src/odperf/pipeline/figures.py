@@ -126,7 +126,7 @@ def markdown(run: PipelineRun, summary: PipelineSummary) -> str:
     from tabulate import tabulate
 
     s = run.settings
-    lines = [f"## Pipeline: {s.model} batch {s.batch_size}, {s.instances} instance(s) on {s.device}, "
+    lines = [f"## Pipeline: {s.model} batch {s.batch_size}, {s.instances} instance(s) on {', '.join(s.devices) or s.device}, "
              f"{s.cameras} camera(s) in {s.lines} line(s)", "",
              f"Broker {run.broker} ({'local redis-server started for the run' if run.local_broker else 'given'}); "
              f"{s.arrivals} arrivals, a car every {s.car_interval_s:g} s of {s.shots} shots per camera "

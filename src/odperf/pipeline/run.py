@@ -79,10 +79,10 @@ class PipelineRun:
         return data
 
 
-def measure_request(settings: PipelineSettings) -> MeasureRequest:
+def measure_request(settings: PipelineSettings, instance: int = 0) -> MeasureRequest:
     """The worker's request for one instance: the pass's model on its device, no timed images of its own."""
     return MeasureRequest(model=settings.model, batch_size=settings.batch_size, images=settings.images,
-                          device=settings.device, backend=settings.backend, model_dir=settings.model_dir,
+                          device=settings.instance_device(instance), backend=settings.backend, model_dir=settings.model_dir,
                           dataset_root=settings.dataset_root, seed=settings.seed, grid=settings.grid,
                           memory_limit_mb=settings.memory_limit_mb, timeout_s=settings.start_timeout_s,
                           bare_loop=False)
@@ -106,7 +106,8 @@ def run_pipeline(settings: PipelineSettings, broker: str | None = None,
         check_address(broker)
         if settings.restart_broker_at_s is not None:
             raise WorkloadError("--restart-broker-at restarts the broker odperf starts itself: give no --broker")
-    request = measure_request(settings)
+    requests = [measure_request(settings, i) for i in range(settings.instances)]  # every device checked now
+    request = requests[0]
     from odperf.engine.client import check_dataset
 
     check_dataset(request)
@@ -123,7 +124,7 @@ def run_pipeline(settings: PipelineSettings, broker: str | None = None,
         encoded = [encode_image(camera_set.image(i), settings.encoding) for i in range(settings.images)]
         run = PipelineRun(settings=settings, broker=broker, local_broker=local is not None, t0=0.0)
         try:
-            collector = _pass(run, settings, client, request, encoded, local, say)
+            collector = _pass(run, settings, client, requests, encoded, local, say)
             try:
                 run.accuracy = collector.score(camera_set, DEFAULT_SCORER)
             except Exception as exc:  # noqa: BLE001  figures stand; the record says why mAP is missing
@@ -136,7 +137,7 @@ def run_pipeline(settings: PipelineSettings, broker: str | None = None,
             local.cleanup()
 
 
-def _pass(run: PipelineRun, s: PipelineSettings, client: Any, request: MeasureRequest, encoded: list[bytes],
+def _pass(run: PipelineRun, s: PipelineSettings, client: Any, requests: list[MeasureRequest], encoded: list[bytes],
           local: Any, say: Callable[[str], None]) -> Collector:
     tag = f"odperf:{uuid.uuid4().hex[:10]}"
     images_stream, results_stream = f"{tag}:images", f"{tag}:results"
@@ -148,15 +149,15 @@ def _pass(run: PipelineRun, s: PipelineSettings, client: Any, request: MeasureRe
     killed: set[int] = set()
     try:
         for i in range(s.instances):
-            say(f"starting instance {i + 1}/{s.instances}: {s.model} batch {s.batch_size} on {s.device}")
-            session = InstanceSession(request)
+            say(f"starting instance {i + 1}/{s.instances}: {s.model} batch {s.batch_size} on {s.instance_device(i)}")
+            session = InstanceSession(requests[i])
             sessions.append(session)
             session.start()
             session.begin(InstanceConfig(address=run.broker, images_stream=images_stream,
                                          results_stream=results_stream, group=DETECTORS, name=f"instance-{i}",
                                          claim_idle_s=s.claim_idle_s, retry_s=s.retry_s))
         collector = Collector(open_broker(run.broker, s.retry_s), results_stream, COLLECTORS,
-                              request.camera_grid, s.batch_size, s.model, camera_of).start()
+                              requests[0].camera_grid, s.batch_size, s.model, camera_of).start()
         producers = Producers(lambda: open_broker(run.broker, s.retry_s), images_stream, encoded, lines)
         run.t0 = time.time() + 0.2
         stop = threading.Event()

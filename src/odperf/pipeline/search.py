@@ -113,7 +113,7 @@ def device_memory_mb(settings: PipelineSettings, given: float | None) -> float |
         return given
     from odperf.measure.kinds import profile_of
 
-    profile = profile_of(settings.device)
+    profile = profile_of(settings.instance_device(0))
     if profile is not None and getattr(profile, "memory_mb", None):
         return float(profile.memory_mb)
     import psutil
@@ -124,6 +124,7 @@ def device_memory_mb(settings: PipelineSettings, given: float | None) -> float |
 def instances_per_device(settings: PipelineSettings, broker: str | None, k: int, device_mb: float | None,
                          say: Callable[[str], None] = lambda _: None) -> InstancesPerDevice:
     out = InstancesPerDevice(device_mb=device_mb, arithmetic=None, measured=0, asked=k)
+    settings = replace(settings, device=settings.instance_device(0), devices=())  # every instance on the one device
     for n in range(1, k + 1):
         say(f"instances per device: {n} instance(s) of {settings.model} on {settings.device}")
         run = run_pipeline(replace(settings, instances=n, kill_instance_at_s=None, restart_broker_at_s=None),

@@ -22,7 +22,8 @@ ARRIVALS = ("fixed", "poisson")
 
 @dataclass
 class PipelineSettings:
-    """One pipeline pass. Instances share ``device``; ``memory_limit_mb`` caps each (an emulated slice)."""
+    """One pipeline pass. Instances share ``device``, or take ``devices`` in turn (instance i on
+    ``devices[i % len(devices)]``); ``memory_limit_mb`` caps each (an emulated slice of its device)."""
 
     model: str = "centernet_tiny"
     batch_size: int = 64
@@ -31,6 +32,7 @@ class PipelineSettings:
     model_dir: str | None = None
     dataset_root: str | None = None
     instances: int = 1
+    devices: tuple[str, ...] = ()
     memory_limit_mb: int | None = None
     cameras: int = 5
     cameras_per_line: int = 5
@@ -55,6 +57,7 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         self.grid = tuple(int(v) for v in self.grid)  # type: ignore[assignment]
+        self.devices = tuple(str(d) for d in self.devices)
         for name in ("batch_size", "instances", "cameras", "cameras_per_line", "shots", "cars", "images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -73,6 +76,9 @@ class PipelineSettings:
         if self.kill_instance_at_s is not None and self.instances < 2:
             raise WorkloadError("a killed instance's images need another instance to take them over: give "
                                 "--instances 2 or more with --kill-instance-at")
+
+    def instance_device(self, instance: int) -> str:
+        return self.devices[instance % len(self.devices)] if self.devices else self.device
 
     @property
     def lines(self) -> int:
@@ -108,6 +114,7 @@ class PipelineSettings:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["grid"] = list(self.grid)
+        data["devices"] = list(self.devices)
         return data
 
     @classmethod
