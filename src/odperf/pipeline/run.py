@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from odperf.engine.client import WorkerFailed
 from odperf.engine.request import MeasureRequest
-from odperf.errors import WorkloadError
+from odperf.errors import OdperfError, WorkloadError
 from odperf.measure.scorers import DEFAULT_SCORER
 from odperf.pipeline.broker import BrokerUnavailable, check_address, open_broker
 from odperf.pipeline.codec import encode_image
@@ -127,7 +127,7 @@ def run_pipeline(settings: PipelineSettings, broker: str | None = None,
             collector = _pass(run, settings, client, requests, encoded, local, say)
             try:
                 run.accuracy = collector.score(camera_set, DEFAULT_SCORER)
-            except Exception as exc:  # noqa: BLE001  figures stand; the record says why mAP is missing
+            except OdperfError as exc:  # detections that cannot be scored: figures stand, the record says why
                 run.accuracy_error = f"{type(exc).__name__}: {exc}"
         finally:
             client.close()
