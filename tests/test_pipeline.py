@@ -126,6 +126,21 @@ def test_streams_survive_a_broker_killed_and_restarted():
         broker.close()
 
 
+def test_jetstream_survives_its_server_killed_and_restarted():
+    with LocalNats() as server:
+        broker = open_broker(server.address, retry_s=15.0)
+        broker.ensure_group("s", "g", 30.0)
+        first = broker.publish("s", {"seq": 0, "data": b"a"})
+        server.restart(down_s=0.5)
+        second = broker.publish("s", {"seq": 1, "data": b"b"})  # retried until the server is back
+        taken = broker.read("s", "g", "a", 5, 1.0)
+        assert [(e.id, e.fields["seq"], e.fields["data"]) for e in taken] == [(first, b"0", b"a"), (second, b"1", b"b")]
+        for entry in taken:
+            broker.ack("s", "g", entry.id)
+        assert broker.state("s", "g").backlog == 0
+        broker.close()
+
+
 # --- a real pass ---------------------------------------------------------------------------------------
 def test_pass_accounts_for_every_image_through_a_killed_instance_and_a_broker_restart():
     """Two cameras fire together, so each instance holds one image when instance 0 is killed; the broker

@@ -48,10 +48,14 @@ class JetStream(Broker):
         self._thread.start()
         self._subs: dict[tuple[str, str], Any] = {}
         self._held: dict[str, Any] = {}  # entry id -> message, until acknowledged
+        self.last_error: str | None = None
+
+        async def quiet(exc: Exception) -> None:  # reconnect attempts while a server restarts: expected
+            self.last_error = f"{type(exc).__name__}: {exc}"
 
         async def connect() -> Any:
             return await nats.connect(servers=[address], connect_timeout=3, allow_reconnect=True,
-                                      max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+                                      max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet)
         try:
             self.nc = self._wait(connect(), 15)
         except Exception as exc:  # noqa: BLE001  nats-py raises several kinds for "nobody there"
@@ -214,6 +218,17 @@ class LocalNats:
                 time.sleep(0.05)
         self.stop()
         raise BrokerError(f"nats-server on 127.0.0.1:{self.port} did not answer within 15 s")
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """SIGKILL the server, stay down ``down_s`` seconds, start it again on the same port and storage."""
+        import os
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        time.sleep(down_s)
+        self.start()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
