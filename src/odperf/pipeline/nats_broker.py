@@ -43,6 +43,7 @@ class JetStream(Broker):
         except ImportError:
             raise BrokerError(f"broker {address}: NATS needs nats-py: pip install 'odperf[nats]'") from None
         self.address, self.retry_s = address, retry_s
+        _probe(address)  # nats-py keeps retrying a first connection that nobody answers: ask the port first
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="odperf-nats")
         self._thread.start()
@@ -170,8 +171,28 @@ class JetStream(Broker):
         self._stop_loop()
 
     def _stop_loop(self) -> None:
+        async def cancel_rest() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+        try:
+            self._wait(cancel_rest(), 5)
+        except Exception:  # noqa: BLE001
+            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+
+def _probe(address: str) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 4222), timeout=3).close()
+    except OSError as exc:
+        raise BrokerError(f"broker {address}: nobody answers ({exc}); start nats-server -js there, or give no "
+                          f"broker address and odperf starts a local redis-server") from None
 
 
 class LocalNats:
