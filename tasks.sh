@@ -48,7 +48,7 @@ gate_self() {
         return 0
     fi
     echo "odperf ab: gating $(git log -1 --format='%h %s' HEAD) against $(git log -1 --format='%h %s' "$base")"
-    # --ci (odperf.ab.CI_SETTINGS, calibrated in reports/gate-calibration): a slowdown must pass +15% and a
+    # --ci (odperf.commands.ab.CI_SETTINGS, calibrated in reports/gate-calibration): a slowdown must pass +15% and a
     # paired t-test at p < 0.05 over 6 pairs (deployment and memory at p < 0.01); any changed outcome or
     # mAP fails.
     "$PY" -m odperf.cli ab --baseline-ref "$base" --ci --out .benchmarks/ab

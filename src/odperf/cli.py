@@ -11,7 +11,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from odperf import ab, bench, validate
+from odperf.commands import ab
+from odperf.commands import bench
+from odperf.commands import validate
 from odperf.datasets import cli as datasets_cli
 from odperf.errors import OdperfError
 from odperf.measure import cli as measure_cli

@@ -4,7 +4,7 @@ Installed, pytest loads it through its ``pytest11`` entry point (named ``odperf.
 conftest.py or ``-p`` naming the module finds it registered). It reads the ``--odperf-*`` options and has
 the library check them, the dataset, the models and every output path once, before any worker starts (a
 fault is one usage-error line), for any run whose paths hold benchmarks taking its case fixtures (the
-shipped suite or a team's own files: odperf.benchmark_discovery); parametrises the benchmarks
+shipped suite or a team's own files: odperf.plugin.discovery); parametrises the benchmarks
 with machine-independent ids and hardware markers (all registered here); puts the hardware into
 pytest-benchmark's machine_info; keeps saved runs apart per hardware profile; holds a lock per device to
 see other runs measuring on it; turns SIGTERM into Ctrl-C; and writes the saved JSON itself, atomically,
@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from odperf.benchmark_discovery import arg_paths, names_stream_module, reaches_benchmarks
-from odperf.benchmark_files import json_target
+from odperf.plugin.discovery import arg_paths, names_stream_module, reaches_benchmarks
+from odperf.plugin.files import json_target
 from odperf.errors import OdperfError
 
 _DEFAULT_STORAGE = "file://./.benchmarks"
-_STATE = pytest.StashKey[Any]()  # the run's odperf.suite_state.SuiteState, once built
+_STATE = pytest.StashKey[Any]()  # the run's odperf.suite.state.SuiteState, once built
 _STREAM_PLAN = pytest.StashKey[Any]()  # the streaming pass's odperf.stream.cases.StreamPlan, once built
 _CASE_FIXTURES = ("odperf_case", "odperf_accuracy_case")
 TIMING_MARKER = "timing"  # what the timing benchmarks carry: pytest-benchmark saves nothing under xdist
@@ -108,7 +108,7 @@ def _state(config: pytest.Config, check: bool = True):
     for it, and an xdist worker rebuilds it without the checks its controller already made."""
     state = config.stash.get(_STATE, None)
     if state is None:
-        from odperf.suite_state import SuiteState
+        from odperf.suite.state import SuiteState
 
         try:
             state = SuiteState.from_options(**_options(config), check=check)
@@ -144,13 +144,13 @@ def _arg_paths(config: pytest.Config) -> list[Path]:
 
 def _collects_benchmarks(config: pytest.Config) -> bool:
     """Whether the run's paths reach benchmarks taking odperf's case fixtures: the shipped suite (by path or
-    --pyargs) or a team's own (odperf.benchmark_discovery)."""
+    --pyargs) or a team's own (odperf.plugin.discovery)."""
     return reaches_benchmarks(_arg_paths(config), config.getini("python_files"), config.getini("norecursedirs"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     from odperf.measure.devices import load_table
-    from odperf.suite import marker_catalogue
+    from odperf.suite.matrix import marker_catalogue
     from odperf.zoo.registry import all_models
 
     table = load_table()
@@ -164,7 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _refuse_xdist_timing(config, state)
     if config.option.collectonly:
         return
-    from odperf.pytest_run import MeasuringRun
+    from odperf.plugin.session import MeasuringRun
 
     try:
         run = MeasuringRun(config, state)
@@ -186,7 +186,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _stream_plan(config: pytest.Config):
     plan = config.stash.get(_STREAM_PLAN, None)
     if plan is None:
-        from odperf.stream.plan import plan_from_options
+        from odperf.stream.options import plan_from_options
 
         try:
             plan = plan_from_options(config.getoption("odperf_stream_scenarios"),
@@ -226,7 +226,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ])
         return
     if "odperf_pipeline_case" in metafunc.fixturenames:  # only when asked: a pass takes minutes
-        from odperf.benchmark_discovery import PIPELINE_FIXTURE, uses_case_fixture
+        from odperf.plugin.discovery import PIPELINE_FIXTURE, uses_case_fixture
 
         asked = (any(p.is_file() and uses_case_fixture(p, frozenset({PIPELINE_FIXTURE})) for p in _arg_paths(metafunc.config))
                  or _selects_marker(metafunc.config.option.markexpr, PIPELINE_MARKER))
@@ -337,7 +337,7 @@ def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, item
 
 @pytest.fixture(scope="session")
 def odperf_suite(pytestconfig: pytest.Config):
-    """The run's settings, expectations and recorder (odperf.suite_state.SuiteState)."""
+    """The run's settings, expectations and recorder (odperf.suite.state.SuiteState)."""
     return _state(pytestconfig, check=not _is_xdist_worker(pytestconfig))
 
 

@@ -33,7 +33,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from odperf.pipeline.broker import check_address
     from odperf.pipeline.figures import markdown, plot, summarize
     from odperf.pipeline.run import run_pipeline
-    from odperf.storage import check_folder
+    from odperf.util.atomic import check_folder
 
     settings = settings_from(args)
     if args.broker is not None:
