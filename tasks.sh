@@ -28,7 +28,7 @@ setup() {
     if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
         "$PY" -m pip install --quiet --upgrade pip
         # both runtimes (TensorFlow by default, PyTorch), and every extra the tests use
-        "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test]"
+        "$PY" -m pip install --quiet -e ".[torch,report,stream,ray,test,pipeline,nats]"
         # The deprecated `pynvml` package (odperf's NVML dependency before nvidia-ml-py) stays in older venvs
         # and warns on every NVML import: remove it, then put back nvidia-ml-py's pynvml.py, which old
         # releases of it shared.
@@ -71,6 +71,14 @@ case "$task" in
         # The stand-in board of tests/test_board.py: openssh-server (apt, as root, when missing) and a
         # Python 3.6.15 venv with TensorFlow 1.15.5 + numpy 1.18.5 under .odperf-cache/ (made once).
         bash tests/board_stand_in.sh >/dev/null
+        # The pipeline tests start a real redis-server and nats-server on 127.0.0.1: install what is missing
+        # where we can (root, apt).
+        missing=()
+        command -v redis-server >/dev/null || missing+=(redis-server)
+        command -v nats-server >/dev/null || missing+=(nats-server)
+        if [[ ${#missing[@]} -gt 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+        fi
         # Functional tests spread over both cores; none of them is timed by pytest-benchmark.
         "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"
         # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.

@@ -18,10 +18,11 @@ from odperf.commands import validate
 from odperf.datasets import cli as datasets_cli
 from odperf.errors import OdperfError
 from odperf.measure import cli as measure_cli
+from odperf.pipeline import cli as pipeline_cli
 from odperf.report import cli as report_cli
 from odperf.zoo import cli as zoo_cli
 
-COMMAND_MODULES = (bench, ab, zoo_cli, datasets_cli, measure_cli, report_cli, gate, validate)
+COMMAND_MODULES = (bench, ab, zoo_cli, datasets_cli, measure_cli, report_cli, gate, validate, pipeline_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

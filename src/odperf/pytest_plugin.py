@@ -29,6 +29,7 @@ _STATE = pytest.StashKey[Any]()  # the run's odperf.suite.state.SuiteState, once
 _STREAM_PLAN = pytest.StashKey[Any]()  # the streaming pass's odperf.stream.cases.StreamPlan, once built
 TIMING_MARKER = "timing"  # what the timing benchmarks carry: pytest-benchmark saves nothing under xdist
 STREAM_MARKER = "stream"  # the streaming benchmarks: timed as well, so refused under xdist too
+PIPELINE_MARKER = "pipeline"  # cameras through a broker to detector instances (benchmarks/test_pipeline.py)
 _XDIST_MESSAGE = (
     "odperf: timing benchmarks refuse pytest-xdist (-n {n}): pytest-benchmark disables itself under xdist "
     "and silently saves no JSON. Run timing with one process per device (-p no:xdist, or -n 0); use -n only "
@@ -95,6 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="LoadGen run lengths: quick (default, minutes per pass), smoke (CI), mlperf (MLPerf's own)")
     g.addoption("--odperf-stream-prefetch", action="store_true", default=False,
                 help="fill the next batch in a thread while the model runs the current one")
+    g.addoption("--odperf-pipeline", default="", metavar="KEY=VALUE[,...]",
+                help="benchmarks/test_pipeline.py: odperf.pipeline.settings fields, e.g. instances=2,cars=1")
     g.addoption("--odperf-stream-logs", default=None, metavar="DIR",
                 help="LoadGen's log files (default: beside --benchmark-json, else .benchmarks/loadgen)")
 
@@ -161,7 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
     table = load_table()
     device_markers = [*table.cpu_markers, *(m for rule in table.rules for m in rule.markers)]
     _register_markers(config, marker_catalogue(all_models(), device_markers))
-    _register_markers(config, {STREAM_MARKER: "streaming benchmarks: MLPerf LoadGen scenarios (benchmarks/test_stream.py)"})
+    _register_markers(config, {STREAM_MARKER: "streaming benchmarks: MLPerf LoadGen scenarios (benchmarks/test_stream.py)",
+                               PIPELINE_MARKER: "pipeline benchmarks: cameras, a broker, detector instances"})
     if _is_xdist_worker(config) or not _collects_benchmarks(config):
         return
     state = _state(config)  # every input checked here, once, before any worker (or xdist process) starts
@@ -230,6 +234,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for case in cases for scenario in _stream_plan(metafunc.config).scenarios
         ])
         return
+    if "odperf_pipeline_case" in metafunc.fixturenames:  # only when asked: a pass takes minutes
+        from odperf.plugin.discovery import PIPELINE_FIXTURE, uses_case_fixture
+
+        asked = (any(p.is_file() and uses_case_fixture(p, frozenset({PIPELINE_FIXTURE})) for p in _arg_paths(metafunc.config))
+                 or _selects_marker(metafunc.config.option.markexpr, PIPELINE_MARKER))
+        state = _state(metafunc.config, check=not _is_xdist_worker(metafunc.config))
+        metafunc.parametrize("odperf_pipeline_case", [
+            pytest.param(case, id=case.id, marks=[getattr(pytest.mark, PIPELINE_MARKER),
+                                                  *(getattr(pytest.mark, m) for m in case.markers)])
+            for case in (state.cases() if asked else [])])
+        return
     name = next((n for n in MEASURED_FIXTURES if n in metafunc.fixturenames), None)
     if name is None:
         return
@@ -247,7 +262,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     # Inside an xdist worker the timing benchmarks cannot save anything: fail each, saying why.
     workers = _xdist_workers(item.config)
-    if workers and (item.get_closest_marker(TIMING_MARKER) or item.get_closest_marker(STREAM_MARKER)):
+    if workers and any(item.get_closest_marker(m) for m in (TIMING_MARKER, STREAM_MARKER, PIPELINE_MARKER)):
         pytest.fail(_XDIST_MESSAGE.format(n=workers), pytrace=False)
     result = yield
     case = _case_of(item)
@@ -295,6 +310,11 @@ def _selects_timing(markexpr: str | None, cases: list[Any], streams: bool = Fals
 
 def _selects_stream(markexpr: str | None) -> bool:
     """Whether ``-m markexpr`` asks for the streams: true for a stream case's markers, false without them."""
+    return _selects_marker(markexpr, STREAM_MARKER)
+
+
+def _selects_marker(markexpr: str | None, marker: str) -> bool:
+    """Whether ``-m markexpr`` asks for ``marker``'s benchmarks: true with it, false without any marker."""
     if not markexpr:
         return False
     from _pytest.mark import MarkMatcher
@@ -305,7 +325,7 @@ def _selects_stream(markexpr: str | None) -> bool:
     except SyntaxError:
         return False
     marks = lambda names: MarkMatcher.from_markers(getattr(pytest.mark, m).mark for m in names)  # noqa: E731
-    return expression.evaluate(marks([STREAM_MARKER])) and not expression.evaluate(marks([]))
+    return expression.evaluate(marks([marker])) and not expression.evaluate(marks([]))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -47,11 +47,12 @@ FAILED_OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome if o is not Ou
 MAP_GROUPS: tuple[str, ...] = ("highest", "high", "medium", "low", "lowest")
 """The paper's groups of models by COCO mAP, most accurate first: a record's ``map_group``."""
 
-RecordKind = Literal["timing", "accuracy", "stream"]
+RecordKind = Literal["timing", "accuracy", "stream", "pipeline"]
 TIMING: Final = "timing"  # timed rounds of a batch size (benchmarks/test_inference.py)
 ACCURACY: Final = "accuracy"  # an untimed pass that only scores mAP (benchmarks/test_accuracy.py)
 STREAM: Final = "stream"  # a LoadGen scenario run over a stream of camera images (benchmarks/test_stream.py)
-RECORD_KINDS: tuple[str, ...] = (TIMING, ACCURACY, STREAM)
+PIPELINE: Final = "pipeline"  # cameras -> broker -> detector instances -> collector (benchmarks/test_pipeline.py)
+RECORD_KINDS: tuple[str, ...] = (TIMING, ACCURACY, STREAM, PIPELINE)
 
 # In schema 1, the accuracy benchmark always ran at this batch size.
 V1_ACCURACY_BATCH = 64
@@ -114,6 +115,8 @@ class RunRecord:
     accuracy: dict[str, Any] | None = None  # AP, AP50, ... ARl, per_category, scorer, repairs (measure.accuracy)
     # stream: scenario, LoadGen's summary, the line's verdict, peak and capacity (odperf.stream.record)
     stream: dict[str, Any] | None = None
+    # pipeline: settings, the verdict, latency parts, cars, backlog, accounting, instances (odperf.pipeline.record)
+    pipeline: dict[str, Any] | None = None
     # failures
     error: str | None = None  # message, tail of stderr, exit signal
     exit_signal: int | None = None

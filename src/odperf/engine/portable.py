@@ -67,6 +67,10 @@ class Channel:
         except OSError as exc:  # BrokenPipeError included
             raise ChannelClosed(str(exc)) from exc
 
+    def pending(self) -> bool:
+        """Whether a message (or part of one) is waiting to be read, without blocking."""
+        return b"\n" in self._buffer or bool(select.select([self.read_fd], [], [], 0)[0])
+
     def receive(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """The next message; ``ChannelTimeout`` after ``timeout`` seconds, ``ChannelClosed`` at EOF."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -357,7 +361,13 @@ class Worker:
 
     def time_image(self, index: int) -> Tuple[float, List[Any]]:
         """Seconds for one camera image: cut into tiles + every batch until detections are on the host."""
-        image = self.prepare(index)
+        seconds, outputs = self.time_pixels(self.prepare(index))
+        self.prepared.pop(index, None)
+        return seconds, outputs
+
+    def time_pixels(self, image: np.ndarray) -> Tuple[float, List[Any]]:
+        """The timed region over a camera image's pixels however they came (prepared here, or received from
+        a broker by a pipeline instance)."""
         detector, batch_size, grid = self.detector, self.request.batch_size, self.grid
         if self.buffer is None:
             self.buffer = np.zeros((batch_size, grid.tile, grid.tile, grid.channels), dtype=np.uint8)
@@ -372,7 +382,6 @@ class Worker:
             gc.enable()
         take = getattr(detector, "take_device_seconds", None)  # CUDA events around the model calls, if any
         self.device_s = take() if take is not None else None
-        self.prepared.pop(index, None)
         return seconds, outputs
 
     def prefetch(self, index: int) -> None:

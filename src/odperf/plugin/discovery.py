@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 STREAM_FIXTURE = "odperf_stream_case"
+PIPELINE_FIXTURE = "odperf_pipeline_case"
 MEASURED_FIXTURES = ("odperf_case", "odperf_accuracy_case")  # a timed or scored case, parametrised per model
-CASE_FIXTURES = frozenset({*MEASURED_FIXTURES, STREAM_FIXTURE})
+CASE_FIXTURES = frozenset({*MEASURED_FIXTURES, STREAM_FIXTURE, PIPELINE_FIXTURE})
 
 
 def arg_paths(args: Iterable[str], invocation_dir: Path, pyargs: bool) -> list[Path]:

@@ -12,6 +12,7 @@ from odperf.report import plots
 from odperf.report.gpu import gpu_plots, gpu_tables
 from odperf.report.rows import Row, capacities, memory_caps, merged_rows, superseded
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
+from odperf.report.pipeline import pipeline_tables
 from odperf.report.stream import stream_plots, stream_tables
 from odperf.report.tables import (
     Table,
@@ -56,6 +57,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         pareto_table(front),
         *stream_tables(runs),
         *gpu_tables(runs),
+        *pipeline_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 

@@ -17,7 +17,7 @@ import numpy as np
 from odperf.datasets.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from odperf.errors import OdperfError
 from odperf.report.sources import distinct_runs, latest_named, load_runs  # noqa: F401 (re-exported)
-from odperf.results import ACCURACY, MAP_GROUPS, STREAM, TIMING, RecordKey, RunRecord, SavedRun
+from odperf.results import ACCURACY, MAP_GROUPS, PIPELINE, STREAM, TIMING, RecordKey, RunRecord, SavedRun
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ def rows_from(measured: Iterable[Measured]) -> list[Row]:
     accuracy: dict[tuple[str, str, int], RunRecord] = {}
     for rec, stats in measured:
         where = rec.key[:3]
-        if rec.kind == STREAM:
-            continue  # a stream's figures are LoadGen's: odperf.report.stream shows them
+        if rec.kind in (STREAM, PIPELINE):
+            continue  # a stream's figures are LoadGen's (odperf.report.stream), a pipeline's its own report
         if rec.kind == ACCURACY:
             accuracy[where] = rec
         else:
