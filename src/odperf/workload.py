@@ -210,21 +210,11 @@ class TiledImage:
         return (self.tile(i) for i in range(len(self)))
 
     def fill(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
-        """Copy tiles [start, stop) into ``out[:stop-start]`` (the model's input buffer) and return it."""
-        g = self.grid
-        n = stop - start
-        if start == 0 and stop >= g.image_tiles:
-            # One copy for the whole grid: the common batch-64 case.
-            out[: g.image_tiles].reshape(g.rows, g.cols, g.tile, g.tile, g.channels)[...] = self.view
-            out[g.image_tiles : n] = 0
-            return out[:n]
-        for k, index in enumerate(range(start, stop)):
-            if index >= g.image_tiles:
-                out[k] = 0
-            else:
-                row, col = divmod(index, g.cols)
-                out[k] = self.view[row, col]
-        return out[:n]
+        """Copy tiles [start, stop) into ``out[:stop-start]`` (the model's input buffer) and return it: the
+        worker core's own copy (``engine/portable.fill``), so a local run and a board fill batches alike."""
+        from odperf.engine.portable import fill
+
+        return fill(self.grid, self.view, start, stop, out)
 
     def batches(
         self, batch_size: int, pad_last: bool = False, buffer: np.ndarray | None = None
