@@ -12,6 +12,7 @@ import pytest
 
 import torch_models as tm
 from test_suite import run_pytest
+from odperf.report.readme import tables_of
 from odperf.results import load_run
 
 pytestmark = pytest.mark.skipif(not tm.HAVE_TORCH, reason="PyTorch is not installed (pip install odperf[torch])")
@@ -38,9 +39,10 @@ def test_both_runtimes_in_one_run_and_one_json(tmp_path: Path):
                              str(tmp_path / "report")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "MPLBACKEND": "Agg"})
     assert report.returncode == 0, report.stderr
-    table = (tmp_path / "report" / "tables.md").read_text()
-    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| cpu ")]
-    runtimes = {(c[1], c[-1].split("+")[0]) for c in cells if len(c) == 15}  # the measurements table's rows
+    tables = tables_of((tmp_path / "report" / "tables.md").read_text())
+    measurements = next(t for heading, t in tables.items() if heading.startswith("Time per image"))
+    model, runtime = measurements.header.index("model"), measurements.header.index("runtime")
+    runtimes = {(row[model], row[runtime].split("+")[0]) for row in measurements.rows}
     assert runtimes == {("tiny", f"torch {metadata.version('torch')}"),
                         ("centernet_tiny", f"tensorflow {metadata.version('tensorflow')}")}
 

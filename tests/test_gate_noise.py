@@ -130,7 +130,7 @@ def _noisy_runs(tmp_path: Path, n: int, sd: float, profile: str = "cpu") -> list
 def test_a_noise_is_measured_from_saved_runs_and_kept_with_its_provenance(tmp_path: Path):
     runs = _noisy_runs(tmp_path, 12, 0.05)
     noise = gn.measure(runs, "12 runs of the test")
-    assert noise.profile == "cpu" and noise.probe == "rss" and noise.machine == "bench-host"
+    assert noise.profile == "cpu" and noise.probe == "rss" and noise.machine == "synthetic-test-data"
     assert [(s.model, s.batch_size, s.runs) for s in noise.cases] == [("m", 1, 12), ("m", 64, 12)]
     sd, dof = noise.spread("m", 64, "time")
     assert 0.03 < sd < 0.08 and dof == 11

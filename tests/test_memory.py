@@ -141,7 +141,7 @@ def test_worker_rss_peak_rises_by_at_least_what_the_model_holds_at_once(engine_m
     # The model's own memory (peak above the runtime's, read before the model loaded) holds the ballast;
     # the runtime's own is most of the tiny model's peak and alike for both.
     tiny, ballast = records["tiny"], records["ballast"]
-    assert ballast.model_memory_mb >= 0.9 * BALLAST_MB > 2 * tiny.model_memory_mb
+    assert ballast.model_memory_mb - tiny.model_memory_mb >= 0.9 * BALLAST_MB  # the ballast is the model's own
     assert tiny.runtime_memory_mb > tiny.model_memory_mb
     assert tiny.model_memory_mb == pytest.approx(tiny.peak_memory_mb - tiny.runtime_memory_mb)
     assert 0.8 < ballast.runtime_memory_mb / tiny.runtime_memory_mb < 1.25

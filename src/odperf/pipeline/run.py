@@ -85,8 +85,7 @@ def measure_request(settings: PipelineSettings, instance: int = 0) -> MeasureReq
     return MeasureRequest(model=settings.model, batch_size=settings.batch_size, images=settings.images,
                           device=settings.instance_device(instance), backend=settings.backend, model_dir=settings.model_dir,
                           dataset_root=settings.dataset_root, seed=settings.seed, grid=settings.grid,
-                          memory_limit_mb=settings.memory_limit_mb, timeout_s=settings.start_timeout_s,
-                          bare_loop=False)
+                          memory_limit_mb=settings.memory_limit_mb, timeout_s=settings.start_timeout_s)
 
 
 def check_model(settings: PipelineSettings) -> None:
