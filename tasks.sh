@@ -79,8 +79,9 @@ case "$task" in
         if [[ ${#missing[@]} -gt 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
             apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
         fi
-        # Functional tests spread over both cores; none of them is timed by pytest-benchmark.
-        "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" "$@"
+        # Functional tests spread over both cores; none of them is timed by pytest-benchmark. The 25 slowest
+        # are listed, so that what CI spends its time on stays in view.
+        "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" --durations=25 "$@"
         # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.
         "$PY" -m odperf.cli bench --smoke
         # odperf gates itself: this change against its merge base with main (main's previous commit on

@@ -77,6 +77,13 @@ def test_board_spelling_is_one_line():
         Board.parse("tx2=nvidia@tx2.local")
     board = Board.parse("tx2=ssh://nvidia@tx2.local:2222", python="/usr/bin/python3")
     assert (board.profile, board.user, board.host, board.port) == ("tx2", "nvidia", "tx2.local", 2222)
+    assert board.link == "ssh" and board.command("true")[0] == "ssh"
+    local = Board.parse("tx2=local://?python=/usr/bin/python3")  # the board's interpreter here, no SSH
+    assert (local.profile, local.python, local.link, local.destination) == ("tx2", "/usr/bin/python3", "local pipes",
+                                                                          "this host")
+    assert local.command("exec true") == ["sh", "-c", "exec true"]
+    with pytest.raises(BoardError, match=r"PROFILE=local://\?python=PATH"):
+        Board.parse("local://?python=/usr/bin/python3")  # a local board has no device tree to name it
 
 
 @pytest.mark.parametrize("model", ["centernet_tiny", "ssd_fpn", "faster_rcnn_fpn"])
@@ -326,3 +333,28 @@ def test_the_same_worker_without_the_link_gives_the_same_detections(sshd: Sshd, 
     assert local.device_info["board"] is None and over_ssh.device_info["board"].endswith("@127.0.0.1")
     assert over_ssh.accuracy["AP"] == local.accuracy["AP"] and over_ssh.accuracy["AP50"] == local.accuracy["AP50"]
     assert local.deploy.runtime_settings["link"] == "local pipes" and over_ssh.deploy.runtime_settings["link"] == "ssh"
+
+
+def test_ab_sets_the_link_against_no_link_on_one_board_interpreter(sshd: Sshd, py36: str, tmp_path: Path):
+    """``odperf ab`` with a side's own options: the board's Python 3.6 through local pipes (baseline) against
+    the same interpreter over SSH (candidate), interleaved, each side's records saying which link it had."""
+    import json
+
+    ssh = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    out = subprocess.run(
+        [sys.executable, "-m", "odperf.cli", "ab", "--models", "centernet_tiny", "--batch-sizes", "7",
+         "--images", "2", "--pairs", "2", "--accuracy", "--time-threshold", "10", "--deploy-threshold", "10",
+         "--memory-threshold", "10", "--out", str(tmp_path / "ab"),
+         f"--baseline-args=--odperf-board=tx2=local://?python={py36}", f"--candidate-args=--odperf-board={ssh}",
+         "--", "-m", "tx2"],
+        cwd=ROOT, capture_output=True, text=True, env=child_env(), timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "pytest args --odperf-board=tx2=local://" in out.stdout
+    links = {}
+    for side in ("baseline", "candidate"):
+        saved = json.loads((tmp_path / "ab" / f"{side}.json").read_text())
+        (record,) = saved["odperf"]["records"]
+        assert record["device_profile"] == "tx2" and record["runtime_version"] == "1.15.5"
+        links[side] = (record["runtime_settings"]["link"], record["map"])
+    assert links["baseline"][0] == "local pipes" and links["candidate"][0] == "ssh"
+    assert links["baseline"][1] == links["candidate"][1]  # the same frozen graph, the same detections

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from odperf.engine.measurement import Deployment, Measurement
 from odperf.engine.request import MeasureRequest
 from odperf.errors import WorkloadError
-from odperf.measure.breakdown import STEPS, TimeBreakdown, job_lines
+from odperf.measure.breakdown import STEPS, TimeBreakdown, job_breakdowns, job_lines
 from odperf.measure.load import LoadMeter
 from odperf.measure.sampling import SamplingPlan, plan_images, relative_ci
 
@@ -144,10 +145,23 @@ def test_job_lines_add_each_passs_start_and_the_jobs_own_time(tmp_path):
     b.close(wall_s=6.0)
     path = tmp_path / "main.json"
     path.write_text(json.dumps({"odperf": {"time_breakdown": b.to_dict()}}))
-    lines = job_lines([("main", path, 8.0), ("lost", None, 1.0)], wall_s=10.0)
+    parts = job_breakdowns([("main", path, 8.0), ("lost", None, 1.0)], wall_s=10.0)
+    lines = job_lines(parts)
     assert lines[0].startswith("pass main: 8.0 s wall over 1 case(s)")
     assert lines[-2].startswith("whole job: 10.0 s wall over 1 case(s)")
-    assert lines[-1] == f"whole job: overhead ratio {10.0 / 4.7:.2f} (wall / (timed inference + deployment))"
+    assert lines[-1] == f"whole job: overhead ratio {10.0 / 4.7:.2f} (wall / (timed inference + deployment + streams))"
+    # the same figures as the table the job writes beside its report, which the README's excerpts read
+    from odperf.report.readme import tables_of
+    from odperf.report.time_spent import write_job_table
+
+    table = tables_of(write_job_table(parts, "main", tmp_path / "job-time.md").read_text())["Where the main job's time went"]
+    rows = {r[0]: dict(zip(table.header, r)) for r in table.rows}
+    assert list(rows) == ["main", "lost", "whole job"]
+    start = 8.0 - 6.0  # the pass's wall beyond its own session's: starting its Python and pytest
+    assert rows["main"]["wall s"] == "8.0"
+    assert float(rows["main"]["bookkeeping s"]) == pytest.approx(b.seconds["bookkeeping"] + start, abs=0.05)
+    assert rows["whole job"]["wall s"] == "10.0" and rows["whole job"]["timed inference s"] == "1.0"
+    assert rows["whole job"]["overhead ratio"] == f"{10.0 / 4.7:.2f}"
 
 
 # --- scoring once per model -------------------------------------------------------------------------
@@ -188,3 +202,26 @@ def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_it
     assert dropped["n_detections"] == first["n_detections"] - 2  # its own figures: one tile fewer per image
     other_images = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
     assert "reused_from_batch" not in other_images  # the same detections over other images: scored anew
+
+
+def test_the_report_shows_where_each_saved_runs_time_went_and_their_total(tmp_path):
+    """A report of runs that saved their breakdown has a table of them, one row per run and one for all; runs
+    that saved none (older files) give no such table rather than zeros."""
+    from odperf.report.index import build_report
+    from odperf.report.rows import load_runs
+
+    real = Path(__file__).parent / "data" / "runs" / "real"
+    assert "Where each run's time went" not in {t.title for t in build_report(load_runs([real])).tables}
+    for name, wall in (("cpu", 100.0), ("cpu_400mb", 50.0)):
+        data = json.loads((real / f"{name}.json").read_text())
+        b = TimeBreakdown(seconds=dict.fromkeys(STEPS, 0.0) | {"timed inference": wall / 2, "deployment": wall / 4},
+                          wall_s=wall, cases=7)
+        b.seconds["bookkeeping"] = wall / 4
+        data["odperf"]["time_breakdown"] = b.to_dict()
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    table = build_report(load_runs([str(tmp_path)])).table("time_spent")
+    rows = {r[0]: dict(zip(table.headers, r)) for r in table.rows}
+    assert set(rows) == {"cpu", "cpu_400mb", "all these runs"}
+    total = rows["all these runs"]
+    assert total["wall s"] == 150.0 and total["cases"] == 14 and total["timed inference s"] == 75.0
+    assert total["overhead ratio"] == pytest.approx(150.0 / 112.5)

@@ -226,6 +226,7 @@ class SavedRun:
     fingerprint: str = ""  # equal for the --benchmark-json file and the saved copy of one run
     has_raw_data: bool = False  # stats hold every round's time (--benchmark-json, --benchmark-save-data)
     also_saved_as: list[Path] = field(default_factory=list)  # other files holding this same run
+    time_breakdown: dict[str, Any] | None = None  # where the run's wall time went (odperf.measure.breakdown)
 
     @property
     def label(self) -> str:
@@ -299,6 +300,7 @@ def load_run(path: str | Path) -> SavedRun:
         schema=schema or min(versions, default=SCHEMA_VERSION),
         fingerprint=_fingerprint(data),
         has_raw_data=raw_data,
+        time_breakdown=block.get("time_breakdown") or None,
     )
 
 

@@ -8,7 +8,7 @@ of memory at batch 64, as large batches stop fitting smaller cards in the paper.
 main job times up to MAIN_IMAGES images per case, stopping once the mean per image is within +/-3% (the
 mean per image over a car, estimated from fewer rounds; ``--images N`` fixes the count, ``--images 95`` a
 whole car). At its end it prints where its time went, pass by pass (odperf.measure.breakdown), and its
-overhead ratio, wall time / (timed inference + deployment). ``--smoke`` is the
+overhead ratio, wall time / what it measured (timed inference, deployment, LoadGen runs). ``--smoke`` is the
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Then the
 streaming pass (benchmarks/test_stream.py): every embedded model at batch STREAM_BATCH through LoadGen's
 scenarios, the line and the peak search, with the ``quick`` budget (``--stream-budget``; the smoke run: the
@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 
 from odperf.errors import OdperfError
-from odperf.measure.breakdown import job_lines
+from odperf.measure.breakdown import job_breakdowns, job_lines
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.report.render import report_runs
+from odperf.report.time_spent import write_job_table
 from odperf.results import OUTCOMES, load_run
 from odperf.scaleout import add_options
 from odperf.suite.launch import EMULATED, MAIN_IMAGES, STREAMS, Selection, SuiteRun, pytest_command
@@ -42,6 +43,7 @@ from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch
 SMOKE_IMAGES = 2
 EMULATED_IMAGES = 2  # the emulated pass: does it fit, and its memory
 STREAM_BATCH = "8"  # near the best batch of every embedded model on the reference CPU
+JOB_TIME = "job-time.md"  # beside the report: where the whole job's time went, pass by pass
 PASS_WALLS: dict[str, float] = {}  # each pass's wall time as the job saw it, Python's and pytest's start included
 
 
@@ -133,15 +135,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
             written.append(str(path))
         if stopped:
             return code  # stopped: what was saved stays saved, nothing more is measured or rendered
-    if written and args.report and not args.smoke:
+    report_dir = Path("reports") / args.name if written and args.report and not args.smoke else None
+    if report_dir:
         try:
-            report_code = report_runs(written, Path("reports") / args.name)
+            report_code = report_runs(written, report_dir)
         except OdperfError as exc:
             print(f"odperf report: error: {exc}", file=sys.stderr)
             report_code = 2
         worst = worst or report_code
-    for line in job_lines(ran, time.monotonic() - t_job):
+    parts = job_breakdowns(ran, time.monotonic() - t_job)
+    for line in job_lines(parts):
         print(f"odperf bench: {line}", flush=True)
+    if report_dir:
+        print(f"odperf bench: where the time went: {write_job_table(parts, args.name, report_dir / JOB_TIME)}")
     return worst
 
 

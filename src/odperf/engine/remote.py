@@ -176,7 +176,7 @@ class BoardSession(WorkerSession):
             runtime_devices=ready["runtime"]["devices"],
             # the board's side of the record: its interpreter, and the link's round trip (not in any image's time)
             runtime_settings={**ready["runtime"]["settings"], "python": hello.get("python"), "numpy": hello.get("numpy"),
-                              "link": "ssh" if self.board else "local pipes", "link_rtt_s": rtt},
+                              "link": self.board.link if self.board else "local pipes", "link_rtt_s": rtt},
             untrained=bool(ready.get("untrained")), dataset_s=ready["dataset_s"],
         )
         self.measurement.deploy = deploy

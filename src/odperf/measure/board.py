@@ -1,4 +1,6 @@
-"""Boards named on the command line: ``--odperf-board [PROFILE=]ssh://[user@]host[:port][?key=value&...]``.
+"""Boards named on the command line: ``--odperf-board [PROFILE=]ssh://[user@]host[:port][?key=value&...]``, or
+``PROFILE=local://?python=PATH`` for a board's interpreter on this host reached through local pipes instead of
+SSH (the same worker and protocol without the link: what the link costs is the difference between the two).
 
 Query keys: ``python`` (the board's interpreter, default ``python3``), ``ssh_config`` (an ssh config
 file, passed as ``-F``: keys, known_hosts, jump hosts), and, for stand-ins of the Jetson files,
@@ -45,6 +47,7 @@ class Board:
     ssh_options: list[str] = field(default_factory=list)
     meminfo: str = MEMINFO
     tegrastats: str | None = "tegrastats"  # run on the board where found there (a cross-check of RAM used)
+    link: str = "ssh"  # "ssh", or "local pipes" (local://: this host's interpreter, no SSH)
 
     @classmethod
     def parse(cls, spec: str, **options: Any) -> "Board":
@@ -54,10 +57,14 @@ class Board:
 
     @property
     def destination(self) -> str:
+        if self.link != "ssh":
+            return "this host"
         return f"{self.user}@{self.host}" if self.user else self.host
 
     def command(self, remote: str) -> list[str]:
-        """The ssh command line running ``remote`` (a shell command) on the board."""
+        """The ssh command line running ``remote`` (a shell command) on the board; a local board's shell."""
+        if self.link != "ssh":
+            return ["sh", "-c", remote]
         port = ["-p", str(self.port)] if self.port else []
         return [self.ssh, "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                 *port, *self.ssh_options, self.destination, remote]
@@ -79,17 +86,19 @@ def parse_board(spec: str) -> tuple[Board, str | None]:
     url = rest if sep and not head.startswith("ssh:") else spec
     profile = head.strip().lower() if sep and not head.startswith("ssh:") else ""
     parsed = urlparse(url)
-    if parsed.scheme != "ssh" or not parsed.hostname:
-        raise BoardError(f"--odperf-board {spec}: expected [PROFILE=]ssh://[user@]host[:port][?python=PATH], "
-                         "e.g. tx2=ssh://nvidia@tx2.local?python=/usr/bin/python3")
+    local = parsed.scheme == "local" and not parsed.netloc and profile
+    if not local and (parsed.scheme != "ssh" or not parsed.hostname):
+        raise BoardError(f"--odperf-board {spec}: expected [PROFILE=]ssh://[user@]host[:port][?python=PATH] "
+                         "(e.g. tx2=ssh://nvidia@tx2.local?python=/usr/bin/python3) or PROFILE=local://?python=PATH")
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     unknown = sorted(set(query) - set(QUERY_KEYS))
     if unknown:
         raise BoardError(f"--odperf-board {spec}: unknown key(s) {', '.join(unknown)} (known: {', '.join(QUERY_KEYS)})")
     options = ["-F", query["ssh_config"]] if "ssh_config" in query else []
-    board = Board(profile=profile, host=parsed.hostname, user=parsed.username, port=parsed.port,
+    board = Board(profile=profile, host=parsed.hostname or "localhost", user=parsed.username, port=parsed.port,
                   python=query.get("python", "python3"), ssh_options=options,
-                  meminfo=query.get("meminfo", MEMINFO), tegrastats=query.get("tegrastats", "tegrastats"))
+                  meminfo=query.get("meminfo", MEMINFO), tegrastats=query.get("tegrastats", "tegrastats"),
+                  link="local pipes" if local else "ssh")
     return board, query.get("device_tree")
 
 

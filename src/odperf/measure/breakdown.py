@@ -17,8 +17,8 @@ Every category is a stretch of the parent's own timeline, so they add up to the 
   session (collection, checks before the first case, writing the JSON), and, for a whole ``odperf bench``,
   starting each pass's Python and pytest.
 
-The overhead ratio is wall time / (timed inference + deployment with its warm-up): 1.0 if the run did
-nothing but measure.
+The overhead ratio is wall time / what the run measured (timed inference, deployment with its warm-up, and
+LoadGen's runs, which time images too): 1.0 if the run did nothing but measure.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 STEPS = ("timed inference", "deployment", "warm-up", "dataset", "protocol", "streams", "sampler", "scoring",
          "idle", "bookkeeping")
-MEASURED = ("timed inference", "deployment", "warm-up")  # what the run measures: the ratio's denominator
+MEASURED = ("timed inference", "deployment", "warm-up", "streams")  # what the run measures: the ratio's denominator
 
 
 @dataclass
@@ -86,7 +86,7 @@ class TimeBreakdown:
 
     @property
     def overhead_ratio(self) -> float | None:
-        """Wall time / (timed inference + deployment): 1.0 if the run did nothing but measure."""
+        """Wall time / what was measured (``MEASURED``): 1.0 if the run did nothing but measure."""
         return self.wall_s / self.measured_s if self.measured_s > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class TimeBreakdown:
         ratio = self.overhead_ratio
         return [
             f"{title}: {self.wall_s:.1f} s wall over {self.cases} case(s): " + ", ".join(shown),
-            f"{title}: overhead ratio {ratio:.2f} (wall / (timed inference + deployment))" if ratio
+            f"{title}: overhead ratio {ratio:.2f} (wall / (timed inference + deployment + streams))" if ratio
             else f"{title}: overhead ratio n/a (nothing timed or deployed)",
         ]
 
@@ -136,16 +136,17 @@ def saved_breakdown(json_path: str | Path) -> TimeBreakdown | None:
     return TimeBreakdown.from_dict(data) if data else None
 
 
-def job_lines(passes: list[tuple[str, str | Path | None, float]], wall_s: float) -> list[str]:
-    """A whole job's breakdown: each pass's (name, its JSON, its wall time as the job saw it), then the total
-    over ``wall_s``; a pass's wall beyond its own session's (starting Python and pytest) is bookkeeping."""
-    lines, parts = [], []
+def job_breakdowns(passes: list[tuple[str, str | Path | None, float]], wall_s: float) -> list[tuple[str, TimeBreakdown]]:
+    """A whole job's breakdown: each pass's (name, its JSON, its wall time as the job saw it), then ("whole job",
+    the total over ``wall_s``); a pass's wall beyond its own session's (starting Python and pytest) is
+    bookkeeping, and so is the job's beyond its passes' (rendering the report)."""
+    parts = []
     for name, path, pass_wall in passes:
         b = saved_breakdown(path) if path else None
-        if b is None:
-            b = TimeBreakdown()
-        b = TimeBreakdown.total([b], pass_wall)
-        parts.append(b)
-        lines += b.lines(f"pass {name}")
-    lines += TimeBreakdown.total(parts, wall_s).lines("whole job")
-    return lines
+        parts.append((name, TimeBreakdown.total([b or TimeBreakdown()], pass_wall)))
+    return parts + [("whole job", TimeBreakdown.total((b for _, b in parts), wall_s))]
+
+
+def job_lines(parts: list[tuple[str, TimeBreakdown]]) -> list[str]:
+    """``job_breakdowns`` as lines: each pass's, then the whole job's."""
+    return [line for name, b in parts for line in b.lines(name if name == "whole job" else f"pass {name}")]

@@ -14,6 +14,7 @@ from odperf.report.rows import Row, capacities, memory_caps, merged_rows, supers
 from odperf.report.selection import PAPER_DEADLINES_S, Best, best_batches, deadline_choices, pareto_front
 from odperf.report.pipeline import pipeline_tables
 from odperf.report.stream import stream_plots, stream_tables
+from odperf.report.time_spent import time_tables
 from odperf.report.tables import (
     Table,
     accuracy_table,
@@ -58,6 +59,7 @@ def build_report(runs: Sequence[SavedRun], deadlines_s: Iterable[float] = ()) ->
         *stream_tables(runs),
         *gpu_tables(runs),
         *pipeline_tables(runs),
+        *time_tables(runs),
     ]
     return Report(sources=list(runs), rows=rows, bests=bests, front=front, tables=tables, deadlines_s=deadlines)
 

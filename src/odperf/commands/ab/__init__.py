@@ -12,7 +12,9 @@ mAP exactly.
 
 A side is a source tree run with a Python: this checkout, or a git ref of it (checked out with ``git
 worktree add`` into a temporary folder, removed after), with this or another Python environment (say, a new
-TensorFlow against the old), and optionally other models (``NAME=PATH`` of another model folder).
+TensorFlow against the old), optionally other models (``NAME=PATH`` of another model folder), and optionally
+pytest options of its own (``--baseline-args``/``--candidate-args``: say, one board reached over SSH and the
+same board's interpreter through local pipes).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{label}-python", metavar="PYTHON",
                        help="the Python (environment) to run it with (default: this one)")
         p.add_argument(f"--{label}-models", metavar="SEL", help="its --odperf-models (default: --models)")
+        p.add_argument(f"--{label}-args", metavar="ARGS",
+                       help="more pytest options for this side only, one shell-quoted string "
+                            "(e.g. another --odperf-board; after the options both sides share)")
     p.add_argument("--pairs", type=int, default=DEFAULT_SETTINGS["pairs"],
                    help="A/B pairs of runs, alternating order (default: %(default)s)")
     p.add_argument("--models", default="centernet_tiny", help="model selectors (default: %(default)s)")

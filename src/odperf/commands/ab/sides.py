@@ -4,6 +4,7 @@ temporary worktree) run with a Python, one fresh pytest of the selection per slo
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,13 +28,14 @@ class Side:
     python: str
     models: str
     text: str
+    pytest_args: tuple[str, ...] = ()  # this side's own pytest options (--baseline-args / --candidate-args)
 
 
 def measure_sides(args: argparse.Namespace) -> dict[str, list[Path]]:
     """Both sides' slots, interleaved A B / B A ...: per side, the JSON of each of its slots in pair order."""
-    if not (args.baseline_ref or args.baseline_python or args.baseline_models):
-        raise OdperfError("odperf ab needs a baseline: --baseline-ref REF, --baseline-python PYTHON or "
-                          "--baseline-models SEL (e.g. NAME=PATH of another model folder)")
+    if not (args.baseline_ref or args.baseline_python or args.baseline_models or args.baseline_args):
+        raise OdperfError("odperf ab needs a baseline: --baseline-ref REF, --baseline-python PYTHON, "
+                          "--baseline-models SEL (e.g. NAME=PATH of another model folder) or --baseline-args ARGS")
     if args.pairs < 2:
         raise OdperfError(f"--pairs must be at least 2 (one A B and one B A), got {args.pairs}")
     out = Path(args.out).resolve()
@@ -57,9 +59,15 @@ def _side(label: str, args: argparse.Namespace) -> Iterator[Side]:
         raise OdperfError(f"--{label}-python {python}: no such executable; give the python of the environment "
                           f"to run the {label} with (e.g. /envs/old/bin/python)")
     models = getattr(args, f"{label}_models") or args.models
+    try:
+        extra = tuple(shlex.split(getattr(args, f"{label}_args") or ""))
+    except ValueError as exc:
+        raise OdperfError(f"--{label}-args: {exc}; quote it as one shell word, e.g. --{label}-args='-k tx2'") from None
     parts = [f"git ref {ref}" if ref else "this odperf", f"python {python}", f"models {models}"]
+    if extra:
+        parts.append(f"pytest args {shlex.join(extra)}")
     if not ref:
-        yield Side(label, None, python, models, ", ".join(parts))
+        yield Side(label, None, python, models, ", ".join(parts), extra)
         return
     here = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").strip())  # the checkout whose ref it is
     commit = git(here, "rev-parse", "--verify", f"{ref}^{{commit}}").strip()
@@ -68,7 +76,7 @@ def _side(label: str, args: argparse.Namespace) -> Iterator[Side]:
         tree = Path(tmp) / "tree"
         git(here, "worktree", "add", "--detach", str(tree), commit)
         try:
-            yield Side(label, tree, python, models, ", ".join(parts))
+            yield Side(label, tree, python, models, ", ".join(parts), extra)
         finally:
             git(here, "worktree", "remove", "--force", str(tree))
 
@@ -86,7 +94,8 @@ def _run_slot(side: Side, args: argparse.Namespace, json_path: Path, pair: int) 
     if json_path.exists():
         json_path.unlink()
     options = ("--odperf-accuracy",) if args.accuracy else ()
-    selection = Selection(side.models, args.devices, args.images, pytest_args=tuple(args.pytest_args))
+    selection = Selection(side.models, args.devices, args.images,
+                          pytest_args=(*args.pytest_args, *side.pytest_args))
     cmd = pytest_command(SuiteRun(side.label, args.batch_sizes, options), selection, json_path,
                          root=side.root, python=side.python)
     env = child_env(source=side.root)  # the side's odperf, not the installed one
