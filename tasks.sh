@@ -7,6 +7,7 @@
 #                                          odperf ab of this commit against its merge base (CI gates itself)
 #   bash tasks.sh calibrate-gate N [args] false alarms (A/A) and detections (planted +25%) of odperf ab
 #   bash tasks.sh calibrate-saved-runs N [args]  the same for odperf gate on two saved runs (odperf gate --calibrate)
+#   bash tasks.sh board-link [args]       SSH against local pipes on the stand-in board's Python 3.6 (odperf ab)
 #   bash tasks.sh setup                    only create/refresh .venv
 #   bash tasks.sh report                   re-render reports/main from the main job's saved JSON
 #   bash tasks.sh gpu-wheels               download the small wheels a GPU image lacks into .gpu-wheels/
@@ -81,13 +82,25 @@ case "$task" in
         fi
         # Functional tests spread over both cores; none of them is timed by pytest-benchmark. The 25 slowest
         # are listed, so that what CI spends its time on stays in view.
-        "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" --durations=25 "$@"
+        # Two test processes share the cores: PyTorch's OpenMP threads wait asleep (odperf.engine.runtime), so
+        # that the other's work slows a case in proportion instead of by its spinning.
+        OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} "$PY" -m pytest tests -n "${ODPERF_TEST_WORKERS:-2}" --durations=25 "$@"
         # The real suite on the embedded default, smoke-sized: one process, saved JSON read back and checked.
         "$PY" -m odperf.cli bench --smoke
         # odperf gates itself: this change against its merge base with main (main's previous commit on
         # main), interleaved on this machine; fails on a significant slowdown of the measuring path
         # (time per image through the harness, deployment), the model's memory, or any changed outcome or mAP.
         gate_self
+        ;;
+    board-link)
+        setup
+        # What the SSH link adds on a board: its interpreter (the stand-in's Python 3.6.15 + TensorFlow 1.15.5)
+        # through local pipes against the same over a real sshd on 127.0.0.1, interleaved and gated by odperf
+        # ab: bash tasks.sh board-link [ab options]
+        "$PY" tests/sshd_board.py bash -c '"$0" -m odperf.cli ab --models centernet_tiny,faster_rcnn_fpn \
+            --batch-sizes 1,64 --images 5 --pairs 4 --accuracy --strict --out .benchmarks/board-link \
+            --baseline-args "--odperf-board=tx2=local://?python=$ODPERF_BOARD_PYTHON" \
+            --candidate-args "--odperf-board=$ODPERF_BOARD_SSH" "$@" -- -m tx2' "$PY" "$@"
         ;;
     calibrate-gate)
         setup
@@ -121,7 +134,7 @@ case "$task" in
         PYTHONPATH="$PWD/src:$PWD/.gpu-wheels/site${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m odperf.gpu_check "$@"
         ;;
     *)
-        echo "usage: bash tasks.sh {bench|test|setup|report|calibrate-gate|calibrate-saved-runs|gpu-wheels|gpu-check} [args...]" >&2
+        echo "usage: bash tasks.sh {bench|test|setup|report|board-link|calibrate-gate|calibrate-saved-runs|gpu-wheels|gpu-check} [args...]" >&2
         exit 2
         ;;
 esac

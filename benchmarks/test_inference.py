@@ -34,7 +34,7 @@ def test_inference(odperf_case, odperf_suite, benchmark):
         try:
             worker.start()
             images = iter(range(request.images))
-            plan = suite.sampling or SamplingPlan.fixed(request.images)
+            plan = suite.plan(case) or SamplingPlan.fixed(request.images)
 
             def setup():  # untimed: stop once the mean is tight, else build the round's image in the worker
                 if plan.enough(worker.measurement.parent_times_s):

@@ -68,7 +68,41 @@ class Sshd:
         return ["-F", "none", "-i", str(self.folder / "client"), "-o", "IdentitiesOnly=yes",
                 "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
 
+    def ssh_config(self) -> Path:
+        """An ssh config file with this server's key and known_hosts (for ``?ssh_config=``)."""
+        config = self.folder / "ssh_config"
+        config.write_text(f"Host 127.0.0.1\n  IdentityFile {self.folder / 'client'}\n  IdentitiesOnly yes\n"
+                          f"  UserKnownHostsFile {self.known_hosts}\n  GlobalKnownHostsFile /dev/null\n")
+        return config
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
         self.log.close()
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/sshd_board.py COMMAND...``: COMMAND with a stand-in board's sshd running, its
+    ``--odperf-board`` value in ``$ODPERF_BOARD_SSH`` (the stand-in's Python 3.6 + TF 1.15, reached over
+    real SSH with checked host keys) and that interpreter in ``$ODPERF_BOARD_PYTHON``; sshd ends with it."""
+    import shutil
+    import sys
+    import tempfile
+
+    if not argv:
+        print("usage: python tests/sshd_board.py COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    python = board_python()
+    folder = Path(tempfile.mkdtemp(prefix="odperf-sshd-"))
+    sshd = Sshd(folder)
+    try:
+        env = dict(os.environ, ODPERF_BOARD_SSH=f"tx2={sshd.url}?python={python}&ssh_config={sshd.ssh_config()}",
+                   ODPERF_BOARD_PYTHON=python)
+        return subprocess.run(argv, env=env).returncode
+    finally:
+        sshd.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(__import__("sys").argv[1:]))

@@ -69,6 +69,11 @@ def test_bench_passes_its_scorer_to_pytest():
     smoke = parser.parse_args(["bench", "--smoke"])
     cmd = pytest_command(bench.passes(smoke)[0], bench.selection(smoke), Path("smoke.json"))
     assert not any(c.startswith("--odperf-scorer") or c == "--odperf-accuracy" for c in cmd)  # never scored
+    *_, stream = bench.passes(smoke)  # its streams: one embedded model of each runtime, every scenario
+    cmd = pytest_command(stream, bench.selection(smoke), Path("smoke-stream.json"))
+    assert "--odperf-models=centernet_tiny,fcos_tiny_torch" in cmd and cmd[3].endswith("test_stream.py")
+    mine = parser.parse_args(["bench", "--smoke", "--models", "ssd_fpn"])
+    assert "--odperf-models=ssd_fpn" in pytest_command(bench.passes(mine)[-1], bench.selection(mine), Path("s.json"))
 
 
 def test_bench_lets_the_timing_pass_choose_its_images_and_spends_little_on_the_emulated_pass():

@@ -183,29 +183,22 @@ def test_unknown_host_key_is_refused(sshd: Sshd, py36: str, tmp_path: Path):
     assert "Host key verification failed" in (failed.value.measurement.error or ""), failed.value.measurement.error
 
 
-def _ssh_config(sshd: Sshd) -> Path:
-    config = sshd.folder / "ssh_config"
-    config.write_text(f"Host 127.0.0.1\n  IdentityFile {sshd.folder / 'client'}\n  IdentitiesOnly yes\n"
-                      f"  UserKnownHostsFile {sshd.known_hosts}\n  GlobalKnownHostsFile /dev/null\n")
-    return config
-
-
 def test_board_names_itself_from_its_device_tree(sshd: Sshd, py36: str, tmp_path: Path):
     from odperf.measure.board import board_target
 
     model = tmp_path / "model"
     model.write_bytes(b"NVIDIA Jetson TX2 Developer Kit\0")  # the stand-in of /proc/device-tree/model
-    found = board_target(f"{sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}&device_tree={model}")
+    found = board_target(f"{sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}&device_tree={model}")
     assert found.board.profile == "tx2" and found.model == "NVIDIA Jetson TX2 Developer Kit"
     assert {"jetson", "tx2", "board"} <= set(found.markers) and found.memory_mb and found.memory_mb > 8000
     with pytest.raises(BoardError, match="name it: tx2=ssh://"):
-        board_target(f"{sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}&device_tree={tmp_path / 'none'}")
+        board_target(f"{sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}&device_tree={tmp_path / 'none'}")
 
 
 def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tmp_path: Path):
     import json
 
-    spec = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    spec = f"tx2={sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}"
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
          "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny,fcos_tiny_torch",
@@ -254,11 +247,11 @@ def test_worker_core_imports_nothing_of_odperf_and_the_local_worker_no_stream(py
                                           ("UNKNOWN_HOST_KEY", "Host key verification failed")])
 def test_suite_refuses_a_board_it_cannot_use_in_one_line(sshd: Sshd, py36: str, python: str, said: str,
                                                          tmp_path: Path):
-    config = _ssh_config(sshd)
+    config = sshd.ssh_config()
     if python == "UNKNOWN_HOST_KEY":
         (tmp_path / "known_hosts").write_text("")
         config = tmp_path / "ssh_config"
-        config.write_text(_ssh_config(sshd).read_text().replace(str(sshd.known_hosts), str(tmp_path / "known_hosts")))
+        config.write_text(sshd.ssh_config().read_text().replace(str(sshd.known_hosts), str(tmp_path / "known_hosts")))
     python = {"PY36_BARE": os.path.realpath(py36), "UNKNOWN_HOST_KEY": py36}.get(python, python)
     spec = f"tx2={sshd.url}?python={python}&ssh_config={config}"
     out = subprocess.run(
@@ -277,7 +270,7 @@ def test_a_ray_node_next_to_the_board_runs_its_shards_over_ssh(sshd: Sshd, py36:
 
     from odperf.scaleout.task import BOARDS_ENV, node_board
 
-    spec = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    spec = f"tx2={sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}"
     assert node_board("tx2", {BOARDS_ENV: f"orin=ssh://a {spec}"}) == spec and node_board("cpu", {}) is None
     monkeypatch.setenv(BOARDS_ENV, spec)  # what `ray start` on the host next to the board is given
     cluster = start_cluster({"num_cpus": 1, "resources": {"odperf:tx2": 1}})
@@ -340,7 +333,7 @@ def test_ab_sets_the_link_against_no_link_on_one_board_interpreter(sshd: Sshd, p
     the same interpreter over SSH (candidate), interleaved, each side's records saying which link it had."""
     import json
 
-    ssh = f"tx2={sshd.url}?python={py36}&ssh_config={_ssh_config(sshd)}"
+    ssh = f"tx2={sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}"
     out = subprocess.run(
         [sys.executable, "-m", "odperf.cli", "ab", "--models", "centernet_tiny", "--batch-sizes", "7",
          "--images", "2", "--pairs", "2", "--accuracy", "--time-threshold", "10", "--deploy-threshold", "10",

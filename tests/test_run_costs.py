@@ -200,8 +200,16 @@ def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_it
     dropped = score_detections(at[64], _detections(tmp_path, "b64.npz", drop_tile=3), [0, 1], cache=cache)
     assert dropped["scored_batch"] == 64 and "reused_from_batch" not in dropped
     assert dropped["n_detections"] == first["n_detections"] - 2  # its own figures: one tile fewer per image
-    other_images = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
-    assert "reused_from_batch" not in other_images  # the same detections over other images: scored anew
+    assert first["scored_images"] == 2
+    # a case that timed fewer images (the run chose them) with the reference's detections on each of them:
+    # the model's mAP over the reference's images, so every batch states it over one image set
+    fewer = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
+    assert fewer["reused_from_batch"] == 1 and fewer["checked_images"] == 1 and fewer["scored_images"] == 2
+    assert fewer["AP"] == first["AP"]
+    # ... unless one image differs in one tile: then its own images, its own mAP
+    fewer_dropped = score_detections(at[64], _detections(tmp_path, "b64-0.npz", drop_tile=3), [0], cache=cache)
+    assert "reused_from_batch" not in fewer_dropped and fewer_dropped["scored_images"] == 1
+    assert fewer_dropped["n_detections"] == first["n_detections"] / 2 - 1
 
 
 def test_the_report_shows_where_each_saved_runs_time_went_and_their_total(tmp_path):

@@ -134,3 +134,33 @@ def test_every_marker_a_case_can_carry_is_in_the_catalogue():
                         build_targets("all", _machine(H100), "p100"))
     assert {m for c in cases for m in c.markers} <= set(catalogue)
     assert {"tf2", "paper", "embedded", "custom", "map_lowest", "emulated", "tx2", "orin"} <= set(catalogue)
+
+
+def test_a_run_that_scores_and_chooses_its_images_times_each_models_first_case_to_the_ceiling():
+    """The model's mAP reference: its first case on each device times the ceiling (its mAP is over that
+    image set; the other batch sizes' detections are checked against it); a reference that fails passes the
+    role to the model's next case; a fixed count or an unscored run changes nothing."""
+    from odperf.engine.measurement import Measurement
+    from odperf.measure.sampling import SamplingPlan
+
+    profiles = _machine()
+    (cpu,) = build_targets("cpu", profiles, None)
+    refs = model_refs(select(["centernet_tiny", "ssd_fpn"]))
+    chosen = SamplingPlan(3, 10)
+    state = SuiteState(models=refs, batch_sizes=(1, 8, 64), targets=[cpu], profiles=profiles,
+                       expectations=load(FIXTURES / "expectations.toml"), images=10, accuracy=True, sampling=chosen)
+    cases = {(c.model.name, c.batch_size): c for c in state.cases()}
+    first = state.plan(cases["centernet_tiny", 1])
+    assert (first.floor, first.ceiling, first.reason) == (10, 10, "accuracy reference")
+    assert state.plan(cases["centernet_tiny", 8]) == chosen and state.plan(cases["ssd_fpn", 8]).floor == 10
+    oom = Measurement(state.request(cases["ssd_fpn", 8]), outcome="oom", error="oom: out of memory")
+    record = state.run_record(cases["ssd_fpn", 8], oom)
+    assert record.sampling["stopped_by"] == "accuracy reference" and record.sampling["ceiling"] == 10
+    assert state.plan(cases["ssd_fpn", 64]).floor == 10  # the next case is the reference now
+    for unscored in (SuiteState(models=refs, batch_sizes=(1,), targets=[cpu], profiles=profiles,
+                                expectations=load(FIXTURES / "expectations.toml"), images=10, sampling=chosen),
+                     SuiteState(models=refs, batch_sizes=(1,), targets=[cpu], profiles=profiles, accuracy=True,
+                                expectations=load(FIXTURES / "expectations.toml"), images=5,
+                                sampling=SamplingPlan.fixed(5))):
+        c = unscored.cases()[0]
+        assert unscored.plan(c) == unscored.sampling

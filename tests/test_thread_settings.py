@@ -1,10 +1,11 @@
-"""The worker's thread settings: a core shared with other work slows a PyTorch case in proportion.
+"""The worker's thread settings: the runtime's own OpenMP wait unless the caller sets one, and on a machine
+shared with other work the passive wait makes a busy core slow a PyTorch case in proportion.
 
 GNU OpenMP's default wait spins at each barrier; with every core busy elsewhere, PyTorch's spinning threads
 burn a time slice waiting for a descheduled one at every operator (a case collapsed 16x under a concurrent
-test run). The worker's environment makes them wait passively. What is compared is CPU time, not wall
-time: the model's work per batch is the same either way, so spinning shows as CPU spent waiting, whatever
-else the machine runs.
+test run). ``OMP_WAIT_POLICY=PASSIVE`` (what the test command sets for its parallel tests) makes them wait
+asleep. What is compared is CPU time, not wall time: the model's work per batch is the same either way, so
+spinning shows as CPU spent waiting, whatever else the machine runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 import pytest
 
-from odperf.engine.runtime import worker_env
+from odperf.engine.runtime import SHARED_MACHINE_POLICY, worker_env
 
 pytest.importorskip("torch")
 
@@ -45,11 +46,12 @@ def _cpu_per_batch(env: dict[str, str]) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["cpu_s"]
 
 
-def test_waiting_threads_sleep_so_a_busy_machine_costs_no_spinning():
-    env = worker_env("cpu")
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert worker_env("cpu", base={**os.environ, "OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
-    spinning = {k: v for k, v in env.items() if k != "OMP_WAIT_POLICY"}  # the runtime's default, as before
+def test_the_runtimes_wait_unless_told_and_passive_threads_cost_a_busy_machine_no_spinning():
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    spinning = worker_env("cpu", base=base)
+    assert "OMP_WAIT_POLICY" not in spinning  # the runtime's own wait, as a deployment has it
+    env = worker_env("cpu", base={**base, "OMP_WAIT_POLICY": SHARED_MACHINE_POLICY})
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # the caller's choice goes to the worker
     cores = os.cpu_count() or 1
     others = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
     try:

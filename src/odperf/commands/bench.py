@@ -12,7 +12,7 @@ overhead ratio, wall time / what it measured (timed inference, deployment, LoadG
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Then the
 streaming pass (benchmarks/test_stream.py): every embedded model at batch STREAM_BATCH through LoadGen's
 scenarios, the line and the peak search, with the ``quick`` budget (``--stream-budget``; the smoke run: the
-``smoke`` budget at batch 64). Every pass writes a JSON file that is read back and checked, so a run that
+``smoke`` budget at batch 64, one embedded model of each runtime). Every pass writes a JSON file that is read back and checked, so a run that
 measured nothing never passes.
 
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
@@ -42,6 +42,7 @@ from odperf.workload import IMAGES_PER_CAR, PAPER_BATCH_SIZES, PAPER_GRID, batch
 
 SMOKE_IMAGES = 2
 EMULATED_IMAGES = 2  # the emulated pass: does it fit, and its memory
+SMOKE_STREAM_MODELS = "centernet_tiny,fcos_tiny_torch"  # the smoke run's streams: the smallest of each runtime
 STREAM_BATCH = "8"  # near the best batch of every embedded model on the reference CPU
 JOB_TIME = "job-time.md"  # beside the report: where the whole job's time went, pass by pass
 PASS_WALLS: dict[str, float] = {}  # each pass's wall time as the job saw it, Python's and pytest's start included
@@ -51,7 +52,9 @@ def passes(args: argparse.Namespace) -> list[SuiteRun]:
     if args.smoke:
         smoke = [SuiteRun("smoke", args.batch_sizes or "1,64"), SuiteRun("smoke-cpu_400mb", "8,64", (f"--odperf-emulate={EMULATED}",))]
         if args.stream:
-            smoke.append(SuiteRun("smoke-stream", "64", ("--odperf-stream-budget=smoke",), STREAMS))
+            # the streaming path is one for every model: one model of each runtime proves it end to end
+            models = SMOKE_STREAM_MODELS if args.models == "embedded" else None
+            smoke.append(SuiteRun("smoke-stream", "64", ("--odperf-stream-budget=smoke",), STREAMS, models=models))
         return smoke
     main = [SuiteRun(args.name, args.batch_sizes or "paper")]
     if args.emulate and args.devices in ("all", "cpu"):

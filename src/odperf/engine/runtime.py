@@ -3,13 +3,18 @@
 What happens inside the worker once it runs (devices, growth, memory caps) is each runtime's own business:
 ``odperf.backends``.
 
-OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, unless the caller's environment says otherwise).
-PyTorch's CPU operators run on OpenMP with one thread per core, and GNU OpenMP's default wait spins at
-every barrier: with another process on one of the cores, the spinning threads compete with the
-descheduled one they wait for, each operator waits for a time slice, and a case collapsed 16x. Measured on
-a 2-core machine under other work (fcos_tiny_torch, batch 8, median of 3): spinning 2.1-5.3 s wall for
-0.7-1.0 s of CPU per batch; passive 0.1-0.6 s wall for 0.09-0.13 s of CPU; one thread 0.38-0.45 s. The
-setting is read once, when the OpenMP library loads, so it is set here, before the worker starts.
+OpenMP threads wait as the runtime's defaults say, unless the caller's environment sets ``OMP_WAIT_POLICY``
+(each record names the policy). PyTorch's CPU operators run on OpenMP with one thread per core, and GNU
+OpenMP's default wait spins briefly at every barrier before it sleeps. That is what a deployment gets, and
+on an idle machine it is the fastest: measured on a 2-core machine, fcos_tiny_torch took 9-11 ms per tile
+at batch 1 with the default, 23 ms with ``OMP_WAIT_POLICY=PASSIVE`` (its threads sleep at once and each
+barrier pays a wake-up), 7.5 against 9.8 ms at batch 8. With another process on one of the cores the
+default's spinning threads compete with the descheduled one they wait for: 22-26 ms at batch 1 and 17-50 ms
+at batch 8, against 14-18 and 12-13 ms passive (a case once collapsed 16x under a concurrent test run). So
+the default is kept, for figures a deployment would see; on a machine shared with other work, set
+``OMP_WAIT_POLICY=PASSIVE`` (the test command does, for its parallel tests): a shared core then slows a case
+in proportion. The setting is read once, when the OpenMP library loads, so it goes in the environment before
+the worker starts.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 from odperf.measure.devices import parse_device
 from odperf.measure.kinds import kind_of
 
-OMP_WAIT_POLICY = "PASSIVE"  # a waiting OpenMP thread sleeps: a shared core slows a case in proportion
+SHARED_MACHINE_POLICY = "PASSIVE"  # OMP_WAIT_POLICY for a machine shared with other work (see above)
 
 
 def worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -27,7 +32,6 @@ def worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str
     unbuffered output, quiet logs."""
     env = dict(os.environ if base is None else base)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     env["PYTHONUNBUFFERED"] = "1"
     ref = parse_device(device)
     kind_of(ref).worker_env(ref, env)

@@ -42,6 +42,7 @@ class SamplingPlan:
     floor: int
     ceiling: int
     target: float | None = DEFAULT_TARGET  # None: always the ceiling (a fixed count)
+    reason: str | None = None  # why a run that chooses its images fixed this case's (said in the record)
 
     def __post_init__(self) -> None:
         for name in ("floor", "ceiling"):
@@ -77,7 +78,7 @@ class SamplingPlan:
         """For the record: the plan, the interval the times reached, and why sampling stopped."""
         ci = relative_ci(times)
         if self.is_fixed:
-            why = "fixed"
+            why = self.reason or "fixed"
         elif len(times) >= self.ceiling and not (ci is not None and ci <= (self.target or 0)):
             why = "ceiling"
         else:

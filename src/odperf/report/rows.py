@@ -42,6 +42,7 @@ class Row:
     map_group: str | None
     time_source: str  # "stats" (pytest-benchmark) or "record" (RunRecord) or "none"
     map_source: str | None = None  # TIMING or ACCURACY: the kind of record the mAP came from
+    map_images: int | None = None  # camera images the mAP is over, where the record says (scored_images)
     accuracy_outcome: str | None = None  # the accuracy record's outcome, where there is one
     repairs: dict[str, int] | None = None  # detections repaired before scoring (odperf.measure.accuracy)
     runtime: str | None = None  # "tensorflow 2.21.0", "torch 2.14.1+cu130"; None in files before runtimes
@@ -108,6 +109,7 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         map_group=rec.map_group or (accuracy.map_group if accuracy else None),
         time_source=source,
         map_source=map_source,
+        map_images=(by.accuracy or {}).get("scored_images") if by else None,
         accuracy_outcome=accuracy.outcome if accuracy else None,
         repairs=(by.accuracy or {}).get("repairs") if by else None,
         runtime=" ".join(p for p in (rec.backend, rec.runtime_version) if p) or None,

@@ -44,7 +44,8 @@ def _map_from(r: Row) -> str | None:
     failed = f"accuracy {r.accuracy_outcome}" if r.accuracy_outcome not in (None, "ok") else None
     if r.map_source is None:
         return failed
-    return r.map_source if failed is None else f"{r.map_source} ({failed})"
+    source = r.map_source + (f", {r.map_images} img" if r.map_images else "")
+    return source if failed is None else f"{source} ({failed})"
 
 
 def measurements_table(rows: Sequence[Row]) -> Table:
@@ -63,7 +64,8 @@ def measurements_table(rows: Sequence[Row]) -> Table:
         floatfmt=["", "", "", "", TIME_FMT, TIME_FMT, TIME_FMT, ".1f", MB_FMT, MB_FMT, "", "", MAP_FMT, "", "", ""],
         note="Times are seconds per camera image (all its tiles); 'times from' says whether pytest-benchmark "
         "stats or the odperf record gave them. mAP comes from the accuracy run of that batch size, else "
-        "from the timed run scored with --odperf-accuracy ('mAP from'); 'not timed': only scored; "
+        "from the timed run scored with --odperf-accuracy ('mAP from', with the camera images it is over); "
+        "'not timed': only scored; "
         "'untrained': an architecture run with random weights, for time and memory only. 'model MB': the "
         "model's own memory, the peak minus what the runtime held before the model loaded. \"others' CPU\": "
         "the share of the machine's cores other processes used while the case was timed (the kernel's "

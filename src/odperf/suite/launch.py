@@ -33,6 +33,7 @@ class SuiteRun:
     file: str = INFERENCE
     images: int | None = None  # a fixed count of images per case for this run (None: the selection's)
     accuracy: bool = True  # scored with --odperf-accuracy when the selection scores
+    models: str | None = None  # this run's own model selectors (None: the selection's)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def pytest_command(run: SuiteRun, selection: Selection, json_path: Path, *, save
     cmd = [
         python, "-m", "pytest", str(suite / run.file),
         "-p", PLUGIN, "-p", "no:xdist", "-p", "no:cacheprovider",
-        f"--odperf-models={selection.models}",
+        f"--odperf-models={run.models or selection.models}",
         f"--odperf-devices={selection.devices}",
         *_image_count(run, selection),
         f"--odperf-batch-sizes={run.batch_sizes}",

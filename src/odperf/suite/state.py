@@ -7,7 +7,7 @@ nothing of pytest, so the same run can be driven from any other harness.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +49,10 @@ class SuiteState:
     boards: dict[str, Any] = field(default_factory=dict, repr=False)  # profile -> Board (odperf.measure.board)
     sampling: SamplingPlan | None = None  # images per case: chosen by the run, or fixed (None: ``images``)
     records: list[RunRecord] = field(default_factory=list, repr=False)
+    # under --odperf-accuracy with images chosen by the run: the case of each model and device timed to the
+    # ceiling, whose detections the model's other batch sizes are checked against (engine.detections)
+    _references: dict[str, str] = field(default_factory=dict, repr=False)  # model-device -> case id
+    _plans: dict[str, SamplingPlan | None] = field(default_factory=dict, repr=False)  # case id -> its plan
     breakdown: TimeBreakdown = field(default_factory=TimeBreakdown, repr=False)  # where the run's time went
     progress: Progress = field(default_factory=Progress, repr=False)  # images timed, per case
     # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
@@ -234,11 +238,25 @@ class SuiteState:
     def images_per_car(self) -> int:
         return IMAGES_PER_CAR
 
+    def plan(self, case: Case) -> SamplingPlan | None:
+        """How many images ``case`` times: the run's plan, except that when the run scores and chooses its
+        images, the first case of each model and device times the ceiling (the model's reference: its mAP is
+        over that image set, and the other batch sizes' detections are checked against it image by image)."""
+        plan = self.sampling
+        if plan is not None and self.accuracy and not plan.is_fixed:
+            if self._references.setdefault(case.accuracy_id, case.id) == case.id:
+                plan = replace(plan, floor=plan.ceiling, reason="accuracy reference")
+        self._plans[case.id] = plan
+        return plan
+
     def run_record(self, case: Case, measurement: Any, kind: str = TIMING) -> RunRecord:
         """The record of a measurement (its figures are the measurement's own), named after the case, not
         the worker's view of it; ``kind`` says what it measured (odperf.results.RECORD_KINDS)."""
         self.breakdown.note(measurement)
-        sampling = self.sampling.outcome(measurement.parent_times_s) if self.sampling and kind == TIMING else None
+        if measurement.outcome != "ok" and self._references.get(case.accuracy_id) == case.id:
+            del self._references[case.accuracy_id]  # no reference after all: the model's next case is
+        plan = self._plans.get(case.id, self.sampling)
+        sampling = plan.outcome(measurement.parent_times_s) if plan and kind == TIMING else None
         return measurement.to_record(
             kind=kind,
             sampling=sampling,
@@ -347,8 +365,11 @@ class SuiteState:
         lines = [f"odperf: {line}" for line in self.breakdown.lines("time")] if self.breakdown.wall_s else []
         stops = [r.sampling["stopped_by"] for r in self.records if r.sampling and r.sampling["stopped_by"] != "fixed"]
         if stops:
+            refs = stops.count("accuracy reference")
             lines.append(f"odperf: images per case chosen by the run: {stops.count('target')} case(s) within the "
-                         f"target, {stops.count('ceiling')} at the ceiling ({self.sampling.describe()})")
+                         f"target, {stops.count('ceiling')} at the ceiling"
+                         + (f", {refs} timed to the ceiling as their model's mAP reference" if refs else "")
+                         + f" ({self.sampling.describe()})")
         loaded = [r for r in self.records if r.load and r.load.get("loaded")]
         if loaded:
             from odperf.measure.load import describe

@@ -105,7 +105,7 @@ class TorchBackend:
         cap: dict[str, Any] | None = None
         settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads(),
                                     "interop_threads": torch.get_num_interop_threads(),
-                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
         if device == "cpu":
             self.device = torch.device("cpu")
             names = ["cpu"]
