@@ -165,7 +165,7 @@ def test_job_lines_add_each_passs_start_and_the_jobs_own_time(tmp_path):
 
 
 # --- scoring once per model -------------------------------------------------------------------------
-def _detections(tmp_path, name: str, drop_tile: int | None = None):
+def _detections(tmp_path, name: str, drop_tile: int | None = None, nudge: float = 0.0):
     """Detections of a 1-class model on camera images 0 and 1 at one box per tile, saved as a worker does."""
     import numpy as np
 
@@ -182,7 +182,8 @@ def _detections(tmp_path, name: str, drop_tile: int | None = None):
         counts = np.ones(n, np.int32)
         if drop_tile is not None:
             counts[drop_tile] = 0  # the model answered nothing for this tile
-        out.add(camera, 0, boxes, rng.uniform(0.3, 1, (n, 1)).astype(np.float32), np.ones((n, 1), np.int64), counts)
+        scores = rng.uniform(0.3, 1, (n, 1)).astype(np.float32)
+        out.add(camera, 0, boxes + np.float32(nudge), scores + np.float32(nudge), np.ones((n, 1), np.int64), counts)
     return out.save(tmp_path / name)
 
 
@@ -206,7 +207,13 @@ def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_it
     fewer = score_detections(at[8], _detections(tmp_path, "b8-0.npz"), [0], cache=cache)
     assert fewer["reused_from_batch"] == 1 and fewer["checked_images"] == 1 and fewer["scored_images"] == 2
     assert fewer["AP"] == first["AP"]
-    # ... unless one image differs in one tile: then its own images, its own mAP
+    # a batched kernel's rounding (1e-6 of a tile's box, of a score) is the same answer; a box moved by a
+    # tenth of a tile is not
+    rounded = score_detections(at[8], _detections(tmp_path, "b8-r.npz", nudge=1e-6), [0], cache=cache)
+    assert rounded["reused_from_batch"] == 1 and rounded["AP"] == first["AP"]
+    moved = score_detections(at[8], _detections(tmp_path, "b8-m.npz", nudge=0.1), [0], cache=cache)
+    assert "reused_from_batch" not in moved and moved["scored_images"] == 1
+    # ... and so is one image that differs in one tile: its own images, its own mAP
     fewer_dropped = score_detections(at[64], _detections(tmp_path, "b64-0.npz", drop_tile=3), [0], cache=cache)
     assert "reused_from_batch" not in fewer_dropped and fewer_dropped["scored_images"] == 1
     assert fewer_dropped["n_detections"] == first["n_detections"] / 2 - 1

@@ -10,9 +10,10 @@ are hashed with everything else that decides the score (model, dataset, images, 
 scored in this process gives its figures again, marked ``reused_from_batch``. A case that timed fewer
 images than the model's reference (the case of that model scored over the most images: a run that chooses
 its images per case times the reference to the ceiling) is checked image by image against the reference's
-detections of the same images: identical, it takes the reference's score (over the reference's images, so
-every batch of a model states its mAP over one image set); different in one bit (a model that drops tiles
-at larger batches), it is scored on its own images, so each batch shows its real mAP.
+detections of the same images: the same (tiles, classes, and boxes and scores up to a batched kernel's
+rounding), it takes the reference's score (over the reference's images, so every batch of a model states
+its mAP over one image set); a tile dropped or a detection more or less (a model that drops tiles at larger
+batches), it is scored on its own images, so each batch shows its real mAP.
 """
 
 from __future__ import annotations
@@ -56,11 +57,15 @@ class DetectionsFile:
         self._file.close()  # nameless: closing frees it
 
 
+BOX_ATOL_PX = 0.01  # two detections of one tile agree when their boxes differ by at most this (camera pixels)
+SCORE_ATOL = 1e-4  # ... and their scores by at most this: a batched kernel's rounding, not another answer
+
+
 @dataclass
 class Reference:
-    """A model's detections scored over the most images so far: each image's digest, and the score."""
+    """A model's detections scored over the most images so far, kept per camera image, and the score."""
 
-    images: dict[int, str]  # camera index -> digest of that image's detections and tiles seen
+    images: dict[int, tuple[np.ndarray, ...]]  # camera index -> its detections and tiles seen (``per_image``)
     score: dict[str, Any]
 
 
@@ -70,19 +75,23 @@ def _model_key(request: MeasureRequest) -> str:
                        request.seed, list(request.grid), request.scorer], default=str)
 
 
-def image_digests(detections: Any, timed: list[int]) -> dict[int, str]:
-    """Per camera image of ``timed``: a digest of its detections (in the order they came: tile by tile,
-    whatever the batch size) and of the tiles the detector ran on."""
+def per_image(detections: Any, timed: list[int]) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per camera image of ``timed``: its detections' tiles, boxes, scores and classes (in the order they
+    came: tile by tile, whatever the batch size) and the tiles the detector ran on."""
     cams, tiles, boxes, scores, classes, seen = detections.arrays()
-    out = {}
-    for c in sorted(set(timed)):
-        h = hashlib.sha256()
-        rows = cams == c
-        for array in (tiles[rows], boxes[rows], scores[rows], classes[rows], seen[seen[:, 0] == c]):
-            h.update(f"{array.dtype}{array.shape}".encode())
-            h.update(np.ascontiguousarray(array).tobytes())
-        out[c] = h.hexdigest()
-    return out
+    return {c: (tiles[cams == c], boxes[cams == c], scores[cams == c], classes[cams == c], seen[seen[:, 0] == c])
+            for c in sorted(set(timed))}
+
+
+def same_detections(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
+    """One camera image's detections agree: the same tiles, classes and tiles seen, boxes and scores equal
+    up to a batched kernel's rounding (PyTorch's batched convolutions round differently from batch 1's). A
+    tile dropped or a detection more or less at any batch is a difference."""
+    (ta, ba, sa, ca, seen_a), (tb, bb, sb, cb, seen_b) = a, b
+    if ta.shape != tb.shape or seen_a.shape != seen_b.shape:
+        return False
+    return bool((ta == tb).all() and (ca == cb).all() and (seen_a == seen_b).all()
+                and np.allclose(ba, bb, rtol=0, atol=BOX_ATOL_PX) and np.allclose(sa, sb, rtol=0, atol=SCORE_ATOL))
 
 
 class ScoreCache:
@@ -103,19 +112,22 @@ class ScoreCache:
             h.update(array.tobytes())
         return h.hexdigest()
 
-    def same_as_reference(self, request: MeasureRequest, digests: dict[int, str]) -> dict[str, Any] | None:
-        """The reference's score when it covers every image of ``digests`` with identical detections."""
+    def same_as_reference(self, request: MeasureRequest, images: dict[int, tuple[np.ndarray, ...]]
+                          ) -> dict[str, Any] | None:
+        """The reference's score when it covers every image of ``images`` with the same detections."""
         ref = self._references.get(_model_key(request))
-        if ref is None or not digests or any(ref.images.get(c) != d for c, d in digests.items()):
+        if ref is None or not images or any(c not in ref.images or not same_detections(ref.images[c], d)
+                                            for c, d in images.items()):
             return None
         return ref.score
 
-    def offer_reference(self, request: MeasureRequest, digests: dict[int, str], score: dict[str, Any]) -> None:
+    def offer_reference(self, request: MeasureRequest, images: dict[int, tuple[np.ndarray, ...]],
+                        score: dict[str, Any]) -> None:
         """A scored case becomes its model's reference when it covers more images than the reference."""
         key = _model_key(request)
         ref = self._references.get(key)
-        if ref is None or len(digests) > len(ref.images):
-            self._references[key] = Reference(dict(digests), score)
+        if ref is None or len(images) > len(ref.images):
+            self._references[key] = Reference(dict(images), score)
 
     def get(self, key: str) -> dict[str, Any] | None:
         found = self._scores.get(key)
@@ -136,7 +148,7 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
                      cache: ScoreCache | None = SCORES) -> dict[str, Any]:
     """COCO mAP of the detections a worker saved, over the camera images it timed (the caller owns ``path``);
     detections identical to ones already scored take that score (``reused_from_batch``) instead, and so do
-    detections identical to the model's reference on every image timed (``checked_images``: how many)."""
+    detections the same as the model's reference's on every image timed (``checked_images``: how many)."""
     from odperf.measure.accuracy import TiledDetections
 
     grid = request.camera_grid
@@ -149,13 +161,13 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
     known = cache.get(key)
     if known is not None:
         return {**known, "reused_from_batch": known["scored_batch"]}
-    digests = image_digests(detections, timed)
-    known = cache.same_as_reference(request, digests)
-    if known is not None:  # identical detections on every image it timed: the reference's wider score
-        return {**known, "reused_from_batch": known["scored_batch"], "checked_images": len(digests)}
+    images = per_image(detections, timed)
+    known = cache.same_as_reference(request, images)
+    if known is not None:  # the same detections on every image it timed: the reference's wider score
+        return {**known, "reused_from_batch": known["scored_batch"], "checked_images": len(images)}
     score = _score(request, detections, timed)
     cache.put(key, score)
-    cache.offer_reference(request, digests, score)
+    cache.offer_reference(request, images, score)
     return score
 
 
