@@ -99,8 +99,8 @@ case "$task" in
         # ab: bash tasks.sh board-link [ab options]
         "$PY" tests/sshd_board.py bash -c '"$0" -m odperf.cli ab --models centernet_tiny,faster_rcnn_fpn \
             --batch-sizes 1,64 --images 5 --pairs 4 --accuracy --strict --out .benchmarks/board-link \
-            --baseline-args "--odperf-board=tx2=local://?python=$ODPERF_BOARD_PYTHON" \
-            --candidate-args "--odperf-board=$ODPERF_BOARD_SSH" "$@" -- -m tx2' "$PY" "$@"
+            --baseline-args="--odperf-board=tx2=local://?python=$ODPERF_BOARD_PYTHON" \
+            --candidate-args="--odperf-board=$ODPERF_BOARD_SSH" "$@" -- -m tx2' "$PY" "$@"
         ;;
     calibrate-gate)
         setup

@@ -342,7 +342,7 @@ def test_ab_sets_the_link_against_no_link_on_one_board_interpreter(sshd: Sshd, p
          "--", "-m", "tx2"],
         cwd=ROOT, capture_output=True, text=True, env=child_env(), timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "pytest args --odperf-board=tx2=local://" in out.stdout
+    assert "pytest args '--odperf-board=tx2=local://" in out.stdout
     links = {}
     for side in ("baseline", "candidate"):
         saved = json.loads((tmp_path / "ab" / f"{side}.json").read_text())

@@ -193,7 +193,7 @@ def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_it
 
     ensure_embedded(n_train=0)
     cache = ScoreCache()
-    at = {b: MeasureRequest(model="same", batch_size=b, images=2) for b in (1, 8, 64)}
+    at = {b: MeasureRequest(model="same", batch_size=b, images=2, against_reference=True) for b in (1, 8, 64)}
     first = score_detections(at[1], _detections(tmp_path, "b1.npz"), [0, 1], cache=cache)
     assert first["scored_batch"] == 1 and "reused_from_batch" not in first
     again = score_detections(at[8], _detections(tmp_path, "b8.npz"), [0, 1], cache=cache)
@@ -217,6 +217,10 @@ def test_identical_detections_are_scored_once_and_a_dropped_tile_is_scored_on_it
     fewer_dropped = score_detections(at[64], _detections(tmp_path, "b64-0.npz", drop_tile=3), [0], cache=cache)
     assert "reused_from_batch" not in fewer_dropped and fewer_dropped["scored_images"] == 1
     assert fewer_dropped["n_detections"] == first["n_detections"] / 2 - 1
+    # a request that does not ask (a library caller, a fixed image count) scores its own images
+    alone = MeasureRequest(model="same", batch_size=8, images=2)
+    own = score_detections(alone, _detections(tmp_path, "b8-own.npz"), [0], cache=cache)
+    assert "reused_from_batch" not in own and own["scored_images"] == 1
 
 
 def test_the_report_shows_where_each_saved_runs_time_went_and_their_total(tmp_path):

@@ -224,16 +224,17 @@ tail_latency_s = {deadline}
 
 
 def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline_s: float = STREAM_DEADLINE_S,
-           prefetch_modes: tuple[bool, ...] = (False, True)) -> Finding:
-    """The streaming pass of the trained detector on the GPU, prefetch off then on, and the report of both."""
+           prefetch_modes: tuple[bool, ...] = (False, True), model: str = TRAINED_MODEL) -> Finding:
+    """The streaming pass of ``model`` (the trained detector) on the GPU, prefetch off then on, and the report
+    of both."""
     from odperf.util.package_data import fixtures_dir
     from odperf.results import load_run
 
-    found = Finding(f"Streams: {TRAINED_MODEL} at batch {STREAM_BATCH} through MLPerf LoadGen ({budget} budget), "
+    found = Finding(f"Streams: {model} at batch {STREAM_BATCH} through MLPerf LoadGen ({budget} budget), "
                     f"the paper's line at {deadline_s:g} s per image, prefetch "
                     f"{' and '.join('on' if m else 'off' for m in prefetch_modes)}")
     rules = out / "stream_expectations.toml"
-    rules.write_text(_STREAM_RULES.format(profile=profile, model=TRAINED_MODEL, deadline=deadline_s),
+    rules.write_text(_STREAM_RULES.format(profile=profile, model=model, deadline=deadline_s),
                      encoding="utf-8")
     written = []
     for prefetch in prefetch_modes:
@@ -243,7 +244,7 @@ def stream(device: str, profile: str, out: Path, budget: str = "quick", deadline
                    f"--odperf-expectations={fixtures_dir() / 'expectations.toml'}", f"--odperf-expectations={rules}",
                    *(["--odperf-stream-prefetch"] if prefetch else []))
         cmd = pytest_command(SuiteRun(name, str(STREAM_BATCH), options, STREAMS),
-                             Selection(TRAINED_MODEL, device, None), json_path)
+                             Selection(model, device, None), json_path)
         t0 = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
         found.rows += [(f"{name}: command", " ".join(["python", *cmd[1:]])),

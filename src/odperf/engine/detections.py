@@ -148,7 +148,8 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
                      cache: ScoreCache | None = SCORES) -> dict[str, Any]:
     """COCO mAP of the detections a worker saved, over the camera images it timed (the caller owns ``path``);
     detections identical to ones already scored take that score (``reused_from_batch``) instead, and so do
-    detections the same as the model's reference's on every image timed (``checked_images``: how many)."""
+    detections the same as the model's reference's on every image timed (``checked_images``: how many), where
+    the request asks for that (``against_reference``)."""
     from odperf.measure.accuracy import TiledDetections
 
     grid = request.camera_grid
@@ -161,13 +162,14 @@ def score_detections(request: MeasureRequest, path: str | Path, timed: list[int]
     known = cache.get(key)
     if known is not None:
         return {**known, "reused_from_batch": known["scored_batch"]}
-    images = per_image(detections, timed)
-    known = cache.same_as_reference(request, images)
+    images = per_image(detections, timed) if request.against_reference else {}
+    known = cache.same_as_reference(request, images) if images else None
     if known is not None:  # the same detections on every image it timed: the reference's wider score
         return {**known, "reused_from_batch": known["scored_batch"], "checked_images": len(images)}
     score = _score(request, detections, timed)
     cache.put(key, score)
-    cache.offer_reference(request, images, score)
+    if images:
+        cache.offer_reference(request, images, score)
     return score
 
 

@@ -44,6 +44,9 @@ class MeasureRequest:
     keep_detections: bool = False  # accuracy: the worker keeps detections of every timed image
     results_path: str | None = None  # with keep_detections: also write them as COCO results (JSON) here
     scorer: str = DEFAULT_SCORER  # with keep_detections: the COCOeval that scores them (odperf.measure.scorers)
+    # with keep_detections: detections the same as the model's reference's on every image timed take the
+    # reference's score over its images (a run that chose its images per case and timed a reference: the suite)
+    against_reference: bool = False
     batch_policy: str = "tile_by_tile"
     # Set by WorkerSession, never by a caller: the file (the parent's, nameless) the worker saves detections to.
     detections_path: str | None = None

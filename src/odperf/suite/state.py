@@ -206,6 +206,7 @@ class SuiteState:
             keep_detections=(self.accuracy or not timed) and not case.model.untrained,
             results_path=self._results_path(case, timed),
             scorer=self.scorer,
+            against_reference=bool(timed and self.accuracy and self.sampling and not self.sampling.is_fixed),
             start_timeout_s=self.timeout_s,
         )
 
