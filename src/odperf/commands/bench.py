@@ -12,8 +12,8 @@ overhead ratio, wall time / what it measured (timed inference, deployment, LoadG
 variant CI runs: two images at batch 1 and 64, and batches 8 and 64 on the emulated device. Then the
 streaming pass (benchmarks/test_stream.py): every embedded model at batch STREAM_BATCH through LoadGen's
 scenarios, the line and the peak search, with the ``quick`` budget (``--stream-budget``; the smoke run: the
-``smoke`` budget at batch 64, one embedded model of each runtime). Every pass writes a JSON file that is read back and checked, so a run that
-measured nothing never passes.
+``smoke`` budget at batch 64, one embedded model of each runtime). Every pass writes a JSON file that is
+read back and checked, so a run that measured nothing never passes.
 
 Stopping it (SIGTERM from a CI cancel or ``timeout``, SIGINT, SIGHUP) stops pytest the way Ctrl-C does, so
 that the JSON of the cases that finished is still written, then ends every process of the run

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 STEPS = ("timed inference", "deployment", "warm-up", "dataset", "protocol", "streams", "sampler", "scoring",
          "idle", "bookkeeping")
+WHOLE_JOB = "whole job"  # the last of ``job_breakdowns``: every pass together
 MEASURED = ("timed inference", "deployment", "warm-up", "streams")  # what the run measures: the ratio's denominator
 
 
@@ -136,7 +137,8 @@ def saved_breakdown(json_path: str | Path) -> TimeBreakdown | None:
     return TimeBreakdown.from_dict(data) if data else None
 
 
-def job_breakdowns(passes: list[tuple[str, str | Path | None, float]], wall_s: float) -> list[tuple[str, TimeBreakdown]]:
+def job_breakdowns(passes: list[tuple[str, str | Path | None, float]],
+                   wall_s: float) -> list[tuple[str, TimeBreakdown]]:
     """A whole job's breakdown: each pass's (name, its JSON, its wall time as the job saw it), then ("whole job",
     the total over ``wall_s``); a pass's wall beyond its own session's (starting Python and pytest) is
     bookkeeping, and so is the job's beyond its passes' (rendering the report)."""
@@ -144,9 +146,9 @@ def job_breakdowns(passes: list[tuple[str, str | Path | None, float]], wall_s: f
     for name, path, pass_wall in passes:
         b = saved_breakdown(path) if path else None
         parts.append((name, TimeBreakdown.total([b or TimeBreakdown()], pass_wall)))
-    return parts + [("whole job", TimeBreakdown.total((b for _, b in parts), wall_s))]
+    return parts + [(WHOLE_JOB, TimeBreakdown.total((b for _, b in parts), wall_s))]
 
 
 def job_lines(parts: list[tuple[str, TimeBreakdown]]) -> list[str]:
     """``job_breakdowns`` as lines: each pass's, then the whole job's."""
-    return [line for name, b in parts for line in b.lines(name if name == "whole job" else f"pass {name}")]
+    return [line for name, b in parts for line in b.lines(name if name == WHOLE_JOB else f"pass {name}")]

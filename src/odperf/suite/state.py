@@ -28,6 +28,8 @@ ACCURACY_BATCH = 64
 SHARED_KEY = "device_shared_with"  # in a record's saved form: the other runs measuring on its device
 
 
+REFERENCE = "accuracy reference"  # why a case timed the ceiling: its model's mAP reference (SuiteState.plan)
+
 @dataclass
 class SuiteState:
     models: list[ModelRef]
@@ -206,7 +208,7 @@ class SuiteState:
             keep_detections=(self.accuracy or not timed) and not case.model.untrained,
             results_path=self._results_path(case, timed),
             scorer=self.scorer,
-            against_reference=bool(timed and self.accuracy and self.sampling and not self.sampling.is_fixed),
+            against_reference=timed and self.chooses_references,
             start_timeout_s=self.timeout_s,
         )
 
@@ -239,14 +241,19 @@ class SuiteState:
     def images_per_car(self) -> int:
         return IMAGES_PER_CAR
 
+    @property
+    def chooses_references(self) -> bool:
+        """Whether the run scores and chooses its images per case: then each model has an mAP reference."""
+        return bool(self.accuracy and self.sampling and not self.sampling.is_fixed)
+
     def plan(self, case: Case) -> SamplingPlan | None:
         """How many images ``case`` times: the run's plan, except that when the run scores and chooses its
         images, the first case of each model and device times the ceiling (the model's reference: its mAP is
         over that image set, and the other batch sizes' detections are checked against it image by image)."""
         plan = self.sampling
-        if plan is not None and self.accuracy and not plan.is_fixed:
+        if plan is not None and self.chooses_references:
             if self._references.setdefault(case.accuracy_id, case.id) == case.id:
-                plan = replace(plan, floor=plan.ceiling, reason="accuracy reference")
+                plan = replace(plan, floor=plan.ceiling, reason=REFERENCE)
         self._plans[case.id] = plan
         return plan
 
@@ -366,7 +373,7 @@ class SuiteState:
         lines = [f"odperf: {line}" for line in self.breakdown.lines("time")] if self.breakdown.wall_s else []
         stops = [r.sampling["stopped_by"] for r in self.records if r.sampling and r.sampling["stopped_by"] != "fixed"]
         if stops:
-            refs = stops.count("accuracy reference")
+            refs = stops.count(REFERENCE)
             lines.append(f"odperf: images per case chosen by the run: {stops.count('target')} case(s) within the "
                          f"target, {stops.count('ceiling')} at the ceiling"
                          + (f", {refs} timed to the ceiling as their model's mAP reference" if refs else "")
