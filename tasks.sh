@@ -68,10 +68,13 @@ case "$task" in
         exec "$PY" -m odperf.cli bench "$@"
         ;;
     test)
+        # The stand-in boards of tests/test_board.py, made beside the project's venv: openssh-server (apt, as
+        # root, when missing) and Python 3.6.15 venvs under .odperf-cache/ (made once), one with TensorFlow
+        # 1.15.5 + numpy 1.18.5, one with torch 1.10.1 + torchvision 0.11.2.
+        bash tests/board_stand_in.sh >/dev/null & tf_board=$!
+        bash tests/board_stand_in.sh torch >/dev/null & torch_board=$!
         setup
-        # The stand-in board of tests/test_board.py: openssh-server (apt, as root, when missing) and a
-        # Python 3.6.15 venv with TensorFlow 1.15.5 + numpy 1.18.5 under .odperf-cache/ (made once).
-        bash tests/board_stand_in.sh >/dev/null
+        wait "$tf_board" && wait "$torch_board"
         # The pipeline tests start a real redis-server and nats-server on 127.0.0.1: install what is missing
         # where we can (root, apt).
         missing=()

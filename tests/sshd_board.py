@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 
 
-def board_python() -> str:
-    """The stand-in board's interpreter (created once by tests/board_stand_in.sh)."""
-    out = subprocess.run(["bash", str(ROOT / "tests" / "board_stand_in.sh")], check=True,
+def board_python(runtime: str = "tensorflow") -> str:
+    """The stand-in board's interpreter with ``runtime`` (tensorflow or torch; made once by
+    tests/board_stand_in.sh)."""
+    out = subprocess.run(["bash", str(ROOT / "tests" / "board_stand_in.sh"), *(["torch"] if runtime == "torch" else [])],
+                         check=True,
                          stdout=subprocess.PIPE, text=True)
     return out.stdout.strip().splitlines()[-1]
 

@@ -18,6 +18,7 @@ from odperf.engine import WorkerFailed, WorkerSession
 from odperf.engine.remote import BoardSession
 from odperf.measure.board import Board, BoardError
 from odperf.engine.request import MeasureRequest
+from odperf.zoo.board_model import BoardModel
 from odperf.zoo.freeze import frozen_graph
 
 from child_env import child_env
@@ -48,8 +49,8 @@ def _request(model: str = "centernet_tiny", **kw: object) -> MeasureRequest:
     return MeasureRequest(**args)  # type: ignore[arg-type]
 
 
-def _graph(model: str) -> Path:
-    return frozen_graph(ROOT / "fixtures" / "models" / model / "saved_model", ROOT / ".odperf-cache")
+def _graph(model: str) -> BoardModel:
+    return BoardModel.graph(frozen_graph(ROOT / "fixtures" / "models" / model / "saved_model", ROOT / ".odperf-cache"))
 
 
 def _gone(pid: int) -> bool:
@@ -68,7 +69,8 @@ def _gone(pid: int) -> bool:
 
 def test_portable_core_is_python36():
     out = subprocess.run([str(Path(sys.executable).with_name("vermin")), "-t=3.6-", "--no-tips", "--violations",
-                          str(ROOT / "src/odperf/engine/portable.py")], capture_output=True, text=True)
+                          str(ROOT / "src/odperf/engine/portable.py"), str(ROOT / "src/odperf/engine/portable_torch.py")],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -289,12 +291,13 @@ def test_a_tf1_zoo_frozen_graph_goes_through_the_same_path(sshd: Sshd, py36: str
     format here; no zoo download can happen in tests)."""
     from zoo_artifacts import write_frozen_graph
 
-    from odperf.engine.remote import board_graph
+    from odperf.engine.remote import board_model
 
     pb = write_frozen_graph(tmp_path / "toy_tf1")
     request = _request(model=str(tmp_path / "toy_tf1"), keep_detections=False, images=2)
-    assert board_graph(request) == pb
-    with BoardSession(request, board_graph(request), _board(sshd, py36)) as session:
+    model = board_model(request)
+    assert model.source == pb and model.backend == "tensorflow"
+    with BoardSession(request, model, _board(sshd, py36)) as session:
         deploy = session.start()
         times = [session.run_image(session.prepare(i)) for i in range(2)]
         m = session.finish()
@@ -309,7 +312,7 @@ def test_freeze_command_names_the_graph_or_refuses_in_one_line():
     ok = freeze("centernet_tiny")
     assert ok.returncode == 0 and Path(ok.stdout.strip().splitlines()[-1]).name == "frozen_inference_graph.pb"
     refused = freeze("fcos_tiny_torch")
-    assert refused.returncode != 0 and "boards run TensorFlow frozen graphs only" in refused.stderr
+    assert refused.returncode != 0 and "has no TensorFlow graph" in refused.stderr
 
 
 def test_the_same_worker_without_the_link_gives_the_same_detections(sshd: Sshd, py36: str):
@@ -351,3 +354,72 @@ def test_ab_sets_the_link_against_no_link_on_one_board_interpreter(sshd: Sshd, p
         links[side] = (record["runtime_settings"]["link"], record["map"])
     assert links["baseline"][0] == "local pipes" and links["candidate"][0] == "ssh"
     assert links["baseline"][1] == links["candidate"][1]  # the same frozen graph, the same detections
+
+
+# --- PyTorch on a board: the TX2's torch 1.10 + torchvision 0.11 (PyPI's cp36 pair 1.10.1 + 0.11.2) ---------
+@pytest.fixture(scope="module")
+def py36_torch() -> str:
+    return board_python("torch")
+
+
+def _torch_request(model: str = "faster_rcnn_fpn_torch", **kw: object) -> MeasureRequest:
+    return _request(model, backend="torch", **kw)
+
+
+def test_tx2_pytorch_over_ssh_same_map_as_the_local_worker(sshd: Sshd, py36_torch: str):
+    """An embedded PyTorch detector rebuilt on the board by the core's PyTorch half with the board's own
+    torchvision, from weights sent as arrays: the same detections' mAP as today's local worker."""
+    from odperf.engine.remote import board_model
+
+    model = board_model(_torch_request())
+    assert model.backend == "torch" and "torch_code" in model.entries
+    with BoardSession(_torch_request(), model, _board(sshd, py36_torch)) as session:
+        deploy = session.start()
+        for i in range(3):
+            assert session.run_image(session.prepare(i)) > 0
+        board = session.finish()
+    assert board.outcome == "ok", board.error
+    assert deploy.backend == "torch" and deploy.runtime_version.startswith("1.10.")
+    assert deploy.model_format == "torch_state_dict" and deploy.runtime_settings["python"] == "3.6.15"
+    assert board.memory.samples > 10 and board.memory.probe.startswith("board_ram")
+    with WorkerSession(_torch_request()) as local:
+        local.start()
+        for i in range(3):
+            local.run_image(local.prepare(i))
+        here = local.finish()
+    assert not here.deploy.runtime_version.startswith("1.10.")  # the host's own, newer torch
+    for figure in ("AP", "AP50"):
+        assert board.accuracy[figure] == pytest.approx(here.accuracy[figure], abs=1e-3)
+    assert here.accuracy["AP50"] > 0.5
+
+
+def test_a_board_torchvision_without_fcos_fails_that_case_in_one_line(py36_torch: str):
+    """FCOS came with torchvision 0.12: on a TX2's 0.11 the case is a crash record that says so (through
+    local pipes: the link is not what is tested here)."""
+    from odperf.engine.remote import board_model
+
+    request = _torch_request("fcos_tiny_torch", images=1)
+    with BoardSession(request, board_model(request), None, python=py36_torch) as session:
+        with pytest.raises(WorkerFailed) as failed:
+            session.start()
+    m = failed.value.measurement
+    assert m.outcome == "crash" and "fcos_tiny needs torchvision 0.12 or newer (FCOS); this one is 0.11.2" in m.error
+
+
+def test_suite_runs_a_torch_board_s_torch_cases_only(sshd: Sshd, py36_torch: str, tmp_path: Path):
+    import json
+
+    spec = f"tx2={sshd.url}?python={py36_torch}&ssh_config={sshd.ssh_config()}"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny,faster_rcnn_fpn_torch",
+         "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy",
+         f"--benchmark-json={tmp_path / 'tx2.json'}", "-q"],
+        cwd=ROOT, capture_output=True, text=True, env=child_env())
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # the host's two cpu cases are deselected; a board whose python has torch but no TensorFlow has no
+    # TensorFlow case
+    assert "1 passed, 2 deselected" in out.stdout, out.stdout[-2000:]
+    (record,) = json.loads((tmp_path / "tx2.json").read_text())["odperf"]["records"]
+    assert (record["model"], record["device_profile"], record["outcome"]) == ("faster_rcnn_fpn_torch", "tx2", "ok")
+    assert record["runtime_version"].startswith("1.10.") and record["map"] is not None

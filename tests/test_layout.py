@@ -31,8 +31,9 @@ LAYERS: list[tuple[str, ...]] = [  # lowest first
 ]
 # Modules that import nothing of odperf, whatever package holds them, sit below every layer: the worker core
 # runs alone on an edge board (Python 3.6, numpy and the board's framework), and the datasets build camera
-# images with its code, so that a local run and a board build them the same way.
-SELF_CONTAINED = ("odperf.engine.portable",)
+# images with its code, so that a local run and a board build them the same way; its PyTorch half holds the
+# embedded PyTorch architectures, which the PyTorch backend builds from too.
+SELF_CONTAINED = ("odperf.engine.portable", "odperf.engine.portable_torch")
 LAYER_OF = {unit: n for n, units in enumerate(LAYERS) for unit in units} | {m: -1 for m in SELF_CONTAINED}
 LOOSE_AT_TOP = 10  # at most this many modules directly in src/odperf/
 

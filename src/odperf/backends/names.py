@@ -9,4 +9,6 @@ BACKENDS: dict[str, str] = {
     "torch": "odperf.backends.pytorch",
 }
 DEFAULT = next(iter(BACKENDS))
-BOARD = "tensorflow"  # the runtime an edge board's worker core starts (engine/portable.py: TF 1.15 or 2.x)
+# the runtimes an edge board's worker core starts (engine/portable.py: TensorFlow 1.15 or 2.x frozen graphs;
+# engine/portable_torch.py: odperf's embedded PyTorch architectures, torch 1.10 and newer)
+BOARD_RUNTIMES = ("tensorflow", "torch")

@@ -496,15 +496,23 @@ class FrozenGraphDetector:
 
 
 class BoardPlatform:
-    """What a board's worker starts and loads: its own TensorFlow, the frozen graph and the tiles the
-    host sent with the start message (once per case)."""
+    """What a board's worker starts and loads, from what the host sent with the start message (once per
+    case): the tiles, and a TensorFlow frozen graph or an embedded PyTorch model (its metadata, its weights
+    as arrays and the source of the core's PyTorch half, ``engine.portable_torch``: see ``zoo.board_model``)."""
+
+    WEIGHT_PREFIX = "w."
 
     def __init__(self, payload: bytes) -> None:
         import io
 
         with np.load(io.BytesIO(payload)) as data:
             self.tiles, self.placements = data["tiles"], data["placements"]
-            self.graph = data["graph"].tobytes()
+            # bytes now, before a memory cap: the graph's copy is the host's payload, not the model's memory
+            self.model = {k: (data[k].tobytes() if k in ("graph", "torch_meta", "torch_code") else data[k])
+                          for k in data.files if k not in ("tiles", "placements")}
+        self.backend = "torch" if "torch_meta" in self.model else "tensorflow"
+        self.torch = None  # type: Any
+        self.device = None  # type: Any
 
     def grid(self, r: Request) -> Grid:
         return Grid(*r.grid)
@@ -513,16 +521,29 @@ class BoardPlatform:
         return ShippedCamera(grid, self.tiles, self.placements)
 
     def start_runtime(self, r: Request) -> Dict[str, Any]:
-        import tensorflow as tf
+        if self.backend == "torch":
+            import types
 
-        cap = cap_data_segment(r.memory_limit_mb) if r.memory_limit_mb else None
-        return {"backend": "tensorflow", "version": tf.__version__, "devices": _tf_devices(tf),
-                "settings": {"loader": "tf.compat.v1.Session"}, "memory_cap": cap}
+            code = self.model.pop("torch_code")
+            self.torch = types.ModuleType("odperf_portable_torch")
+            exec(compile(code, "odperf_portable_torch.py", "exec"), self.torch.__dict__)
+            self.device, runtime = self.torch.start_runtime()
+        else:
+            import tensorflow as tf
 
-    def load(self, r: Request) -> FrozenGraphDetector:
-        detector = FrozenGraphDetector(self.graph)
-        self.graph = b""
-        return detector
+            runtime = {"backend": "tensorflow", "version": tf.__version__, "devices": _tf_devices(tf),
+                       "settings": {"loader": "tf.compat.v1.Session"}}
+        runtime["memory_cap"] = cap_data_segment(r.memory_limit_mb) if r.memory_limit_mb else None
+        return runtime
+
+    def load(self, r: Request) -> Any:
+        model, self.model = self.model, {}
+        if self.backend == "torch":
+            meta = json.loads(model.pop("torch_meta").decode("utf-8"))
+            n = len(self.WEIGHT_PREFIX)
+            arrays = {k[n:]: v for k, v in model.items() if k.startswith(self.WEIGHT_PREFIX)}
+            return self.torch.TorchDetector(meta, arrays, self.device)
+        return FrozenGraphDetector(model["graph"])
 
     def deployed(self, worker: Worker) -> None:
         pass

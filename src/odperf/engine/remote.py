@@ -1,8 +1,8 @@
 """A board as a device: the portable worker core (``engine.portable``) run on it over SSH.
 
-The host keeps everything but the worker: it resolves the model (a frozen graph, ``zoo.freeze``), decodes
-and resizes the source tiles, and sends the core's source, the tiles and the model once per case on the
-SSH session's stdin; the board builds and times the camera images, keeps detections and samples its own
+The host keeps everything but the worker: it resolves the model (a frozen graph, or an embedded PyTorch
+model's weights and builders: ``zoo.board_model``), decodes and resizes the source tiles, and sends the
+core's source, the tiles and the model once per case on the SSH session's stdin; the board builds and times the camera images, keeps detections and samples its own
 memory (``/proc/meminfo`` every ``sample_period_ms``). Scoring, records and reports stay on the host.
 
 The link: ``ssh`` with the user's own configuration and host keys (odperf never turns host-key checking
@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.engine import portable
 from odperf.engine.client import EXIT_GRACE_S, WorkerFailed, WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
 from odperf.engine.protocol import Channel
 from odperf.measure.board import Board
-from odperf.zoo.freeze import board_graph  # noqa: F401 (re-exported: the graph a board loads)
+from odperf.zoo.board_model import BoardModel, board_model  # noqa: F401 (re-exported: what a board loads)
 from odperf.measure.memory import MemoryStats, ProbeStats, _downsample
 
 PINGS = 5
@@ -62,8 +61,8 @@ def worker_command(board: Board, settings: dict[str, Any]) -> list[str]:
                          f"{shlex.quote(json.dumps(settings))}")
 
 
-def board_payload(request: Any, graph: Path) -> bytes:
-    """The case's source tiles (decoded, resized here), their placements and the frozen graph, as npz."""
+def board_payload(request: Any, model: BoardModel) -> bytes:
+    """The case's source tiles (decoded, resized here), their placements and the model's entries, as npz."""
     from odperf.engine.worker import open_camera_set
 
     grid = request.camera_grid
@@ -74,7 +73,7 @@ def board_payload(request: Any, graph: Path) -> bytes:
     tiles = np.stack([camera.tile(s) for s in sources]) if sources else np.zeros((0, grid.tile, grid.tile, 3), np.uint8)
     placements = np.array([[int(t), index[int(s)]] for _, t, s in rows], dtype=np.int64)
     buffer = io.BytesIO()
-    np.savez(buffer, tiles=tiles, placements=placements, graph=np.frombuffer(graph.read_bytes(), dtype=np.uint8))
+    np.savez(buffer, tiles=tiles, placements=placements, **model.entries)
     return buffer.getvalue()
 
 
@@ -115,11 +114,11 @@ class BoardSession(WorkerSession):
     """A WorkerSession whose worker runs on ``board`` over SSH (or, with ``board=None`` and ``python``, in
     a local process of that interpreter: the same code without the link, for comparison)."""
 
-    def __init__(self, request: Any, graph: Path, board: Board | None = None, python: str | None = None,
+    def __init__(self, request: Any, model: BoardModel, board: Board | None = None, python: str | None = None,
                  on_image: Any = None) -> None:
         super().__init__(request, python=python or (board.python if board else "python3"), on_image=on_image)
         self.board = board
-        self.graph = graph
+        self.model = model
         self.rtt_s: list[float] = []
         self._runtime_t: float | None = None
 
@@ -130,7 +129,7 @@ class BoardSession(WorkerSession):
         check_dataset(r)
         self.measurement.device_info = {"device": r.device, "profile": self.board.profile if self.board else None,
                                         "board": self.board.destination if self.board else None}
-        payload = board_payload(r, self.graph)
+        payload = board_payload(r, self.model)
         sampling = {"period_ms": r.sample_period_ms, "meminfo": self.board.meminfo if self.board else portable.MEMINFO,
                     "tegrastats": self.board.tegrastats if self.board else None}
         command = (worker_command(self.board, sampling) if self.board
@@ -245,10 +244,10 @@ class BoardSession(WorkerSession):
         self._reap(expect_exit=True)
         capped = self.request.memory_limit_mb is not None
         chain = reply.get("chain") or [[reply["error_type"], reply["message"]]]
-        ooms = [c for c in chain if classify_error(c[0], c[1], capped, BOARD_BACKEND) == "oom"]
+        ooms = [c for c in chain if classify_error(c[0], c[1], capped, self.model.backend) == "oom"]
         cause = ooms[-1] if ooms else chain[0]
         outcome = "oom" if ooms else "crash"
-        reason = reason_from_message(cause[0], cause[1] or cause[0], capped, BOARD_BACKEND)
+        reason = reason_from_message(cause[0], cause[1] or cause[0], capped, self.model.backend)
         self._fail(outcome, f"on board: {reason}", exception=f"{reply['error_type']}: {reply['message']}\n{reply['traceback']}")
 
     def _died(self) -> None:
@@ -266,7 +265,7 @@ class BoardSession(WorkerSession):
 
             sig = re.search(r"\((\d+)\)$", said[-1])
             capped = self.request.memory_limit_mb is not None
-            outcome = classify_exit(-int(sig.group(1)) if sig else code, tail, capped, BOARD_BACKEND)
+            outcome = classify_exit(-int(sig.group(1)) if sig else code, tail, capped, self.model.backend)
             cap = f" under a {self.request.memory_limit_mb} MB memory cap" if outcome == "oom" and capped else ""
             self._fail(outcome, f"{said[-1][len('odperf-board: '):]}{cap} on {where} during {self._step}")
         super()._died()

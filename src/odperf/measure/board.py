@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from odperf.backends.names import BOARD as BOARD_BACKEND
+from odperf.backends.names import BOARD_RUNTIMES
 from odperf.errors import OdperfError
 from odperf.measure.devices import load_table
 
@@ -35,7 +35,8 @@ class BoardError(OdperfError):
 @dataclass
 class Board:
     """A board reached over SSH: ``profile`` names its cases (tx2, orin_nano, ...), ``python`` its
-    interpreter with numpy and TensorFlow; ``ssh_options`` are passed to ssh as given (``-o`` pairs,
+    interpreter with numpy and TensorFlow or PyTorch (``runtimes``: what ``check_board`` found there, every
+    board runtime until it has looked); ``ssh_options`` are passed to ssh as given (``-o`` pairs,
     ``-i`` keys); ``meminfo`` is read on the board (a stand-in's path in tests)."""
 
     profile: str
@@ -48,6 +49,7 @@ class Board:
     meminfo: str = MEMINFO
     tegrastats: str | None = "tegrastats"  # run on the board where found there (a cross-check of RAM used)
     link: str = "ssh"  # "ssh", or "local pipes" (local://: this host's interpreter, no SSH)
+    runtimes: tuple[str, ...] = BOARD_RUNTIMES
 
     @classmethod
     def parse(cls, spec: str, **options: Any) -> "Board":
@@ -115,13 +117,17 @@ def board_model(board: Board, device_tree: str | None = None, timeout_s: float =
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+# the board's python, numpy, then each runtime it can import (torch counts with torchvision only), without
+# importing them (seconds on a TX2)
 PROBE = ("import sys, importlib.util as u; print(sys.version.split()[0]); import numpy; print(numpy.__version__); "
-         "print('tensorflow' if u.find_spec('tensorflow') else 'none')")
+         "print(','.join([n for n, m in (('tensorflow', ('tensorflow',)), ('torch', ('torch', 'torchvision'))) "
+         "if all(u.find_spec(x) for x in m)]) or 'none')")
 
 
 def check_board(board: Board, timeout_s: float = 120.0) -> str:
     """Before any case: the board answers over SSH, its python runs (3.6 or newer) with numpy and TensorFlow
-    importable; one BoardError line naming the board and the fix otherwise. Returns what it found."""
+    or PyTorch (with torchvision) importable; one BoardError line naming the board and the fix otherwise.
+    Sets ``board.runtimes`` to those found; returns what it found."""
     import shlex
 
     where = f"--odperf-board {board.profile or ''}={board.destination}"
@@ -144,10 +150,12 @@ def check_board(board: Board, timeout_s: float = 120.0) -> str:
     if len(lines) < 2:
         raise BoardError(f"{where}: {board.python} has no numpy ({said[-1] if said else ''}); install JetPack's "
                          "python3-numpy (sudo apt-get install python3-numpy)")
-    if len(lines) < 3 or lines[2] != BOARD_BACKEND:
-        raise BoardError(f"{where}: {board.python} cannot import tensorflow; install NVIDIA's TensorFlow wheel for "
-                         "the board's JetPack (see the README's Jetson section)")
-    return f"Python {lines[0]}, numpy {lines[1]}"
+    found = tuple(r for r in (lines[2].split(",") if len(lines) > 2 else []) if r in BOARD_RUNTIMES)
+    if not found:
+        raise BoardError(f"{where}: {board.python} cannot import tensorflow, nor torch with torchvision; install "
+                         "NVIDIA's TensorFlow or PyTorch wheel for the board's JetPack (see the README's Jetson section)")
+    board.runtimes = found
+    return f"Python {lines[0]}, numpy {lines[1]}, {' and '.join(found)}"
 
 
 def board_target(spec: str, check: bool = True) -> BoardTarget:

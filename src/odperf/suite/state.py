@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from odperf import __version__
-from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.errors import OdperfError
 from odperf.suite.expectations import Expectation, Expectations, load as load_expectations, merge
 from odperf.measure.breakdown import TimeBreakdown
@@ -170,8 +169,10 @@ class SuiteState:
         return [c for c in build_cases(trained, (ACCURACY_BATCH,), self.targets) if self._runs_on(c)]
 
     def _runs_on(self, case: Case) -> bool:
-        """A board runs TensorFlow frozen graphs only (odperf.engine.remote); every local device runs all."""
-        return case.target.profile not in self.boards or case.model.backend == BOARD_BACKEND
+        """A board runs the models of the runtimes its python has (odperf.measure.board.check_board); every
+        local device runs all."""
+        board = self.boards.get(case.target.profile)
+        return board is None or case.model.backend in board.runtimes
 
     def dynamic_markers(self) -> list[str]:
         return sorted({m for t in self.targets for m in t.markers})
@@ -219,9 +220,9 @@ class SuiteState:
         board = self.boards.get(case.target.profile)
         if board is None:
             return WorkerSession(request, on_image=on_image)
-        from odperf.engine.remote import BoardSession, board_graph
+        from odperf.engine.remote import BoardSession, board_model
 
-        return BoardSession(request, board_graph(request), board, on_image=on_image)
+        return BoardSession(request, board_model(request), board, on_image=on_image)
 
     def _results_path(self, case: Case, timed: bool) -> str | None:
         if not self.results_dir:

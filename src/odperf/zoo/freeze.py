@@ -18,7 +18,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from odperf.backends.names import BOARD as BOARD_BACKEND
 from odperf.errors import ModelError
 
 FROZEN_NAME = "frozen_inference_graph.pb"
@@ -118,9 +117,9 @@ def board_graph(request: Any) -> Path:
     from odperf.zoo.loaders import resolve
 
     name, _, backend, fmt, artifact = resolve(request.model, request.model_dir)
-    if backend != BOARD_BACKEND:
-        raise ModelError(f"model {name}: a {backend} model; boards run TensorFlow frozen graphs only so far "
-                         "(choose a TensorFlow model for the board)")
+    if backend != "tensorflow":
+        raise ModelError(f"model {name}: a {backend} model has no TensorFlow graph (zoo.board_model sends "
+                         "PyTorch models to boards as weights)")
     if fmt == "tf1_frozen_graph":
         return Path(artifact)
     return frozen_graph(Path(artifact), default_cache_dir())

@@ -23,6 +23,7 @@ from torch import nn  # noqa: E402
 from odperf.backends.pytorch.device_time import CudaEventClock
 from odperf.errors import ModelError
 from odperf.backends.contract import Detections, RunFn
+from odperf.engine import portable_torch
 
 MAX_DETECTIONS = 100
 
@@ -36,8 +37,7 @@ def to_tensor_batch(batch: np.ndarray, device: str | torch.device = "cpu") -> li
         raise ModelError(f"expected a uint8 batch [B, H, W, 3], got {getattr(batch, 'shape', type(batch).__name__)}")
     if batch.dtype != np.uint8:
         raise ModelError(f"expected uint8 images, got {batch.dtype}")
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return list(tensor.unbind(0))
+    return portable_torch.to_tensor_batch(batch, device)
 
 
 def to_detections(outputs: Sequence[Mapping[str, torch.Tensor]], height: int, width: int,
@@ -51,36 +51,18 @@ def to_detections(outputs: Sequence[Mapping[str, torch.Tensor]], height: int, wi
     """
     if height <= 0 or width <= 0:
         raise ModelError(f"image size must be positive, got {height}x{width}")
-    b, n = len(outputs), int(max_detections)
-    boxes = np.zeros((b, n, 4), np.float32)
-    scores = np.zeros((b, n), np.float32)
-    classes = np.zeros((b, n), np.int32)
-    counts = np.zeros(b, np.int32)
+    per_image = []
     for i, out in enumerate(outputs):
         try:
-            xyxy = out["boxes"].detach().cpu().numpy().reshape(-1, 4)
-            score = out["scores"].detach().cpu().numpy().reshape(-1)
-            label = out["labels"].detach().cpu().numpy().reshape(-1)
+            xyxy, score, label = portable_torch.output_arrays(out)
         except KeyError as exc:
             raise ModelError(f"detection output {i} has no {exc}: expected torchvision's boxes, scores, "
                              "labels") from exc
         if not len(xyxy) == len(score) == len(label):
             raise ModelError(f"detection output {i}: {len(xyxy)} boxes, {len(score)} scores, {len(label)} labels")
-        order = np.argsort(-score, kind="stable")[:n]
-        k = len(order)
-        x1, y1, x2, y2 = (xyxy[order, j] for j in range(4))
-        boxes[i, :k] = np.clip(np.stack([y1 / height, x1 / width, y2 / height, x2 / width], axis=1), 0.0, 1.0)
-        scores[i, :k] = score[order]
-        classes[i, :k] = _map_labels(label[order], label_map)
-        counts[i] = k
-    return Detections(boxes, scores, classes, counts)
-
-
-def _map_labels(labels: np.ndarray, label_map: Sequence[int] | Mapping[int, int] | None) -> np.ndarray:
-    if label_map is None:
-        return labels
+        per_image.append((xyxy, score, label))
     try:
-        return np.array([label_map[int(v)] for v in labels], dtype=np.int64)
+        return Detections(*portable_torch.pack(per_image, height, width, max_detections, label_map))
     except (KeyError, IndexError) as exc:
         raise ModelError(f"the model returned label {exc} that its label map does not name") from exc
 
