@@ -44,9 +44,13 @@ def test_l4_rule_does_not_match_names_that_merely_contain_l4():
     [
         ("NVIDIA Jetson TX2 Developer Kit", "tx2"),
         ("quill", "tx2"),
-        ("NVIDIA Jetson AGX Orin Developer Kit", "orin"),
-        ("NVIDIA Jetson Orin Nano Developer Kit", "orin"),
-        ("NVIDIA Jetson Xavier NX Developer Kit", "nvidia_jetson_xavier_nx_developer_kit"),
+        ("NVIDIA Jetson AGX Orin Developer Kit", "agx_orin"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", "orin_nano"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", "orin_nx"),
+        ("NVIDIA Orin Industrial", "orin"),
+        ("NVIDIA Jetson Xavier NX Developer Kit", "xavier_nx"),
+        ("NVIDIA Jetson AGX Xavier Developer Kit", "agx_xavier"),
+        ("NVIDIA Jetson Nano Developer Kit", "nvidia_jetson_nano_developer_kit"),
     ],
 )
 def test_jetson_profiles_from_device_tree(model, profile):
@@ -145,7 +149,8 @@ def test_detect_profiles_on_a_jetson(monkeypatch, tmp_path):
     tree.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
     monkeypatch.setattr(kinds, "DEVICE_TREE_MODEL", tree)
     found = detect_profiles()
-    assert [p.kind for p in found] == ["cpu", "jetson"] and found[1].name == "orin"
+    assert [p.kind for p in found] == ["cpu", "jetson"] and found[1].name == "agx_orin"
+    assert {"jetson", "orin", "agx_orin"} <= set(found[1].markers)  # -m orin runs every Orin's cases
 
 
 def test_jetson_model_ignores_other_boards(tmp_path):
