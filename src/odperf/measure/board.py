@@ -159,11 +159,15 @@ def check_board(board: Board, timeout_s: float = 120.0) -> str:
 
 
 def board_target(spec: str, check: bool = True) -> BoardTarget:
-    """A board from its ``--odperf-board`` value, its profile named or detected, with markers and memory;
-    ``check`` also checks its python over SSH (``check_board``)."""
+    """A board from its ``--odperf-board`` value, its profile named or detected, with markers and memory, and
+    its runtimes from its python over SSH (``check_board``); with ``check`` a board it cannot use is an error
+    here (the run's one check), else left to fail its cases."""
     board, device_tree = parse_board(spec)
-    if check:
-        check_board(board)
+    try:
+        check_board(board)  # also learns the board's runtimes, which choose its cases: every process asks
+    except BoardError:
+        if check:
+            raise
     table = load_table()
     model = None
     if not board.profile:
