@@ -1,7 +1,6 @@
 """Fixtures shared by the library's tests (the top-level conftest.py loads odperf's plugin)."""
 
 import importlib.util
-from pathlib import Path
 
 # TensorFlow then PyTorch in one process crashes it (a segfault when torch loads after TensorFlow's
 # libraries); PyTorch first works. odperf's workers each load one runtime, but a test process may use
@@ -12,25 +11,6 @@ if importlib.util.find_spec("torch") is not None:
 import pytest  # noqa: E402
 
 from engine_models import engine_dataset, engine_models  # noqa: E402, F401  (session fixtures: small models, a dataset)
-
-
-# Modules that run real suites, workers, boards or clusters for tens of seconds, the heaviest first (as measured
-# under -n 2 on a 2-core machine). They are collected first: xdist hands tests out in collection order, so
-# the workers end on short tests and finish together, instead of one idling while the other runs a long
-# test that came last in alphabetical order. Only the order of modules changes, never a test's own order
-# within its module (its module-scoped fixtures are still set up once per worker).
-HEAVY_FIRST = (
-    "test_ab.py", "test_stream.py", "test_board.py", "test_suite_saving.py", "test_scorers.py",
-    "test_thread_settings.py", "test_scaleout.py", "test_pipeline.py", "test_gate_calibrate.py",
-    "test_embedded_train.py", "test_bench_signals.py", "test_suite_terminal.py", "test_backends.py",
-    "test_backends_suite.py", "test_gate_compare_fail.py", "test_gpu_check.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)) if item.path.parent == here else len(rank))
 
 
 @pytest.fixture(autouse=True)
