@@ -109,7 +109,8 @@ def _server(runner: StreamRunner, rate: float, bound_s: float, budget: Budget, p
 
 def test_rate_well_above_capacity_is_invalid_and_well_below_is_judged_by_its_own_latencies(runner):
     per_image = runner.time_per_image(runner._session(MODEL, _request()))
-    over = _server(runner, 4.0 / per_image, 2.0 * per_image, BUDGET, 0.9, "over")
+    # 4x the rate for 1 s (the quick budget's 3 s only lengthen the queue to drain, already 4x over 1 s)
+    over = _server(runner, 4.0 / per_image, 2.0 * per_image, replace(BUDGET, min_duration_s=1.0), 0.9, "over")
     assert over.summary.result == "INVALID"
     assert "Performance constraints not satisfied" in over.summary.reasons
     assert over.summary.latency_s["p90"] > 2.0 * per_image

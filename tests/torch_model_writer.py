@@ -62,7 +62,11 @@ def write_state_dict_folder(folder: Path, architecture: str, **arguments) -> Non
 def main(out_dir: Path) -> None:
     write_torchscript(out_dir / ARTIFACTS["script"])
     write_export(out_dir / ARTIFACTS["export"])
-    write_state_dict_folder(out_dir / ARTIFACTS["state_dict"], "fcos_resnet50_fpn", num_classes=6)
+    # torchvision's transform resizes the 300 px tiles to 400 px (its default of 800 costs 4x the CPU): still a
+    # resize, so boxes are mapped back to the tile by the model's own postprocess, and a kwarg besides
+    # num_classes that odperf_model.json must carry to the builder
+    write_state_dict_folder(out_dir / ARTIFACTS["state_dict"], "fcos_resnet50_fpn", num_classes=6, min_size=400,
+                            max_size=400)
     bare = out_dir / ARTIFACTS["bare"]
     bare.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"w": torch.zeros(1)}, bare)
