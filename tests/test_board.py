@@ -197,17 +197,22 @@ def test_board_names_itself_from_its_device_tree(sshd: Sshd, py36: str, tmp_path
         board_target(f"{sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}&device_tree={tmp_path / 'none'}")
 
 
+def _suite_on_tx2(sshd: Sshd, python: str, models: str, saved: Path) -> subprocess.CompletedProcess:
+    """``pytest benchmarks -m tx2`` on the host with the board over SSH: batch 7, 2 images, scored."""
+    spec = f"tx2={sshd.url}?python={python}&ssh_config={sshd.ssh_config()}"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, f"--odperf-models={models}",
+         "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy", f"--benchmark-json={saved}", "-q"],
+        cwd=ROOT, capture_output=True, text=True, env=child_env())
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
 def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tmp_path: Path):
     import json
 
-    spec = f"tx2={sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}"
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
-         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny,fcos_tiny_torch",
-         "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy",
-         f"--benchmark-json={tmp_path / 'tx2.json'}", "-q"],
-        cwd=ROOT, capture_output=True, text=True, env=child_env())
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = _suite_on_tx2(sshd, py36, "centernet_tiny,fcos_tiny_torch", tmp_path / "tx2.json")
     # the host's own cpu cases are not run, and the board has no case of the PyTorch model
     assert "1 passed, 2 deselected" in out.stdout, out.stdout[-2000:]
     saved = json.loads((tmp_path / "tx2.json").read_text())
@@ -409,14 +414,7 @@ def test_a_board_torchvision_without_fcos_fails_that_case_in_one_line(py36_torch
 def test_suite_runs_a_torch_board_s_torch_cases_only(sshd: Sshd, py36_torch: str, tmp_path: Path):
     import json
 
-    spec = f"tx2={sshd.url}?python={py36_torch}&ssh_config={sshd.ssh_config()}"
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
-         "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, "--odperf-models=centernet_tiny,faster_rcnn_fpn_torch",
-         "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy",
-         f"--benchmark-json={tmp_path / 'tx2.json'}", "-q"],
-        cwd=ROOT, capture_output=True, text=True, env=child_env())
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = _suite_on_tx2(sshd, py36_torch, "centernet_tiny,faster_rcnn_fpn_torch", tmp_path / "tx2.json")
     # the host's two cpu cases are deselected; a board whose python has torch but no TensorFlow has no
     # TensorFlow case
     assert "1 passed, 2 deselected" in out.stdout, out.stdout[-2000:]

@@ -10,7 +10,7 @@ code. On a board the weights arrive as numpy arrays (``load_state``: no pickle a
 """
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -304,15 +304,20 @@ class TorchDetector:
                     self.label_map)
 
 
-def start_runtime() -> Tuple[Any, Dict[str, Any]]:
-    """PyTorch on the board: its GPU where CUDA sees one (a Jetson's), else the CPU; what was chosen."""
+def runtime_settings() -> Dict[str, Any]:
+    """What shapes a PyTorch worker's figures on every device (a record's ``runtime_settings``)."""
     import os
 
+    return {"precision": "float32", "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
+
+
+def start_runtime() -> Tuple[Any, Dict[str, Any]]:
+    """PyTorch on the board: its GPU where CUDA sees one (a Jetson's), else the CPU; what was chosen."""
     torch.set_grad_enabled(False)
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     _ = (torch.ones(1, device=device) + 1).cpu()  # brings up the runtime (and the CUDA context)
-    settings = {"precision": "float32", "threads": torch.get_num_threads(),
-                "interop_threads": torch.get_num_interop_threads(),
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
     names = [torch.cuda.get_device_name(0)] if device.type == "cuda" else ["cpu"]
-    return device, {"backend": "torch", "version": torch.__version__, "devices": names, "settings": settings}
+    return device, {"backend": "torch", "version": torch.__version__, "devices": names,
+                    "settings": runtime_settings()}

@@ -2,8 +2,8 @@
 
 The host keeps everything but the worker: it resolves the model (a frozen graph, or an embedded PyTorch
 model's weights and builders: ``zoo.board_model``), decodes and resizes the source tiles, and sends the
-core's source, the tiles and the model once per case on the SSH session's stdin; the board builds and times the camera images, keeps detections and samples its own
-memory (``/proc/meminfo`` every ``sample_period_ms``). Scoring, records and reports stay on the host.
+core's source, the tiles and the model once per case on the SSH session's stdin; the board builds and times
+the camera images, keeps detections and samples its own memory (``/proc/meminfo`` every ``sample_period_ms``). Scoring, records and reports stay on the host.
 
 The link: ``ssh`` with the user's own configuration and host keys (odperf never turns host-key checking
 off; BatchMode makes an unknown key or a password prompt a failure, not a hang). Its round trip is

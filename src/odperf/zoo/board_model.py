@@ -21,6 +21,7 @@ import numpy as np
 
 from odperf.errors import ModelError
 
+
 @dataclass
 class BoardModel:
     """The runtime a board starts for a model and the payload entries it loads the model from."""
@@ -33,10 +34,6 @@ class BoardModel:
     def graph(cls, path: Path) -> "BoardModel":
         """A TF1-convention frozen GraphDef file (``zoo.freeze``, or a TF1 zoo model's own)."""
         return cls("tensorflow", {"graph": _bytes(path.read_bytes())}, path)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(int(v.nbytes) for v in self.entries.values())
 
 
 def _bytes(data: bytes) -> np.ndarray:
@@ -63,7 +60,7 @@ def board_model(request: Any) -> BoardModel:
 
 def torch_board_model(folder: Path) -> BoardModel:
     """An embedded PyTorch model's folder as board entries: metadata, weights as arrays, the builders' source."""
-    from odperf.backends.pytorch import MODEL_FILE, WEIGHTS_NAMES
+    from odperf.backends.pytorch import MODEL_FILE, WEIGHTS_NAMES, read_state_dict
     from odperf.engine import portable_torch
     from odperf.engine.portable import BoardPlatform
 
@@ -71,10 +68,7 @@ def torch_board_model(folder: Path) -> BoardModel:
     if meta.get("architecture") not in portable_torch.BUILDERS:
         raise ModelError(f"{folder / MODEL_FILE}: architecture {meta.get('architecture')!r} is not one of odperf's "
                          f"embedded ones ({', '.join(portable_torch.BUILDERS)}), which boards rebuild")
-    import torch
-
-    state = torch.load(str(folder / str(meta.get("weights", WEIGHTS_NAMES[0]))), map_location="cpu",
-                       weights_only=True)
+    state = read_state_dict(folder / str(meta.get("weights", WEIGHTS_NAMES[0])))
     entries = {BoardPlatform.WEIGHT_PREFIX + k: v.detach().cpu().numpy() for k, v in state.items()}
     entries["torch_meta"] = _bytes(json.dumps({k: meta.get(k) for k in ("architecture", "kwargs", "label_map")})
                                    .encode())

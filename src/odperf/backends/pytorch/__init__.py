@@ -103,9 +103,9 @@ class TorchBackend:
 
         torch.set_grad_enabled(False)
         cap: dict[str, Any] | None = None
-        settings: dict[str, Any] = {"precision": "float32", "threads": torch.get_num_threads(),
-                                    "interop_threads": torch.get_num_interop_threads(),
-                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
+        from odperf.engine.portable_torch import runtime_settings
+
+        settings: dict[str, Any] = runtime_settings()
         if device == "cpu":
             self.device = torch.device("cpu")
             names = ["cpu"]
@@ -236,12 +236,18 @@ def weights_file(folder: Path) -> Path | None:
     return None
 
 
-def _load_weights(model: Any, path: Path) -> None:
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """A weights file's state_dict, on the CPU (a training checkpoint's ``model`` entry where it is one)."""
     import torch
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint (torchvision's references save {"model": ...})
+    return state
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    state = read_state_dict(path)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes that differ: another width or number of classes

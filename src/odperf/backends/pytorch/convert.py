@@ -25,7 +25,7 @@ from odperf.errors import ModelError
 from odperf.backends.contract import Detections, RunFn
 from odperf.engine import portable_torch
 
-MAX_DETECTIONS = 100
+MAX_DETECTIONS = portable_torch.MAX_DETECTIONS
 
 
 def to_tensor_batch(batch: np.ndarray, device: str | torch.device = "cpu") -> list[torch.Tensor]:
