@@ -54,6 +54,7 @@ class FakeGpu:
     max_clocks_mhz: tuple[int, int] = (1980, 2619)
     persistence: int | None = 1
     power_limit_mw: int | None = 700_000
+    local_cpus: tuple[int, ...] | None = (0, 1)  # the cores near the card (None: NotSupported)
 
 
 REASON_CONSTANTS = [n for n in dir(pynvml) if n.startswith(("nvmlClocksEventReason", "nvmlClocksThrottleReason"))]
@@ -242,6 +243,15 @@ class NvmlStandIn:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
         return self._given(self._gpu(handle).power_limit_mw)
+
+    def nvmlDeviceGetCpuAffinity(self, handle: FakeGpu, cpu_set_size: int) -> ctypes.Array:
+        """As the real binding: ``cpu_set_size`` 64-bit words, bit k of word w set for core 64 * w + k."""
+        cores = self._given(self._gpu(handle).local_cpus)
+        words = (ctypes.c_ulonglong * cpu_set_size)()
+        for core in cores:
+            if core < 64 * cpu_set_size:
+                words[core // 64] |= 1 << core % 64
+        return words
 
     def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
         if sensor != pynvml.NVML_TEMPERATURE_GPU:

@@ -14,7 +14,7 @@ from nvml_standin import FakeGpu, FakeMig, NvmlStandIn, gpu_uuid
 from odperf.engine.measurement import Measurement
 from odperf.engine.request import MeasureRequest
 from odperf.measure import kinds, probes
-from odperf.measure.gpu_state import GpuStateReader, decode, reason_names
+from odperf.measure.gpu_state import GpuStateReader, core_list, decode, local_cores, reason_names
 from odperf.measure.memory import MemorySampler
 from odperf.measure.probes import RssProbe
 from odperf.results import RunRecord, migrate_record
@@ -39,7 +39,7 @@ def test_reader_gives_figures_in_their_units_and_reasons_by_name():
     assert reader.reasons_call == "nvmlDeviceGetCurrentClocksEventReasons"
     assert reader.settings() == {
         "applications_sm_clock_mhz": 1980, "applications_memory_clock_mhz": 2619, "max_sm_clock_mhz": 1980,
-        "max_memory_clock_mhz": 2619, "power_limit_w": 700.0, "persistence_mode": "enabled"}
+        "max_memory_clock_mhz": 2619, "power_limit_w": 700.0, "persistence_mode": "enabled", "local_cpus": "0-1"}
 
 
 def test_every_reason_bit_of_the_binding_has_a_name_and_an_unknown_bit_still_shows():
@@ -83,6 +83,18 @@ def test_figures_a_card_does_not_give_are_none_not_zero():
     assert sample.sm_clock_mhz == 1980
     settings = reader.settings()
     assert settings["applications_sm_clock_mhz"] is None and settings["persistence_mode"] is None
+    unsaid = h200(local_cpus=None)
+    assert GpuStateReader(NvmlStandIn([unsaid]), unsaid).settings()["local_cpus"] is None
+
+
+def test_the_cores_near_the_gpu_come_from_nvmls_affinity_words():
+    """NVML gives 64-bit words, bit k of word w for core 64w + k: a two-socket host's second socket."""
+    gpu = h200(local_cpus=(*range(48, 72), 100))
+    nvml = NvmlStandIn([gpu])
+    assert local_cores(nvml, gpu, cpu_count=128) == {*range(48, 72), 100}
+    assert core_list(local_cores(nvml, gpu, cpu_count=128)) == "48-71,100"
+    assert local_cores(nvml, gpu, cpu_count=64) == set(range(48, 64))  # words for the cores asked about only
+    assert core_list({3}) == "3" and core_list(set()) is None
 
 
 def test_a_mig_instance_reads_its_parent_gpu_and_a_cpu_reads_nothing(monkeypatch):

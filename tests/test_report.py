@@ -216,13 +216,15 @@ def test_figures_taken_under_load_are_flagged_in_the_measurements_table():
     from odperf.report.tables import measurements_table
     from odperf.results import RunRecord
 
-    def record(batch: int, share: float | None) -> RunRecord:
+    def record(batch: int, share: float | None, steal: float | None = None) -> RunRecord:
         load = None if share is None else {"cores": 2, "others_cores": 2 * share, "others_share": share,
-                                           "loaded": share > 0.1, "threshold_share": 0.1}
+                                           "loaded": share > 0.1, "threshold_share": 0.1, "steal_cores": steal}
         return RunRecord(model="m", device_profile="cpu", batch_size=batch, images_timed=3,
                          time_per_image_s={"mean": 1.0, "median": 1.0, "p95": 1.0}, load=load)
 
-    table = measurements_table(rows_from((r, None) for r in (record(1, 0.9), record(8, 0.02), record(64, None))))
+    table = measurements_table(rows_from((r, None) for r in (
+        record(1, 0.9), record(8, 0.02, steal=0.0), record(16, 0.3, steal=0.5), record(64, None))))
     cells = [dict(zip(table.headers, row))["others' CPU"] for row in table.rows]
-    assert cells == ["90% of 2 cores, UNDER LOAD", "2% of 2 cores", None]
+    assert cells == ["90% of 2 cores, UNDER LOAD", "2% of 2 cores",
+                     "30% of 2 cores (25% stolen by the hypervisor), UNDER LOAD", None]
     assert "UNDER LOAD marks a figure taken on a busy machine" in table.note

@@ -95,6 +95,35 @@ def test_load_counts_the_workers_cpu_apart_from_everyone_elses():
     assert rec["loaded"] == (rec["others_share"] > rec["threshold_share"])
 
 
+def test_load_gives_the_hypervisors_steal_apart_where_the_kernel_counts_it(monkeypatch):
+    """Steal is time a virtual machine's cores were taken by another guest: busy, nobody's here, so part of
+    the others' figure, and given apart. (Planted through psutil's counters: no hypervisor obeys a test.)"""
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from odperf.measure import load as load_module
+
+    Times = namedtuple("Times", "user system idle steal")
+    clock = iter([Times(10.0, 2.0, 100.0, 1.0), Times(10.2, 2.0, 101.0, 1.5)])
+    monkeypatch.setattr(load_module.psutil, "cpu_times", lambda: next(clock))
+    ticks = iter([50.0, 52.0])
+    monkeypatch.setattr(load_module, "time", SimpleNamespace(monotonic=lambda: next(ticks)))  # this module's only
+    meter = LoadMeter(None)
+    monkeypatch.setattr(load_module, "_own_s", lambda process: 0.0)
+    meter.begin()
+    meter.end()
+    got = meter.result()
+    assert got.wall_s == 2.0 and got.steal_cores == pytest.approx(0.25)  # 0.5 s stolen over 2 s
+    assert got.others_cores == pytest.approx(0.35)  # 0.2 s of user time + the 0.5 s stolen
+    Bare = namedtuple("Bare", "user system idle")  # a kernel without the counter (not Linux)
+    clock = iter([Bare(1.0, 0.0, 9.0), Bare(1.5, 0.0, 9.5)])
+    ticks = iter([0.0, 1.0])
+    bare = LoadMeter(None)
+    bare.begin()
+    bare.end()
+    assert bare.result().steal_cores is None and bare.result().to_record()["steal_cores"] is None
+
+
 def test_load_sums_only_the_regions_it_is_told_of():
     meter = LoadMeter(None)
     assert meter.result() is None  # nothing measured yet

@@ -13,16 +13,20 @@ import pytest
 
 import torch_models as tm
 from odperf.errors import OdperfError
+from nvml_standin import FakeGpu, NvmlStandIn
+from odperf.commands import spread
 from odperf.commands.spread import (
     VARIANTS,
     StudyConfig,
     Variant,
     environment,
+    gpu_local,
     main,
     parse_config,
     run_study,
     write_study,
 )
+from odperf.measure import probes
 from odperf.commands.spread_analysis import analyse, spread_of
 
 SMALL_GRID = (1, 3, 300)
@@ -33,6 +37,7 @@ SMALL_GRID = (1, 3, 300)
     (["--repeats", "1"], "--repeats 1: a spread needs at least 2 baseline workers"),
     (["--images", "0"], "--images must be at least 1, got 0"),
     (["--dataset", "no/such/root"], "--dataset no/such/root: no such folder"),
+    (["--variants", "gpu_local_cores"], "--variants gpu_local_cores: pins the worker near a GPU; a CPU study has none"),
 ])
 def test_a_bad_argument_is_one_line_and_nothing_is_written(tmp_path: Path, capsys, args, words):
     out = tmp_path / "spread"
@@ -54,6 +59,28 @@ def test_workers_interleave_and_the_baseline_is_always_in(tmp_path: Path):
                                 "--repeats", "3", "--variant-repeats", "1"])
     assert config.variants == ("baseline", "threads_4", "eager_loading") and out == tmp_path
     assert [v.name for v in config.order()] == ["baseline", "threads_4", "eager_loading", "baseline", "baseline"]
+
+
+def test_a_cpu_study_leaves_the_gpu_only_variant_out_and_a_gpu_study_has_them_all(tmp_path: Path):
+    cpu, _ = parse_config(["--out", str(tmp_path), "--device", "cpu"])
+    gpu, _ = parse_config(["--out", str(tmp_path)])
+    assert "gpu_local_cores" not in cpu.variants and gpu.variants == tuple(VARIANTS)
+
+
+def test_the_cores_near_the_gpu_are_pinned_only_where_that_changes_something(monkeypatch):
+    allowed = os.sched_getaffinity(0)
+    gpu = FakeGpu("NVIDIA H200", 141 * 1024**3, local_cpus=(min(allowed),))
+    monkeypatch.setattr(probes, "import_nvml", lambda: NvmlStandIn([gpu]))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if len(allowed) > 1:
+        assert gpu_local("gpu:0") == ({min(allowed)}, f"cores {min(allowed)}")
+    gpu.local_cpus = tuple(allowed)
+    cores, why = gpu_local("gpu:0")
+    assert cores is None and "is near the GPU already" in why
+    gpu.local_cpus = None  # NotSupported
+    assert gpu_local("gpu:0") == (None, "NVML does not give this GPU's CPU affinity")
+    monkeypatch.setattr(probes, "import_nvml", lambda: None)
+    assert gpu_local("gpu:0")[0] is None
 
 
 def test_a_variants_environment_is_set_for_its_worker_and_restored(monkeypatch):
@@ -127,3 +154,33 @@ def test_a_cpu_study_runs_fresh_workers_with_each_variants_setting_and_writes_it
     assert "| none |" not in text  # no clock-event reasons on a CPU: unknown, not "none"
     with pytest.raises(OdperfError):
         parse_config(["--out", "x", "--variants", "nope"])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning one core apart needs two")
+def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
+        tmp_path: Path, engine_dataset: Path, monkeypatch):
+    """The pinned variant's worker may run on the one core it is given (its runtime says so, and its CPU use
+    stays within that core); the baseline's workers, and the study's own process afterwards, keep theirs.
+    Every worker's load while timed is in its figures."""
+    allowed = os.sched_getaffinity(0)
+    core = min(allowed)
+    monkeypatch.setitem(VARIANTS, "pinned_one", Variant("pinned_one", cores="gpu_local", tests="placement"))
+    monkeypatch.setattr(spread, "gpu_local", lambda device: ({core}, f"cores {core}"))
+    model = tm.build(tmp_path / "models")["script"]
+    config = StudyConfig(device="cpu", model=str(model), batch_size=4, images=4, repeats=2, variant_repeats=1,
+                         variants=("baseline", "pinned_one"), dataset=str(engine_dataset),
+                         request={"grid": SMALL_GRID})
+    workers = run_study(config)
+    assert os.sched_getaffinity(0) == allowed  # this process's own cores, given back
+    assert [w["variant"] for w in workers] == ["baseline", "pinned_one", "baseline"]
+    assert all(w["outcome"] == "ok" for w in workers), [w["error"] for w in workers]
+    assert [w["runtime_settings"]["cpu_affinity"] for w in workers] == [len(allowed), 1, len(allowed)]
+    assert workers[1]["pinned_to"] == f"cores {core}" and "pinned_to" not in workers[0]
+    assert workers[1]["load"]["worker_cores"] <= 1.05  # one core, however many threads it started
+    for w in workers:
+        load = w["load"]
+        assert load["wall_s"] > 0 and load["others_cores"] >= 0
+        assert load["steal_cores"] is None or 0 <= load["steal_cores"] <= load["others_cores"] + 0.05
+    text = write_study(tmp_path / "out", config, workers, "spread", "CPU", 1.0).read_text()
+    assert f"Pinned near the GPU (pinned_one): ran on cores {core}." in text
+    assert "| host: worker / others / steal cores |" in text

@@ -12,12 +12,16 @@ variant, variant, ..., baseline, ...) so that a drift of the machine falls on al
 - ``expandable_segments``: the caching allocator with ``expandable_segments:True`` (another allocator state);
 - ``threads_4``: ``OMP_NUM_THREADS=4`` (host threads: fewer intra-op threads contending);
 - ``cudnn_benchmark``: cuDNN autotuning on (another algorithm choice; ``ODPERF_CUDNN_BENCHMARK=1``);
-- ``long_warmup``: 10 warm-up images instead of the default.
+- ``long_warmup``: 10 warm-up images instead of the default;
+- ``gpu_local_cores``: the worker pinned to the cores NVML calls near the GPU (host placement across
+  sockets; GPU studies only, and only where those are not already all the cores it may use).
 
 Every worker's record carries what the card was doing (clocks, power, temperature, clock-event reasons),
 the device's CUDA-event time per image beside its wall time, the allocator's peaks and the runtime
-settings (threads, cores it may run on, module loading, allocator configuration); before each worker
-starts the study notes the other processes NVML lists on the card (another tenant) and its used memory.
+settings (threads, cores it may run on, module loading, allocator configuration) and the host's share of
+the machine while it was timed (the worker's cores, everyone else's, the hypervisor's steal); before each
+worker starts the study notes the other processes NVML lists on the card (another tenant) and its used
+memory.
 ``commands.spread_analysis`` then says which figures move with the time per image. Written under ``--out``:
 ``spread.json`` (every worker's figures, per-image times, the command) and ``spread.md``; nothing is written
 without a GPU unless ``--device cpu`` is asked for (a CPU study: its figures are the CPU's, named so).
@@ -48,6 +52,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     request: dict[str, Any] = field(default_factory=dict)
     tests: str = ""  # the candidate cause, in words
+    cores: str | None = None  # "gpu_local": the worker runs on the cores near its GPU (GPU studies only)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -58,7 +63,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("threads_4", {"OMP_NUM_THREADS": "4"}, tests="host threads"),
     Variant("cudnn_benchmark", {"ODPERF_CUDNN_BENCHMARK": "1"}, tests="cuDNN algorithm choice"),
     Variant("long_warmup", request={"warmup_images": 10}, tests="warm-up too short to be steady"),
+    Variant("gpu_local_cores", cores="gpu_local", tests="host threads far from the GPU (NUMA placement)"),
 )}
+GPU_ONLY = tuple(name for name, v in VARIANTS.items() if v.cores == "gpu_local")
 
 
 @dataclass
@@ -75,6 +82,7 @@ class StudyConfig:
     variants: tuple[str, ...] = tuple(VARIANTS)
     dataset: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # further MeasureRequest fields (tests: a small grid)
+    pinned: str | None = None  # the cores gpu_local_cores ran on, or why it was left out
 
     def order(self) -> list[Variant]:
         """The workers in the order they run: round by round, each variant while it has repeats left."""
@@ -107,6 +115,40 @@ def environment(overrides: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def pinned(cores: set[int] | None) -> Iterator[None]:
+    """This process on ``cores`` while a worker is spawned (it inherits the affinity); None: as it was."""
+    if cores is None:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def gpu_local(device: str) -> tuple[set[int] | None, str]:
+    """The cores near ``device``'s GPU that this process may use, or None and why a pin would test nothing."""
+    from odperf.measure import probes
+    from odperf.measure.gpu_state import core_list, local_cores
+    from odperf.measure.visible_gpus import parent_handle, select_gpu
+
+    nvml = probes.import_nvml() if device.startswith("gpu") else None
+    if nvml is None:
+        return None, "NVML is not here to say which cores are near the GPU"
+    near = local_cores(nvml, parent_handle(nvml, select_gpu(nvml, device)))
+    allowed = os.sched_getaffinity(0)
+    if near is None:
+        return None, "NVML does not give this GPU's CPU affinity"
+    if not near & allowed:
+        return None, f"none of the GPU's near cores ({core_list(near)}) is one this process may use"
+    if allowed <= near:
+        return None, f"every core this process may use ({core_list(allowed)}) is near the GPU already"
+    return near & allowed, f"cores {core_list(near & allowed)}"
 
 
 def card_before(device: str) -> dict[str, Any] | None:
@@ -155,6 +197,7 @@ def worker_figures(variant: Variant, m: Any, before: dict[str, Any] | None) -> d
         "allocator_peak_mb": rec.allocator_peak_mb,
         "peak_memory_mb": rec.peak_memory_mb,
         "runtime_settings": rec.runtime_settings,
+        "load": rec.load,
         "deploy_s": rec.deploy_s,
         "card_before": before,
     }
@@ -169,12 +212,20 @@ def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]
                                   dataset_root=config.dataset, **config.request)
     if config.dataset:
         common.setdefault("dataset_split", "val2017")
+    cores: set[int] | None = None
+    if any(VARIANTS[name].cores for name in config.variants):
+        cores, why = gpu_local(config.device)
+        config.pinned = why
+        if cores is None:  # pinned or not, the worker would run as the baseline's: say so, run none
+            config.variants = tuple(n for n in config.variants if not VARIANTS[n].cores)
     out = []
     for k, variant in enumerate(config.order()):
         before = card_before(config.device)
-        with environment(variant.env):
+        with environment(variant.env), pinned(cores if variant.cores else None):
             m = measure(MeasureRequest(**{**common, **variant.request}))
         out.append({"worker": k, **worker_figures(variant, m, before)})
+        if variant.cores:
+            out[-1]["pinned_to"] = config.pinned
         if on_worker is not None:
             on_worker(out[-1])
     return out
@@ -208,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, default=20, help="timed camera images per worker")
     parser.add_argument("--repeats", type=int, default=6, help="baseline workers")
     parser.add_argument("--variant-repeats", type=int, default=2, help="workers of each other variant")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"among {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default=None, help=f"among {', '.join(VARIANTS)} (default: all; on a CPU "
+                        f"all but {', '.join(GPU_ONLY)})")
     parser.add_argument("--dataset", default=None, help="COCO-format root (default: the embedded synthetic set)")
     return parser
 
@@ -223,9 +275,14 @@ def parse_config(argv: Sequence[str]) -> tuple[StudyConfig, Path]:
         raise OdperfError(f"--repeats {args.repeats}: a spread needs at least 2 baseline workers")
     if args.dataset and not Path(args.dataset).is_dir():
         raise OdperfError(f"--dataset {args.dataset}: no such folder; give a COCO-format root or leave it out")
+    on_gpu = args.device.startswith("gpu")
+    variants = parse_variants(args.variants or ",".join(n for n in VARIANTS if on_gpu or n not in GPU_ONLY))
+    if not on_gpu and set(variants) & set(GPU_ONLY):
+        raise OdperfError(f"--variants {','.join(set(variants) & set(GPU_ONLY))}: pins the worker near a GPU; "
+                          "a CPU study has none (leave it out, or study a gpu:N device)")
     config = StudyConfig(device=args.device, model=args.model, backend=args.backend, batch_size=args.batch_size,
                          images=args.images, repeats=args.repeats, variant_repeats=args.variant_repeats,
-                         variants=parse_variants(args.variants), dataset=args.dataset)
+                         variants=variants, dataset=args.dataset)
     return config, Path(args.out)
 
 

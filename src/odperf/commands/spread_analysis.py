@@ -4,7 +4,8 @@
 - each variant against the baseline: its median time per image over the baseline's;
 - which part moves: the range of the device's time (CUDA events) and of the host's across baseline workers;
 - what moves with the time: Spearman's rank correlation of each worker's time per image with its SM clock,
-  power, temperature, allocator peak, other processes on the card, device and host time;
+  power, temperature, allocator peak, other processes on the card, device and host time, and the host's
+  load while it was timed (its own cores, everyone else's, the hypervisor's steal);
 - data or process: how well the per-image times of two workers agree in rank (the same images slow in every
   worker points at data-dependent work; whole workers slow points at the process's state), and each
   worker's second half over its first (still warming up when far from 1).
@@ -30,6 +31,10 @@ def _host_s(w: dict[str, Any]) -> float | None:
     return None if w.get("device_mean_s") is None else w["mean_s"] - w["device_mean_s"]
 
 
+def _load(w: dict[str, Any], key: str) -> float | None:
+    return (w.get("load") or {}).get(key)
+
+
 def _median_of(block: Any) -> float | None:
     return block.get("median") if isinstance(block, dict) else None
 
@@ -45,6 +50,9 @@ FACTORS = {
     "other processes on the card": lambda w: (w.get("card_before") or {}).get("processes"),
     "card memory used before MB": lambda w: (w.get("card_before") or {}).get("used_mb"),
     "intra-op threads": lambda w: (w.get("runtime_settings") or {}).get("threads"),
+    "worker cores busy": lambda w: _load(w, "worker_cores"),
+    "others' cores busy": lambda w: _load(w, "others_cores"),
+    "hypervisor steal cores": lambda w: _load(w, "steal_cores"),
 }
 
 
@@ -143,8 +151,9 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
              f"{seconds:.0f} s in all. Every figure below was measured by this command on this device.", "",
              "## Workers, in the order they ran", "",
              "| # | variant | outcome | s/img | device s/img | host share | SM MHz min/med/max | power W med "
-             "| temp C max | clock events (not idle) | allocator reserved MB | threads | cores | other procs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| temp C max | clock events (not idle) | allocator reserved MB | threads | cores | other procs "
+             "| host: worker / others / steal cores |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in workers:
         sm = w.get("sm_clock_mhz") or {}
         events = {k: v for k, v in (w.get("clock_event_reasons") or {}).items() if k != "gpu_idle"}
@@ -156,7 +165,8 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
             "-" if w.get("clock_event_reasons") is None else
             ", ".join(f"{k} {v:.0%}" for k, v in events.items()) or "none",
             _f(w.get("allocator_reserved_peak_mb"), ".0f"), _f(rs.get("threads")), _f(rs.get("cpu_affinity")),
-            _f((w.get("card_before") or {}).get("processes"))]) + " |")
+            _f((w.get("card_before") or {}).get("processes")),
+            "/".join(_f(_load(w, k), ".2f") for k in ("worker_cores", "others_cores", "steal_cores"))]) + " |")
     base = analysis["baseline"]
     lines += ["", "## The baseline's spread", ""]
     if base:
@@ -168,6 +178,10 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
     for part, block in analysis["parts"].items():
         lines.append(f"- {part} time per image across baseline workers: {block['min_s']:.4g}-{block['max_s']:.4g} s "
                      f"(range {block['range_s']:.4g} s)")
+    if getattr(config, "pinned", None):  # a variant that pins the worker near its GPU was asked for
+        ran = sorted({w["variant"] for w in workers if w.get("pinned_to")})
+        lines += ["", f"Pinned near the GPU ({', '.join(ran)}): ran on {config.pinned}." if ran else
+                  f"The variant pinning the worker near the GPU was left out: {config.pinned}."]
     lines += ["", "## Each variant against the baseline", "", "| variant | tests | workers (ok) | median s/img "
               "| over the baseline's median | slowest / fastest |", "|---|---|---|---|---|---|"]
     for name, v in analysis["variants"].items():

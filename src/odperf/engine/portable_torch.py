@@ -308,9 +308,12 @@ def runtime_settings() -> Dict[str, Any]:
     """What shapes a PyTorch worker's figures on every device (a record's ``runtime_settings``)."""
     import os
 
-    return {"precision": "float32", "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
+    out = {"precision": "float32", "threads": torch.get_num_threads(),
+           "interop_threads": torch.get_num_interop_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "runtime default"}
+    if hasattr(os, "sched_getaffinity"):  # the cores the worker may run on (a pinned worker: fewer)
+        out["cpu_affinity"] = len(os.sched_getaffinity(0))
+    return out
 
 
 def start_runtime() -> Tuple[Any, Dict[str, Any]]:

@@ -5,7 +5,7 @@ clock sat at 1.1 GHz under a power cap, or that the card idled between images, t
 two figures may be compared at all. The memory sampler's thread reads ``GpuStateReader`` every few of its
 ticks (``MemorySampler(state=...)``): SM and memory clocks, power draw, temperature and NVML's clock-event
 ("throttle") reasons; what the card was set to (application clocks, maximum clocks, persistence mode,
-power limit) is read once. ``summarise`` turns the samples into the record's ``gpu_state``: min, median
+power limit) and the CPU cores near it are read once. ``summarise`` turns the samples into the record's ``gpu_state``: min, median
 and max of each figure and, per reason seen, the share of samples it was active in.
 
 NVML renamed ``nvmlDeviceGetCurrentClocksThrottleReasons`` to ``...ClocksEventReasons`` (driver 535,
@@ -116,10 +116,39 @@ class GpuStateReader:
             "power_limit_w": None if limit is None else limit / 1000.0,
             "persistence_mode": None if persistence is None else
             ("enabled" if int(persistence) == nvml.NVML_FEATURE_ENABLED else "disabled"),
+            "local_cpus": core_list(local_cores(nvml, h)),
         }
         if self.mig:
             out["of"] = "the MIG instance's parent GPU (shared with its other instances)"
         return out
+
+
+def local_cores(nvml: Any, handle: Any, cpu_count: int | None = None) -> set[int] | None:
+    """The CPU cores NVML calls near the GPU (its NUMA node's: ``nvmlDeviceGetCpuAffinity``), or None where
+    NVML does not say. A host thread far from its GPU pays for every copy and launch across the socket link."""
+    import os
+
+    cpus = cpu_count or os.cpu_count() or 1
+    words = (cpus + 63) // 64  # NVML's cpuSet: 64-bit words (unsigned long on Linux)
+    try:
+        mask = nvml.nvmlDeviceGetCpuAffinity(handle, words)
+    except nvml.NVMLError:
+        return None
+    cores = {64 * k + bit for k, word in enumerate(mask) for bit in range(64) if int(word) >> bit & 1}
+    return cores or None
+
+
+def core_list(cores: set[int] | None) -> str | None:
+    """``{0, 1, 2, 3, 8}`` -> ``"0-3,8"`` (the kernel's cpulist form), None stays None."""
+    if not cores:
+        return None
+    runs: list[list[int]] = []
+    for c in sorted(cores):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def spread(values: Sequence[float | None]) -> dict[str, float] | None:

@@ -6,6 +6,9 @@ kernel counts every process's CPU time: the machine's busy time (``/proc/stat``,
 worker's own and this process's own (``/proc/<pid>/stat``) is what everything else used. It is read right
 around each timed image, outside its timed region, and summed over the images: the record's ``load`` says,
 in cores, what the worker, the harness and the others used meanwhile, and whether that counts as load.
+
+On a virtual machine the others include the hypervisor's ``steal``: time this machine's cores were ready to
+run but the host ran another guest, a tenant no process list here can show. It is given apart as well.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import psutil
 LOADED_SHARE = 0.10  # others using more than this share of the machine's cores: the figure is flagged
 
 
-def _busy_s() -> float:
-    """CPU seconds the whole machine has been busy (every core; idle and iowait excluded)."""
+def _machine_s() -> tuple[float, float | None]:
+    """CPU seconds the whole machine has been busy (every core; idle and iowait excluded), and of them the
+    seconds stolen by the hypervisor (None where the kernel does not count steal: not Linux)."""
     t = psutil.cpu_times()
     total = sum(t)
     for name in ("idle", "iowait", "guest", "guest_nice"):  # guest time is already counted in user/nice
         total -= getattr(t, name, 0.0)
-    return total
+    return total, getattr(t, "steal", None)
 
 
 def _own_s(process: psutil.Process | None) -> float:
@@ -47,7 +51,8 @@ class Load:
     wall_s: float
     worker_cores: float
     harness_cores: float
-    others_cores: float
+    others_cores: float  # everything else, the hypervisor's steal included
+    steal_cores: float | None = None  # of the others: cores the hypervisor gave another guest (None: not counted)
 
     @property
     def others_share(self) -> float:
@@ -70,11 +75,15 @@ class LoadMeter:
         self.cores = psutil.cpu_count() or os.cpu_count() or 1
         self._worker = _process(worker_pid)
         self._harness = psutil.Process()
-        self._sums = [0.0, 0.0, 0.0, 0.0]  # wall, busy, worker, harness
-        self._open: tuple[float, float, float, float] | None = None
+        self._sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # wall, busy, worker, harness, steal
+        self._open: tuple[float, ...] | None = None
+        self._steal = True  # the kernel counts it (until a read says otherwise)
 
-    def _read(self) -> tuple[float, float, float, float]:
-        return time.monotonic(), _busy_s(), _own_s(self._worker), _own_s(self._harness)
+    def _read(self) -> tuple[float, ...]:
+        busy, steal = _machine_s()
+        if steal is None:
+            self._steal = False
+        return time.monotonic(), busy, _own_s(self._worker), _own_s(self._harness), steal or 0.0
 
     def begin(self) -> None:
         self._open = self._read()
@@ -83,17 +92,17 @@ class LoadMeter:
         if self._open is None:
             return
         now = self._read()
-        for k in range(4):
+        for k in range(len(self._sums)):
             self._sums[k] += now[k] - self._open[k]
         self._open = None
 
     def result(self) -> Load | None:
-        wall, busy, worker, harness = self._sums
+        wall, busy, worker, harness, steal = self._sums
         if wall <= 0:
             return None
         others = max(busy - worker - harness, 0.0)  # counters tick at 10 ms: a short region can dip below 0
         return Load(cores=self.cores, wall_s=wall, worker_cores=worker / wall, harness_cores=harness / wall,
-                    others_cores=others / wall)
+                    others_cores=others / wall, steal_cores=max(steal, 0.0) / wall if self._steal else None)
 
 
 def _process(pid: int | None) -> psutil.Process | None:

@@ -69,7 +69,8 @@ def measurements_table(rows: Sequence[Row]) -> Table:
         "'untrained': an architecture run with random weights, for time and memory only. 'model MB': the "
         "model's own memory, the peak minus what the runtime held before the model loaded. \"others' CPU\": "
         "the share of the machine's cores other processes used while the case was timed (the kernel's "
-        "counters); UNDER LOAD marks a figure taken on a busy machine, not comparable with an idle one's.",
+        "counters; on a virtual machine with the hypervisor's steal, given apart); UNDER LOAD marks a figure "
+        "taken on a busy machine, not comparable with an idle one's.",
     )
 
 
@@ -78,6 +79,9 @@ def load_text(load: dict[str, Any] | None) -> str | None:
     if not load:
         return None
     share = f"{load['others_share']:.0%} of {load['cores']} cores"
+    steal = load.get("steal_cores")  # another guest of the hypervisor: a tenant no process list here shows
+    if steal is not None and steal / load["cores"] >= 0.005:
+        share += f" ({steal / load['cores']:.0%} stolen by the hypervisor)"
     return f"{share}, UNDER LOAD" if load.get("loaded") else share
 
 

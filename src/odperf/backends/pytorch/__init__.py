@@ -38,11 +38,9 @@ CUDA_ENV = ("CUDA_MODULE_LOADING", "PYTORCH_CUDA_ALLOC_CONF", "OMP_NUM_THREADS")
 
 def cuda_environment() -> dict[str, Any]:
     """What shapes a GPU worker besides its code, for ``runtime_settings``: how CUDA loads its modules,
-    the caching allocator's configuration, the thread setting, and how many cores the worker may run on."""
-    out: dict[str, Any] = {name.lower(): os.environ.get(name) for name in CUDA_ENV}
-    if hasattr(os, "sched_getaffinity"):
-        out["cpu_affinity"] = len(os.sched_getaffinity(0))
-    return out
+    the caching allocator's configuration and the thread setting (the cores it may run on are in
+    ``portable_torch.runtime_settings``, on every device)."""
+    return {name.lower(): os.environ.get(name) for name in CUDA_ENV}
 
 
 class TorchBackend:
