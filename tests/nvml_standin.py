@@ -55,6 +55,7 @@ class FakeGpu:
     persistence: int | None = 1
     power_limit_mw: int | None = 700_000
     local_cpus: tuple[int, ...] | None = (0, 1)  # the cores near the card (None: NotSupported)
+    utilization_pct: int | None = 60  # NVML's GPU utilisation (None: NotSupported, as under MIG)
 
 
 REASON_CONSTANTS = [n for n in dir(pynvml) if n.startswith(("nvmlClocksEventReason", "nvmlClocksThrottleReason"))]
@@ -243,6 +244,9 @@ class NvmlStandIn:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
         return self._given(self._gpu(handle).power_limit_mw)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> pynvml.c_nvmlUtilization_t:
+        return pynvml.c_nvmlUtilization_t(self._given(self._gpu(handle).utilization_pct), 0)
 
     def nvmlDeviceGetCpuAffinity(self, handle: FakeGpu, cpu_set_size: int) -> ctypes.Array:
         """As the real binding: ``cpu_set_size`` 64-bit words, bit k of word w set for core 64 * w + k."""

@@ -36,6 +36,7 @@ def test_reader_gives_figures_in_their_units_and_reasons_by_name():
     assert (sample.sm_clock_mhz, sample.memory_clock_mhz, sample.temperature_c) == (1755, 3201, 57)
     assert sample.power_w == pytest.approx(612.345)  # NVML's milliwatts
     assert decode(sample.reasons, reader.names) == ["gpu_idle", "sw_power_cap"]
+    assert sample.utilization_pct == 60
     assert reader.reasons_call == "nvmlDeviceGetCurrentClocksEventReasons"
     assert reader.settings() == {
         "applications_sm_clock_mhz": 1980, "applications_memory_clock_mhz": 2619, "max_sm_clock_mhz": 1980,
@@ -76,10 +77,12 @@ def test_a_driver_without_the_newer_call_falls_back_once_and_stays_there():
 
 
 def test_figures_a_card_does_not_give_are_none_not_zero():
-    gpu = h200(power_mw=None, temperature_c=None, reasons=None, applications_clocks_mhz=None, persistence=None)
+    gpu = h200(power_mw=None, temperature_c=None, reasons=None, applications_clocks_mhz=None, persistence=None,
+               utilization_pct=None)
     reader = GpuStateReader(NvmlStandIn([gpu]), gpu)
     sample = reader.read()
     assert sample.power_w is None and sample.temperature_c is None and sample.reasons is None
+    assert sample.utilization_pct is None
     assert sample.sm_clock_mhz == 1980
     settings = reader.settings()
     assert settings["applications_sm_clock_mhz"] is None and settings["persistence_mode"] is None
@@ -132,7 +135,7 @@ def test_sampler_summarises_the_timed_images_only(monkeypatch):
         with sampler:
             wait_states(sampler)
             sampler.mark_timed(start=time.monotonic())
-            gpu.sm_clock_mhz, gpu.power_mw, gpu.reasons = 1980, 690_000, POWER_CAP
+            gpu.sm_clock_mhz, gpu.power_mw, gpu.reasons, gpu.utilization_pct = 1980, 690_000, POWER_CAP, 35
             wait_states(sampler)
             gpu.sm_clock_mhz = 1755
             wait_states(sampler)
@@ -146,6 +149,7 @@ def test_sampler_summarises_the_timed_images_only(monkeypatch):
     assert state["window"] == "timed images" and state["samples"] >= 4
     assert state["sm_clock_mhz"]["min"] == 1755 and state["sm_clock_mhz"]["max"] == 1980
     assert state["power_w"]["min"] == pytest.approx(690.0)
+    assert state["utilization_pct"] == {"min": 35.0, "median": 35.0, "max": 35.0}
     assert state["clock_event_reasons"] == {"sw_power_cap": 1.0}  # idle only outside the window
     assert state["period_ms"] == 10 and state["settings"]["power_limit_w"] == 700.0
     assert state["reasons_call"] == "nvmlDeviceGetCurrentClocksEventReasons"

@@ -19,15 +19,15 @@ from odperf.report.sources import load_runs
 CAP, IDLE = pynvml.nvmlClocksThrottleReasonSwPowerCap, pynvml.nvmlClocksThrottleReasonGpuIdle
 
 
-def state(clocks: list[int], reasons: list[int]) -> dict:
+def state(clocks: list[int], reasons: list[int], busy: list[int] | None = None) -> dict:
     gpu = FakeGpu("NVIDIA H200", 141 << 30)
     reader = GpuStateReader(NvmlStandIn([gpu]), gpu)
-    samples = [GpuSample(c, 3201, 650.0, 60, r) for c, r in zip(clocks, reasons)]
+    samples = [GpuSample(c, 3201, 650.0, 60, r, u) for c, r, u in zip(clocks, reasons, busy or [None] * len(clocks))]
     return summarise(samples, reader, window="timed images", period_ms=100, settings=reader.settings())
 
 
 def gpu_benches() -> list[Bench]:
-    held = state([1980, 1755, 1410, 1755], [0, CAP, CAP, CAP | IDLE])
+    held = state([1980, 1755, 1410, 1755], [0, CAP, CAP, CAP | IDLE], busy=[30, 40, 50, 60])
     free = state([1980, 1980], [0, 0])
     return [
         Bench("faster_rcnn_fpn_torch", 8, [0.20, 0.21, 0.22], peak_mb=3000.0,
@@ -49,9 +49,11 @@ def test_gpu_cases_show_their_state_and_time_split_and_a_cpu_run_shows_neither(t
     assert [row[:3] for row in states.rows] == [["h200", "faster_rcnn_fpn_torch", 8], ["h200", "faster_rcnn_fpn_torch", 64]]
     held = states.rows[0]
     assert held[4] == "1410 / 1755 / 1980"
-    assert held[8] == "sw_power_cap 75%, gpu_idle 25%"
-    assert "persistence enabled" in held[9] and "limit 700 W" in held[9]
-    assert states.rows[1][4] == "1980" and states.rows[1][8] == "none"  # steady, nothing held the clocks
+    assert held[8] == "30 / 45 / 60"  # NVML's utilisation: the card waited on its host part of the time
+    assert held[9] == "sw_power_cap 75%, gpu_idle 25%"
+    assert "persistence enabled" in held[10] and "limit 700 W" in held[10]
+    assert states.rows[1][4] == "1980" and states.rows[1][9] == "none"  # steady, nothing held the clocks
+    assert states.rows[1][8] is None  # a card that gave no utilisation: unknown, not 0
     split = report.table(TIME_SPLIT)
     assert split.rows[0][3:5] == [0.21, 0.105] and split.rows[0][7] == pytest.approx(0.105)
     assert split.rows[0][8] == "50%" and split.rows[1][8] == "20%"

@@ -96,6 +96,7 @@ def worker(k: int, variant: str, mean: float, clock: float, device: float | None
     return {"worker": k, "variant": variant, "outcome": "ok", "error": None, "mean_s": mean,
             "device_mean_s": device, "host_share": None if device is None else 1 - device / mean,
             "times_s": times, "sm_clock_mhz": {"min": clock, "median": clock, "max": clock},
+            "utilization_pct": {"min": clock / 25, "median": clock / 20, "max": 100.0},
             "clock_event_reasons": {"gpu_idle": 0.1, "sw_power_cap": 0.5} if clock < 1900 else {"gpu_idle": 0.1},
             "runtime_settings": {"threads": 8}, "card_before": {"processes": 0, "used_mb": 500.0}}
 
@@ -114,6 +115,7 @@ def test_the_analysis_finds_what_moves_with_the_time():
     assert a["baseline"]["pair_ratios"] == pytest.approx([1.7, 0.15 / 0.12])
     assert a["correlations"]["SM clock median MHz"]["rho"] == pytest.approx(-1.0)
     assert a["correlations"]["SM clock median MHz"]["n"] == 5
+    assert a["correlations"]["GPU busy median %"]["rho"] == pytest.approx(-1.0)  # the busier, the faster
     assert "other processes on the card" not in a["correlations"]  # constant: no correlation to state
     assert a["parts"]["device"]["range_s"] == pytest.approx(0.07)
     assert a["parts"]["host"]["range_s"] == pytest.approx(0.0, abs=1e-12)

@@ -191,6 +191,7 @@ def worker_figures(variant: Variant, m: Any, before: dict[str, Any] | None) -> d
         "memory_clock_mhz": state.get("memory_clock_mhz"),
         "power_w": state.get("power_w"),
         "temperature_c": state.get("temperature_c"),
+        "utilization_pct": state.get("utilization_pct"),
         "clock_event_reasons": state.get("clock_event_reasons"),
         "gpu_settings": state.get("settings"),
         "allocator_reserved_peak_mb": rec.allocator_reserved_peak_mb,

@@ -44,6 +44,7 @@ FACTORS = {
     "SM clock min MHz": lambda w: (w.get("sm_clock_mhz") or {}).get("min"),
     "power median W": lambda w: _median_of(w.get("power_w")),
     "temperature max C": lambda w: (w.get("temperature_c") or {}).get("max"),
+    "GPU busy median %": lambda w: _median_of(w.get("utilization_pct")),
     "device s/img": lambda w: w.get("device_mean_s"),
     "host s/img": _host_s,
     "allocator reserved peak MB": lambda w: w.get("allocator_reserved_peak_mb"),
@@ -151,9 +152,9 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
              f"{seconds:.0f} s in all. Every figure below was measured by this command on this device.", "",
              "## Workers, in the order they ran", "",
              "| # | variant | outcome | s/img | device s/img | host share | SM MHz min/med/max | power W med "
-             "| temp C max | clock events (not idle) | allocator reserved MB | threads | cores | other procs "
+             "| temp C max | busy % med | clock events (not idle) | allocator reserved MB | threads | cores | other procs "
              "| host: worker / others / steal cores |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in workers:
         sm = w.get("sm_clock_mhz") or {}
         events = {k: v for k, v in (w.get("clock_event_reasons") or {}).items() if k != "gpu_idle"}
@@ -162,6 +163,7 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
             str(w["worker"]), w["variant"], w["outcome"], _f(w.get("mean_s")), _f(w.get("device_mean_s")),
             _f(w.get("host_share"), ".0%"), "/".join(_f(sm.get(k), ".0f") for k in ("min", "median", "max")),
             _f(_median_of(w.get("power_w")), ".0f"), _f((w.get("temperature_c") or {}).get("max"), ".0f"),
+            _f(_median_of(w.get("utilization_pct")), ".0f"),
             "-" if w.get("clock_event_reasons") is None else
             ", ".join(f"{k} {v:.0%}" for k, v in events.items()) or "none",
             _f(w.get("allocator_reserved_peak_mb"), ".0f"), _f(rs.get("threads")), _f(rs.get("cpu_affinity")),

@@ -3,8 +3,9 @@
 The same code on the same card can run far slower from one process to the next; a record that says the SM
 clock sat at 1.1 GHz under a power cap, or that the card idled between images, tells a reader whether
 two figures may be compared at all. The memory sampler's thread reads ``GpuStateReader`` every few of its
-ticks (``MemorySampler(state=...)``): SM and memory clocks, power draw, temperature and NVML's clock-event
-("throttle") reasons; what the card was set to (application clocks, maximum clocks, persistence mode,
+ticks (``MemorySampler(state=...)``): SM and memory clocks, power draw, temperature, NVML's clock-event
+("throttle") reasons and its utilisation (the share of its last sample period in which a kernel ran: a
+card at full clocks that is busy a third of the time waits on its host, whatever its CUDA events span); what the card was set to (application clocks, maximum clocks, persistence mode,
 power limit) and the CPU cores near it are read once. ``summarise`` turns the samples into the record's ``gpu_state``: min, median
 and max of each figure and, per reason seen, the share of samples it was active in.
 
@@ -22,9 +23,9 @@ from typing import Any, Sequence
 
 REASON_PREFIXES = ("nvmlClocksEventReason", "nvmlClocksThrottleReason")
 REASON_CALLS = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
-FIGURES = ("sm_clock_mhz", "memory_clock_mhz", "power_w", "temperature_c")
+FIGURES = ("sm_clock_mhz", "memory_clock_mhz", "power_w", "temperature_c", "utilization_pct")
 DEFAULT_STATE_PERIOD_MS = 100.0
-"""Five NVML calls per read (power can take a millisecond on some drivers): ten times slower than the
+"""Six NVML calls per read (power can take a millisecond on some drivers): ten times slower than the
 memory's 10 ms still sees any state that lasts a tenth of a second, and costs the sampler a tenth."""
 
 
@@ -37,6 +38,7 @@ class GpuSample:
     power_w: float | None
     temperature_c: float | None
     reasons: int | None  # NVML's bit mask of clock-event reasons active now
+    utilization_pct: float | None = None  # % of NVML's last sample period with a kernel running
 
 
 def reason_names(nvml: Any) -> dict[int, str]:
@@ -83,6 +85,7 @@ class GpuStateReader:
             power_w=None if power is None else power / 1000.0,  # NVML reports milliwatts
             temperature_c=self._ask(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
             reasons=self._reasons(),
+            utilization_pct=self._ask(lambda handle: nvml.nvmlDeviceGetUtilizationRates(handle).gpu, h),
         )
 
     def _reasons(self) -> int | None:

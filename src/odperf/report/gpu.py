@@ -65,17 +65,20 @@ def gpu_state_table(records: Sequence[RunRecord]) -> Table:
             continue
         rows.append([r.device_profile, r.model, r.batch_size, r.outcome, _spread(s.get("sm_clock_mhz")),
                      _spread(s.get("memory_clock_mhz")), _spread(s.get("power_w")),
-                     _spread(s.get("temperature_c")), reasons_text(s.get("clock_event_reasons")),
+                     _spread(s.get("temperature_c")), _spread(s.get("utilization_pct")),
+                     reasons_text(s.get("clock_event_reasons")),
                      settings_text(s.get("settings") or {}), f"{s.get('samples')} ({s.get('window')})"])
     return Table(
         name=GPU_STATE,
         title="What the GPU was doing: clocks, power, temperature and clock-event reasons per case",
         headers=["device", "model", "batch", "outcome", "SM MHz min/med/max", "memory MHz", "power W",
-                 "temperature C", "clock-event reasons (share of samples)", "settings (read once)",
+                 "temperature C", "busy %", "clock-event reasons (share of samples)", "settings (read once)",
                  "samples (window)"],
         rows=rows,
         note="Read through NVML beside the memory samples; a reason other than gpu_idle during the timed images "
-             "(a power or thermal cap, a slowdown) means the clocks were held below their maximum.",
+             "(a power or thermal cap, a slowdown) means the clocks were held below their maximum. \"busy %\": "
+             "NVML's utilisation, the share of time a kernel ran; well below 100 while images were timed, the "
+             "card waited for its host (launches, copies, post-processing).",
     )
 
 
