@@ -94,7 +94,9 @@ def test_calibration_counts_false_alarms_and_catches_a_planted_slowdown(tmp_path
     assert "- CI's (+15%, alpha 0.05, slot alpha 0.01, 6 pairs): not judged, it needs 6 pairs" in text
     planted = next(ln for ln in text.splitlines() if ln.startswith("| planted 1 |"))
     ratio = float(planted.split("|")[2].split()[-1])
-    assert ratio > 2.0, planted  # 3x the time per image, less what the spin cannot stretch
+    # 3x the candidate's own time per image; against another process's time, which on a loaded machine can
+    # sit a third off (reports/gate-calibration), so the bound leaves room for that and still needs the spin
+    assert ratio > 1.6, planted
     assert "FAIL time: centernet_tiny batch 64" in planted
     # 2 pairs: too few to test, and above the threshold, so it fails; the verdict whole, never cut short
     assert planted.rstrip(" |").endswith("undecided: too few rounds for the test to ever be significant; "

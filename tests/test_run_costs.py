@@ -172,9 +172,8 @@ def test_job_lines_add_each_passs_start_and_the_jobs_own_time(tmp_path):
     b = TimeBreakdown()
     b.note(_measurement([1.0], [1.0], start=3.7))
     b.close(wall_s=6.0)
-    path = tmp_path / "main.json"
-    path.write_text(json.dumps({"odperf": {"time_breakdown": b.to_dict()}}))
-    parts = job_breakdowns([("main", path, 8.0), ("lost", None, 1.0)], wall_s=10.0)
+    saved = json.loads(json.dumps(b.to_dict()))  # as a saved run holds it (SavedRun.time_breakdown)
+    parts = job_breakdowns([("main", saved, 8.0), ("lost", None, 1.0)], wall_s=10.0)
     lines = job_lines(parts)
     assert lines[0].startswith("pass main: 8.0 s wall over 1 case(s)")
     assert lines[-2].startswith("whole job: 10.0 s wall over 1 case(s)")

@@ -34,7 +34,7 @@ from odperf.measure.breakdown import job_breakdowns, job_lines
 from odperf.measure.scorers import DEFAULT_SCORER, SCORERS
 from odperf.report.render import report_runs
 from odperf.report.time_spent import write_job_table
-from odperf.results import OUTCOMES, load_run
+from odperf.results import OUTCOMES, SavedRun, load_run
 from odperf.scaleout import add_options
 from odperf.suite.launch import EMULATED, MAIN_IMAGES, STREAMS, Selection, SuiteRun, pytest_command
 from odperf.util.supervise import run_child
@@ -85,8 +85,9 @@ def selection(args: argparse.Namespace) -> Selection:
                      scorer=args.scorer, pytest_args=tuple(args.pytest_args), max_images=MAIN_IMAGES)
 
 
-def run_pass(args: argparse.Namespace, run: SuiteRun, out_dir: Path) -> tuple[int, Path | None, bool]:
-    """Run one pass; returns its exit code, the JSON it saved (if any), and whether a signal stopped it."""
+def run_pass(args: argparse.Namespace, run: SuiteRun, out_dir: Path) -> tuple[int, SavedRun | None, bool]:
+    """Run one pass; returns its exit code, the run it saved (read back once; None if none), and whether a
+    signal stopped it."""
     json_path = out_dir / f"{run.name}.json"
     if json_path.exists():
         json_path.unlink()  # never read back a file left by an earlier run
@@ -113,7 +114,7 @@ def run_pass(args: argparse.Namespace, run: SuiteRun, out_dir: Path) -> tuple[in
     counts = {o: sum(r.outcome == o for r in saved.records) for o in OUTCOMES}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     print(f"odperf bench: {json_path}: {len(saved.records)} measurement(s) ({summary}), profile {saved.profile}")
-    return code, json_path, child.interrupted
+    return code, saved, child.interrupted
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -131,11 +132,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
               "(pip install 'odperf[stream]'; --no-stream silences this)", flush=True)
     worst, written, ran = 0, [], []
     for p in passes(args):
-        code, path, stopped = run_pass(args, p, out_dir)
+        code, saved, stopped = run_pass(args, p, out_dir)
         worst = worst or code
-        ran.append((p.name, path, PASS_WALLS.get(p.name, 0.0)))
-        if path is not None:
-            written.append(str(path))
+        ran.append((p.name, saved.time_breakdown if saved else None, PASS_WALLS.get(p.name, 0.0)))
+        if saved is not None:
+            written.append(str(saved.path))
         if stopped:
             return code  # stopped: what was saved stays saved, nothing more is measured or rendered
     report_dir = Path("reports") / args.name if written and args.report and not args.smoke else None

@@ -23,9 +23,7 @@ LoadGen's runs, which time images too): 1.0 if the run did nothing but measure.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 STEPS = ("timed inference", "deployment", "warm-up", "dataset", "protocol", "streams", "sampler", "scoring",
@@ -127,25 +125,16 @@ class TimeBreakdown:
         ]
 
 
-def saved_breakdown(json_path: str | Path) -> TimeBreakdown | None:
-    """The breakdown a pass saved in its JSON (the ``odperf`` block), if it got that far."""
-    try:
-        block = json.loads(Path(json_path).read_text()).get("odperf") or {}
-    except (OSError, ValueError):
-        return None
-    data = block.get("time_breakdown")
-    return TimeBreakdown.from_dict(data) if data else None
-
-
-def job_breakdowns(passes: list[tuple[str, str | Path | None, float]],
+def job_breakdowns(passes: list[tuple[str, dict[str, Any] | None, float]],
                    wall_s: float) -> list[tuple[str, TimeBreakdown]]:
-    """A whole job's breakdown: each pass's (name, its JSON, its wall time as the job saw it), then ("whole job",
-    the total over ``wall_s``); a pass's wall beyond its own session's (starting Python and pytest) is
-    bookkeeping, and so is the job's beyond its passes' (rendering the report)."""
+    """A whole job's breakdown: each pass's (name, the breakdown its saved run holds, ``SavedRun.time_breakdown``,
+    or None where it saved none; its wall time as the job saw it), then ("whole job", the total over
+    ``wall_s``); a pass's wall beyond its own session's (starting Python and pytest) is bookkeeping, and so
+    is the job's beyond its passes' (rendering the report)."""
     parts = []
-    for name, path, pass_wall in passes:
-        b = saved_breakdown(path) if path else None
-        parts.append((name, TimeBreakdown.total([b or TimeBreakdown()], pass_wall)))
+    for name, saved, pass_wall in passes:
+        b = TimeBreakdown.from_dict(saved) if saved else TimeBreakdown()
+        parts.append((name, TimeBreakdown.total([b], pass_wall)))
     return parts + [(WHOLE_JOB, TimeBreakdown.total((b for _, b in parts), wall_s))]
 
 
