@@ -82,15 +82,16 @@ def test_torch_detector_meets_the_contract(artifacts, key, fmt, mode):
 
 
 def test_a_state_dict_detector_gives_what_torchvision_gives_in_the_contracts_terms(artifacts, tmp_path):
-    """The random-weight FCOS folder, its score threshold at 0 so every image has detections: odperf's
-    boxes, scores and classes are torchvision's own outputs for the same tiles, converted here by hand
-    (pixels x1, y1, x2, y2 -> normalized ymin, xmin, ymax, xmax; best first; 100 slots)."""
+    """The random-weight FCOS folder, its score threshold at 0 so every image has detections, keeping 150 a
+    tile: odperf's boxes, scores and classes are torchvision's own outputs for the same tiles, converted here
+    by hand (pixels x1, y1, x2, y2 -> normalized ymin, xmin, ymax, xmax; best first), in as many slots as
+    the model keeps (odperf's default of 100 would cut the last 50)."""
     import shutil
 
     folder = tmp_path / "fcos_sd"
     shutil.copytree(artifacts["state_dict"], folder)
     meta = json.loads((folder / "odperf_model.json").read_text())
-    meta["kwargs"] = {**meta["kwargs"], "score_thresh": 0.0}
+    meta["kwargs"] = {**meta["kwargs"], "score_thresh": 0.0, "detections_per_img": 150}
     (folder / "odperf_model.json").write_text(json.dumps(meta))
     got = tm.run_python(textwrap.dedent(f"""
         import json
@@ -110,9 +111,9 @@ def test_a_state_dict_detector_gives_what_torchvision_gives_in_the_contracts_ter
     """))
     counts, boxes, scores, classes = (np.asarray(x) for x in got["odperf"])
     for i, ref in enumerate(got["torchvision"][0]):
-        order = np.argsort(-np.asarray(ref["scores"]), kind="stable")[:100]
+        order = np.argsort(-np.asarray(ref["scores"]), kind="stable")
         k = len(order)
-        assert k > 0 and counts[i] == k  # detections to compare, every one of them kept
+        assert boxes.shape[1] == 150 and k > 100 and counts[i] == k  # every detection the model kept, kept
         x1, y1, x2, y2 = np.asarray(ref["boxes"])[order].T
         np.testing.assert_allclose(boxes[i, :k], np.clip(np.stack([y1, x1, y2, x2], 1) / 300, 0, 1), atol=1e-4)
         np.testing.assert_allclose(scores[i, :k], np.asarray(ref["scores"])[order], atol=1e-5)
@@ -219,3 +220,12 @@ def test_an_emulated_cap_is_named_by_the_runtime_that_applies_it():
         gpu = MeasureRequest(model="m", backend=name, device="gpu:0", batch_size=8, images=1, memory_limit_mb=1000)
         cpu = MeasureRequest(model="m", backend=name, device="cpu", batch_size=8, images=1, memory_limit_mb=400)
         assert _emulated(gpu)["how"] == how and _emulated(cpu)["how"] == "rlimit_data_above_runtime"
+
+
+def test_detection_slots_are_what_the_model_keeps():
+    from odperf.engine.portable_torch import MAX_DETECTIONS, detection_slots
+
+    assert detection_slots({"max_detections": 300, "kwargs": {"detections_per_img": 50}}) == 300  # said outright
+    assert detection_slots({"kwargs": {"detections_per_img": 150}}) == 150  # FCOS, RetinaNet
+    assert detection_slots({"kwargs": {"box_detections_per_img": 200}}) == 200  # Faster R-CNN
+    assert detection_slots({"architecture": "x"}) == detection_slots({"max_detections": None}) == MAX_DETECTIONS

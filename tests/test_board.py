@@ -5,6 +5,7 @@ venv), the embedded TF detectors as frozen graphs. Only /proc/meminfo's Jetson f
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -421,3 +422,28 @@ def test_suite_runs_a_torch_board_s_torch_cases_only(sshd: Sshd, py36_torch: str
     (record,) = json.loads((tmp_path / "tx2.json").read_text())["odperf"]["records"]
     assert (record["model"], record["device_profile"], record["outcome"]) == ("faster_rcnn_fpn_torch", "tx2", "ok")
     assert record["runtime_version"].startswith("1.10.") and record["map"] is not None
+
+
+def test_a_boards_pytorch_detector_keeps_as_many_slots_as_the_models_metadata_says(tmp_path: Path):
+    """What the board receives (metadata and weights as arrays) rebuilt here with the host's torch: a model
+    folder saying ``max_detections`` gets that many slots a tile on the board, as in the local backend."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from odperf.engine import portable_torch
+    from odperf.engine.portable import BoardPlatform
+    from odperf.zoo.board_model import torch_board_model
+
+    folder = tmp_path / "faster_rcnn_fpn_torch"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "models" / "faster_rcnn_fpn_torch", folder)
+    meta_file = folder / "odperf_model.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "max_detections": 7}))
+    entries = torch_board_model(folder).entries
+    meta = json.loads(entries["torch_meta"].tobytes().decode())
+    prefix = BoardPlatform.WEIGHT_PREFIX
+    arrays = {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
+    detector = portable_torch.TorchDetector(meta, arrays, torch.device("cpu"))
+    boxes, scores, classes, counts = detector(np.zeros((2, 300, 300, 3), dtype=np.uint8))
+    assert boxes.shape == (2, 7, 4) and scores.shape == classes.shape == (2, 7) and counts.shape == (2,)

@@ -24,6 +24,17 @@ MAX_DETECTIONS = 100
 RENAMES = (("rpn.head.conv.0.0.", "rpn.head.conv."),)
 
 
+def detection_slots(meta: Dict[str, Any]) -> int:
+    """Detection slots per tile for a model folder's metadata: its ``max_detections`` where it says, else the
+    most its builder arguments let one image keep (``detections_per_img``, ``box_detections_per_img``), else
+    ``MAX_DETECTIONS``. Fewer slots than the model keeps would cut its lowest-scoring boxes and its mAP."""
+    if meta.get("max_detections"):
+        return int(meta["max_detections"])
+    kwargs = meta.get("kwargs") or {}
+    kept = [int(kwargs[k]) for k in ("detections_per_img", "box_detections_per_img") if kwargs.get(k)]
+    return max(kept) if kept else MAX_DETECTIONS
+
+
 class ArchitectureError(ValueError):
     """An architecture's arguments that do not fit together, or one this torchvision cannot build."""
 
@@ -295,12 +306,13 @@ class TorchDetector:
         self.device = device
         label_map = meta.get("label_map")
         self.label_map = {int(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else label_map
+        self.slots = detection_slots(meta)
         self.no_grad = getattr(torch, "inference_mode", torch.no_grad)  # inference_mode: torch 1.9 and newer
 
     def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
         with self.no_grad():
             outputs = self.model(to_tensor_batch(batch, self.device))
-        return pack([output_arrays(o) for o in outputs], batch.shape[1], batch.shape[2], MAX_DETECTIONS,
+        return pack([output_arrays(o) for o in outputs], batch.shape[1], batch.shape[2], self.slots,
                     self.label_map)
 
 

@@ -70,7 +70,7 @@ def torch_board_model(folder: Path) -> BoardModel:
                          f"embedded ones ({', '.join(portable_torch.BUILDERS)}), which boards rebuild")
     state = read_state_dict(folder / str(meta.get("weights", WEIGHTS_NAMES[0])))
     entries = {BoardPlatform.WEIGHT_PREFIX + k: v.detach().cpu().numpy() for k, v in state.items()}
-    entries["torch_meta"] = _bytes(json.dumps({k: meta.get(k) for k in ("architecture", "kwargs", "label_map")})
-                                   .encode())
+    entries["torch_meta"] = _bytes(json.dumps({k: meta.get(k) for k in ("architecture", "kwargs", "label_map",
+                                                                        "max_detections")}).encode())
     entries["torch_code"] = _bytes(Path(portable_torch.__file__).read_bytes())
     return BoardModel("torch", entries, folder)

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from odperf.backends.pytorch.convert import MAX_DETECTIONS, make_run
+from odperf.backends.pytorch.convert import make_run
+from odperf.engine.portable_torch import detection_slots
 from odperf.errors import ModelError
 from odperf.backends.contract import RunFn
 from odperf.zoo.metadata import MODEL_FILE, read_metadata, write_metadata
@@ -55,8 +56,7 @@ def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> 
 def load_run(model_dir: str | Path, device: str | torch.device = "cpu") -> RunFn:
     """``run(batch) -> Detections`` of the detector in ``model_dir``, classes mapped to its categories."""
     meta = read_metadata(model_dir)
-    return make_run(load_embedded(model_dir, device), device, int(meta.get("max_detections", MAX_DETECTIONS)),
-                    meta.get("label_map"))
+    return make_run(load_embedded(model_dir, device), device, detection_slots(meta), meta.get("label_map"))
 
 
 def parameter_count(model: nn.Module) -> int:
