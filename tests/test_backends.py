@@ -223,9 +223,17 @@ def test_an_emulated_cap_is_named_by_the_runtime_that_applies_it():
 
 
 def test_detection_slots_are_what_the_model_keeps():
+    from torchvision.models import detection
+
     from odperf.engine.portable_torch import MAX_DETECTIONS, detection_slots
 
-    assert detection_slots({"max_detections": 300, "kwargs": {"detections_per_img": 50}}) == 300  # said outright
-    assert detection_slots({"kwargs": {"detections_per_img": 150}}) == 150  # FCOS, RetinaNet
-    assert detection_slots({"kwargs": {"box_detections_per_img": 200}}) == 200  # Faster R-CNN
-    assert detection_slots({"architecture": "x"}) == detection_slots({"max_detections": None}) == MAX_DETECTIONS
+    def built(name: str, **kw):
+        return getattr(detection, name)(weights=None, weights_backbone=None, **kw)
+
+    fcos = built("fcos_resnet50_fpn", num_classes=3, detections_per_img=150)
+    assert detection_slots({"max_detections": 40}, fcos) == 40  # said outright
+    assert detection_slots({}, fcos) == 150
+    assert detection_slots({}, built("retinanet_resnet50_fpn", num_classes=3)) == 300  # torchvision's default
+    assert detection_slots({}, built("fasterrcnn_mobilenet_v3_large_fpn", num_classes=3,
+                                     box_detections_per_img=200)) == 200  # kept by its roi_heads
+    assert detection_slots({}, object()) == detection_slots({}) == MAX_DETECTIONS

@@ -24,15 +24,18 @@ MAX_DETECTIONS = 100
 RENAMES = (("rpn.head.conv.0.0.", "rpn.head.conv."),)
 
 
-def detection_slots(meta: Dict[str, Any]) -> int:
-    """Detection slots per tile for a model folder's metadata: its ``max_detections`` where it says, else the
-    most its builder arguments let one image keep (``detections_per_img``, ``box_detections_per_img``), else
-    ``MAX_DETECTIONS``. Fewer slots than the model keeps would cut its lowest-scoring boxes and its mAP."""
+def detection_slots(meta: Dict[str, Any], model: Any = None) -> int:
+    """Detection slots per tile: the model folder's ``max_detections`` where it says, else as many as the model
+    keeps an image (torchvision's ``detections_per_img``: RetinaNet and SSDlite 300, SSD 200, FCOS and Faster
+    R-CNN's ``roi_heads`` 100), else ``MAX_DETECTIONS``. Fewer slots than the model keeps would cut its
+    lowest-scoring boxes, and its mAP with them."""
     if meta.get("max_detections"):
         return int(meta["max_detections"])
-    kwargs = meta.get("kwargs") or {}
-    kept = [int(kwargs[k]) for k in ("detections_per_img", "box_detections_per_img") if kwargs.get(k)]
-    return max(kept) if kept else MAX_DETECTIONS
+    for owner in (model, getattr(model, "roi_heads", None)):
+        kept = getattr(owner, "detections_per_img", None) if owner is not None else None
+        if isinstance(kept, int) and kept > 0:
+            return kept
+    return MAX_DETECTIONS
 
 
 class ArchitectureError(ValueError):
@@ -306,7 +309,7 @@ class TorchDetector:
         self.device = device
         label_map = meta.get("label_map")
         self.label_map = {int(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else label_map
-        self.slots = detection_slots(meta)
+        self.slots = detection_slots(meta, self.model)
         self.no_grad = getattr(torch, "inference_mode", torch.no_grad)  # inference_mode: torch 1.9 and newer
 
     def __call__(self, batch: np.ndarray) -> List[np.ndarray]:

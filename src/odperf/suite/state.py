@@ -6,10 +6,9 @@ nothing of pytest, so the same run can be driven from any other harness.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from odperf import __version__
 from odperf.errors import OdperfError
@@ -18,13 +17,13 @@ from odperf.measure.breakdown import TimeBreakdown
 from odperf.measure.sampling import SamplingPlan, plan_images
 from odperf.measure.scorers import DEFAULT_SCORER
 from odperf.suite.progress import Progress
+from odperf.suite.sharing import SHARED_KEY, DeviceSharing
 from odperf.results import SCHEMA_VERSION, TIMING, RunRecord
 from odperf.suite.matrix import Case, ModelRef, Target, build_cases, marker_catalogue, model_refs, parse_batch_sizes
 from odperf.workload import IMAGES_PER_CAR
 from odperf.zoo.registry import fixtures_dir
 
 ACCURACY_BATCH = 64
-SHARED_KEY = "device_shared_with"  # in a record's saved form: the other runs measuring on its device
 
 
 REFERENCE = "accuracy reference"  # why a case timed the ceiling: its model's mAP reference (SuiteState.plan)
@@ -56,13 +55,7 @@ class SuiteState:
     _plans: dict[str, SamplingPlan | None] = field(default_factory=dict, repr=False)  # case id -> its plan
     breakdown: TimeBreakdown = field(default_factory=TimeBreakdown, repr=False)  # where the run's time went
     progress: Progress = field(default_factory=Progress, repr=False)  # images timed, per case
-    # other runs on the same devices (odperf.measure.lock): held locks, who was seen, and when
-    locks: dict[str, Any] = field(default_factory=dict, repr=False)  # device -> DeviceLock held while measuring
-    shared: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)  # device -> {pid: Holder} seen
-    _sharing_now: dict[str, list[Any]] = field(default_factory=dict, repr=False)  # at the case's start
-    _watched_at: float = field(default=0.0, repr=False)  # time.monotonic() of the last watch_devices look
-    _record_sharing: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # id(record) ->
-
+    sharing: DeviceSharing = field(default_factory=DeviceSharing, repr=False)  # other runs on the same devices
     @classmethod
     def from_options(
         cls,
@@ -281,87 +274,36 @@ class SuiteState:
 
     def record(self, rec: RunRecord) -> RunRecord:
         """Keep a record for the saved JSON, noting any other run that measured on its device meanwhile."""
-        self._note_sharing(rec)
+        self.sharing.note(rec, self._device_of(rec))
         self.records.append(rec)
         return rec
 
     def add_reported(self, saved: dict[str, Any]) -> RunRecord:
         """A record another process measured (an xdist worker's, from its test report), in saved form."""
         rec = RunRecord.from_extra_info(saved)
-        self._note_sharing(rec, list(saved.get(SHARED_KEY) or []))
+        self.sharing.note(rec, self._device_of(rec), list(saved.get(SHARED_KEY) or []))
         self.records.append(rec)
         return rec
 
-    def _note_sharing(self, rec: RunRecord, known: list[dict[str, Any]] | None = None) -> None:
-        device = next((t.device for t in self.targets if t.profile == rec.device_profile), None)
-        holders = {h["pid"]: h for h in known or []}
-        if device is not None and device in self.locks:
-            for h in [*self._sharing_now.get(device, []), *self._look(device)]:
-                holders[h.pid] = h.to_dict()
-        if holders:
-            self._record_sharing[id(rec)] = list(holders.values())
-
     def saved_form(self, rec: RunRecord) -> dict[str, Any]:
         """A record as the JSON holds it: its fields, plus who else measured on its device meanwhile."""
-        out = rec.to_extra_info()
-        if id(rec) in self._record_sharing:
-            out[SHARED_KEY] = self._record_sharing[id(rec)]
-        return out
+        return self.sharing.saved_form(rec, rec.to_extra_info())
 
-    # --- other runs on the same devices ---------------------------------------------------------------
+    def _device_of(self, rec: RunRecord) -> str | None:
+        return next((t.device for t in self.targets if t.profile == rec.device_profile), None)
+
+    # --- other runs on the same devices (suite.sharing) ----------------------------------------------
     def hold_devices(self) -> list[str]:
-        """Take this run's lock on each target device; one warning line per device another run measures on."""
-        from odperf.measure.lock import DeviceLock
-
-        for device in dict.fromkeys(t.device for t in self.targets):
-            if device not in self.locks:
-                self.locks[device] = DeviceLock(device).acquire()
-        return [line for device in self.locks for line in self._sharing_lines(device, self._look(device))]
+        return self.sharing.hold(t.device for t in self.targets)
 
     def begin(self, case: Case) -> list[str]:
-        """Before a case: note who else measures on its device now; a warning line for any newcomer."""
-        device = case.target.device
-        if device not in self.locks:
-            return []
-        known = set(self.shared.get(device, {}))
-        now = self._look(device)
-        self._sharing_now[device] = now
-        return self._sharing_lines(device, [h for h in now if h.pid not in known])
+        return self.sharing.begin(case.target.device)
 
     def watch_devices(self, every_s: float = 2.0) -> list[str]:
-        """While a case runs (after its timed images, at most every ``every_s``): a warning line for each run
-        that has started measuring on a held device since the last look."""
-        now = time.monotonic()
-        if now - self._watched_at < every_s:
-            return []
-        self._watched_at = now
-        lines = []
-        for device in self.locks:
-            known = set(self.shared.get(device, {}))
-            found = self._look(device)
-            during = self._sharing_now.setdefault(device, [])  # the running case's record will say so too
-            during += [h for h in found if h.pid not in {d.pid for d in during}]
-            lines += self._sharing_lines(device, [h for h in found if h.pid not in known])
-        return lines
+        return self.sharing.watch(every_s)
 
     def release_devices(self) -> None:
-        for lock in self.locks.values():
-            lock.release()
-        self.locks.clear()
-
-    def _look(self, device: str) -> list[Any]:
-        found = self.locks[device].others()
-        for holder in found:
-            self.shared.setdefault(device, {})[holder.pid] = holder
-        return found
-
-    @staticmethod
-    def _sharing_lines(device: str, holders: Sequence[Any]) -> list[str]:
-        return [
-            f"odperf: WARNING: another odperf run measures on {device} ({h.describe()}): both runs' timings are "
-            f"skewed; the records made meanwhile say so ({SHARED_KEY}); run one at a time for figures to trust"
-            for h in holders
-        ]
+        self.sharing.release()
 
     def close_breakdown(self) -> None:
         """The run's wall time, since its process started (imports and checks included), closes the breakdown."""
@@ -389,13 +331,7 @@ class SuiteState:
         return lines
 
     def sharing_summary(self) -> str | None:
-        """One line for the end of the run when another run shared a device with it."""
-        marked = len(self._record_sharing)
-        if not self.shared:
-            return None
-        devices = ", ".join(f"{d} (pids {', '.join(map(str, sorted(h)))})" for d, h in self.shared.items())
-        return (f"odperf: WARNING: devices shared with other odperf runs: {devices}; {marked} record(s) "
-                f"marked {SHARED_KEY} in the saved JSON")
+        return self.sharing.summary()
 
     # --- what the run says about itself --------------------------------------------------------------
     def machine_info(self) -> dict[str, Any]:
@@ -408,8 +344,8 @@ class SuiteState:
             "runtimes": installed(),  # each runtime's version, None where it is not installed
             "odperf": __version__,
         }
-        if self.shared:
-            info[SHARED_KEY] = {d: [h.to_dict() for h in holders.values()] for d, holders in self.shared.items()}
+        if self.sharing.shared:
+            info[SHARED_KEY] = self.sharing.seen()
         return info
 
     def json_block(self) -> dict[str, Any]:
@@ -423,8 +359,8 @@ class SuiteState:
         }
         if self.breakdown.wall_s:
             block["time_breakdown"] = self.breakdown.to_dict()
-        if self.shared:
-            block[SHARED_KEY] = {d: [h.to_dict() for h in holders.values()] for d, holders in self.shared.items()}
+        if self.sharing.shared:
+            block[SHARED_KEY] = self.sharing.seen()
         return block
 
     def _hardware(self) -> str:

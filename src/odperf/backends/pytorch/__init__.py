@@ -143,7 +143,7 @@ class TorchBackend:
         self.check(fmt, artifact)
         if self.device is None:  # loaded outside a worker (``odperf zoo info --load``, tests): the CPU
             self.device = torch.device("cpu")
-        untrained, declared, stacked, label_map, slots = False, None, False, None, None
+        untrained, declared, stacked, label_map, meta = False, None, False, None, {}
         try:
             if fmt == "torchscript":
                 model = torch.jit.load(str(artifact), map_location=self.device)
@@ -154,9 +154,6 @@ class TorchBackend:
             elif fmt == "torch_state_dict":
                 model, meta = load_folder(artifact, self.device)
                 label_map = meta.get("label_map")
-                from odperf.engine.portable_torch import detection_slots
-
-                slots = detection_slots(meta)
             elif fmt == "architecture":
                 model = build(spec.architecture, {})
                 weights = weights_file(artifact)
@@ -170,9 +167,10 @@ class TorchBackend:
                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
         if fmt != "torch_export":  # an exported program is frozen in eval mode on its export device
             model = model.eval().to(self.device)
-        from odperf.backends.pytorch.convert import MAX_DETECTIONS, make_run
+        from odperf.backends.pytorch.convert import make_run
+        from odperf.engine.portable_torch import detection_slots
 
-        run = make_run(model, self.device, slots or MAX_DETECTIONS, label_map=label_map, stacked=stacked)
+        run = make_run(model, self.device, detection_slots(meta, model), label_map=label_map, stacked=stacked)
         return Loaded(run=run, format=fmt, source=artifact, declared_batch=declared, untrained=untrained,
                       device_clock=run.device_clock)  # type: ignore[attr-defined]
 

@@ -56,7 +56,8 @@ def load_embedded(model_dir: str | Path, device: str | torch.device = "cpu") -> 
 def load_run(model_dir: str | Path, device: str | torch.device = "cpu") -> RunFn:
     """``run(batch) -> Detections`` of the detector in ``model_dir``, classes mapped to its categories."""
     meta = read_metadata(model_dir)
-    return make_run(load_embedded(model_dir, device), device, detection_slots(meta), meta.get("label_map"))
+    model = load_embedded(model_dir, device)
+    return make_run(model, device, detection_slots(meta, model), meta.get("label_map"))
 
 
 def parameter_count(model: nn.Module) -> int:
