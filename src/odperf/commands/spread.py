@@ -311,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     workers = run_study(config, on_worker=lambda w: print(
         f"worker {w['worker']} {w['variant']}: {w['outcome']} mean {w['mean_s']} s/img", flush=True))
+    if config.pinned and not any(w.get("pinned_to") for w in workers):
+        print(f"spread study: the variant pinning the worker near the GPU was left out: {config.pinned}", flush=True)
     path = write_study(out, config, workers, "python -m odperf.gpu_check spread " + " ".join(argv), device_name,
                        time.monotonic() - t0)
     print(path.read_text(encoding="utf-8"))
