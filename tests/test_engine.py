@@ -164,3 +164,41 @@ def test_a_worker_killed_by_a_fatal_signal_says_which_and_what_its_log_says(engi
     (verdict,) = check_run(f.measurement.to_record(), Expectation())
     assert verdict.endswith("(signal 11): worker killed by signal SIGSEGV (11) during camera image 1: "
                             "Fatal Python error: Segmentation fault")
+
+
+def test_a_steady_warm_up_runs_until_the_times_settle_and_says_so(engine_models, engine_dataset):
+    """Where asked, the worker warms up on until three images in a row agree; the record's runtime settings
+    say how many it took and whether they settled. A tolerance no three real times can meet ends at the
+    bound, unsettled; without the option, the fixed warm-up and nothing said."""
+    settled = measure(request(engine_models["tiny"], engine_dataset, images=2, steady_warmup=0.9))
+    never = measure(request(engine_models["tiny"], engine_dataset, images=2, steady_warmup=1e-12,
+                            max_warmup_images=5))
+    fixed = measure(request(engine_models["tiny"], engine_dataset, images=2))
+    assert settled.ok and never.ok and fixed.ok
+    warm = settled.to_record().runtime_settings["warmup"]
+    assert warm["steady"] is True and 3 <= warm["images"] < 30 and warm["within"] == 0.9 and warm["window"] == 3
+    assert never.to_record().runtime_settings["warmup"] == {"images": 5, "steady": False, "within": 1e-12,
+                                                            "window": 3, "at_most": 5}
+    assert "warmup" not in fixed.to_record().runtime_settings
+    assert len(never.worker_times_s) == 2  # the timed images are what they were asked to be
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"steady_warmup": 0.0}, "steady_warmup must be a fraction between 0 and 1"),
+    ({"steady_warmup": 1.5}, "steady_warmup must be a fraction between 0 and 1"),
+    ({"steady_warmup": True}, "steady_warmup must be a fraction between 0 and 1"),
+    ({"steady_warmup": 0.05, "warmup_images": 4, "max_warmup_images": 3}, "max_warmup_images must be an integer >= 4"),
+])
+def test_a_steady_warm_up_asked_wrongly_is_refused_before_any_worker(fields, words):
+    from odperf.errors import WorkloadError
+
+    with pytest.raises(WorkloadError, match=words):
+        MeasureRequest(model="tiny", batch_size=8, images=1, **fields)
+
+
+def test_steady_means_the_last_three_agree():
+    from odperf.engine.portable import steady
+
+    assert not steady([1.0, 1.0], 0.5)  # too few to say
+    assert steady([5.0, 1.0, 1.02, 0.99], 0.05)  # the slow first image is behind the window
+    assert not steady([1.0, 1.2, 1.0], 0.05) and steady([1.0, 1.2, 1.0], 0.25)

@@ -78,6 +78,10 @@ FAULTS = [
     ("timeout_negative", ["--odperf-timeout=-5"], "--odperf-timeout=-5: the limit per measured case"),
     ("sample_period", ["--odperf-sample-ms=0"], "--odperf-sample-ms=0: the memory sampling period must be"),
     ("warmup", ["--odperf-warmup-images=0"], "--odperf-warmup-images=0: timing needs at least 1 warm-up image"),
+    ("warmup_steady", ["--odperf-warmup-steady=5"], "--odperf-warmup-steady=5: give the fraction the last warm-up "
+     "images must agree within, between 0 and 1"),
+    ("warmup_steady_bound", ["--odperf-warmup-steady=0.05", "--odperf-warmup-images=31"],
+     "--odperf-warmup-images=31 with --odperf-warmup-steady: a steady warm-up stops at 30 images"),
     ("images", ["--odperf-images=0"], "--odperf-images=0: time at least 1 camera image per case"),
     ("device", ["--odperf-devices=gpu"], "--odperf-devices: no device 'gpu' on this machine (found: cpu"),
     ("dataset_missing", ["--odperf-dataset={root}/nowhere"], "no such folder; give a COCO-format root"),
@@ -206,3 +210,14 @@ def test_an_emulated_gpu_is_filed_under_a_name_of_its_own(tmp_path):
     assert "test_inference[centernet_tiny-b64-gpu]" in out.stdout and "-cpu]" not in out.stdout
     out = run_pytest(*common, "-m", "p100", env=env)
     assert out.returncode == 5  # nothing is marked as a P100 that is not one
+
+
+def test_the_steady_warm_ups_bound_in_the_help_is_the_one_the_worker_keeps():
+    """The plugin states the bound without importing the engine (its import is on every pytest start)."""
+    import inspect
+
+    import odperf.pytest_plugin as plugin
+    from odperf.engine.request import MAX_WARMUP_IMAGES, MeasureRequest
+
+    assert f"for at most {MAX_WARMUP_IMAGES} warm-up images" in inspect.getsource(plugin)
+    assert MeasureRequest(model="m", batch_size=1, images=1).max_warmup_images == MAX_WARMUP_IMAGES

@@ -61,6 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "time per image is within this fraction of the mean (default 0.03: +/-3%%)")
     g.addoption("--odperf-warmup-images", type=int, default=1, metavar="N",
                 help="camera images run before timing, outside the rounds (default 1)")
+    g.addoption("--odperf-warmup-steady", type=float, default=None, metavar="FRACTION",
+                help="after --odperf-warmup-images, warm up on until 3 images in a row agree within this fraction "
+                     "of their median (0.05: 5%%), for at most 30 warm-up images (engine.request.MAX_WARMUP_IMAGES); "
+                     "recorded in runtime_settings (default: off)")
     g.addoption("--odperf-model-dir", default=None, metavar="DIR",
                 help="folder of extracted model-zoo tarballs (default: $ODPERF_MODEL_DIR or ~/.cache/odperf/models)")
     g.addoption("--odperf-dataset", default=None, metavar="DIR",
@@ -103,7 +107,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
-    names = ("models", "batch_sizes", "devices", "images", "min_images", "max_images", "target_ci", "warmup_images", "model_dir", "dataset", "split",
+    names = ("models", "batch_sizes", "devices", "images", "min_images", "max_images", "target_ci", "warmup_images", "warmup_steady", "model_dir", "dataset", "split",
              "accuracy", "emulate", "results_dir", "expectations", "scorer")
     out = {n: config.getoption(f"odperf_{n}") for n in names}
     out.update(timeout_s=config.getoption("odperf_timeout"), sample_period_ms=config.getoption("odperf_sample_ms"),

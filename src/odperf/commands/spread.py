@@ -12,7 +12,8 @@ variant, variant, ..., baseline, ...) so that a drift of the machine falls on al
 - ``expandable_segments``: the caching allocator with ``expandable_segments:True`` (another allocator state);
 - ``threads_4``: ``OMP_NUM_THREADS=4`` (host threads: fewer intra-op threads contending);
 - ``cudnn_benchmark``: cuDNN autotuning on (another algorithm choice; ``ODPERF_CUDNN_BENCHMARK=1``);
-- ``long_warmup``: 10 warm-up images instead of the default;
+- ``steady_warmup``: warm-up until 3 images in a row agree within 3% (at most 30), the MLPerf way,
+  instead of the default single image (``--odperf-warmup-steady``);
 - ``gpu_local_cores``: the worker pinned to the cores NVML calls near the GPU (host placement across
   sockets; GPU studies only, and only where those are not already all the cores it may use).
 
@@ -62,7 +63,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             tests="the caching allocator's state"),
     Variant("threads_4", {"OMP_NUM_THREADS": "4"}, tests="host threads"),
     Variant("cudnn_benchmark", {"ODPERF_CUDNN_BENCHMARK": "1"}, tests="cuDNN algorithm choice"),
-    Variant("long_warmup", request={"warmup_images": 10}, tests="warm-up too short to be steady"),
+    Variant("steady_warmup", request={"steady_warmup": 0.03}, tests="warm-up too short to be steady"),
     Variant("gpu_local_cores", cores="gpu_local", tests="host threads far from the GPU (NUMA placement)"),
 )}
 GPU_ONLY = tuple(name for name, v in VARIANTS.items() if v.cores == "gpu_local")

@@ -308,6 +308,19 @@ class MeminfoSampler:
 
 
 # --- the worker ----------------------------------------------------------------------------------
+STEADY_WINDOW = 3  # warm-up images that must agree before a steady warm-up stops
+
+
+def steady(times: List[float], tolerance: float) -> bool:
+    """The last STEADY_WINDOW times agree: slowest minus fastest within ``tolerance`` of their median. A
+    runtime still tuning, loading kernels or growing its caches shows as times that keep moving."""
+    if len(times) < STEADY_WINDOW:
+        return False
+    last = sorted(times[-STEADY_WINDOW:])
+    middle = last[len(last) // 2]
+    return middle > 0 and (last[-1] - last[0]) <= tolerance * middle
+
+
 class Worker:
     """One runtime, one model, one batch size; answers commands through ``handlers`` (name -> function of
     (worker, message) returning the reply). ``platform`` starts the runtime and loads the model and the
@@ -339,6 +352,13 @@ class Worker:
         self.detector = self.platform.load(r)
         t_loaded = time.monotonic()
         warm = [self.time_image(k % r.images)[0] for k in range(r.warmup_images)]
+        tolerance = getattr(r, "steady_warmup", None)
+        if tolerance:  # on until the time per image has settled, or the bound
+            while not steady(warm, tolerance) and len(warm) < r.max_warmup_images:
+                warm.append(self.time_image(len(warm) % r.images)[0])
+            runtime["settings"] = dict(runtime["settings"], warmup={
+                "images": len(warm), "steady": steady(warm, tolerance), "within": tolerance,
+                "window": STEADY_WINDOW, "at_most": r.max_warmup_images})
         t_ready = time.monotonic()
         ready = {"event": "ready", "t_main": self.t_main, "dataset_s": t_dataset - t0,
                  "import_s": t_imported - t_dataset, "load_s": t_loaded - t_imported,

@@ -12,7 +12,8 @@ from odperf.measure.scorers import DEFAULT_SCORER, check_scorer
 from odperf.measure.devices import DeviceError, parse_device
 from odperf.workload import CameraGrid
 
-BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
+BATCH_POLICIES = ("tile_by_tile", "refuse")
+MAX_WARMUP_IMAGES = 30  # a steady warm-up's bound by default: never endless on a runtime that never settles  # as odperf.zoo.loaders, which the parent need not import
 
 
 @dataclass
@@ -36,6 +37,10 @@ class MeasureRequest:
     seed: int = 0
     grid: tuple[int, int, int] = (9, 7, 300)  # rows, cols, tile
     warmup_images: int = 1  # untimed images before timing; 0 only for untimed (accuracy) runs
+    # then, where given, warm up on until the last STEADY_WINDOW warm-up images agree within this fraction
+    # (slowest - fastest over their median), at most max_warmup_images in all (engine.portable.steady)
+    steady_warmup: float | None = None
+    max_warmup_images: int = MAX_WARMUP_IMAGES
     memory_limit_mb: int | None = None
     emulate_profile: str | None = None
     timeout_s: float = 900.0
@@ -71,6 +76,13 @@ class MeasureRequest:
             )
         _positive_int("images (camera images to time)", self.images)
         _whole("warmup_images", self.warmup_images, minimum=0)
+        if self.steady_warmup is not None:
+            if isinstance(self.steady_warmup, bool) or not isinstance(self.steady_warmup, (int, float)) \
+                    or not 0 < self.steady_warmup < 1:
+                raise WorkloadError(f"steady_warmup must be a fraction between 0 and 1 (0.05: within 5%), got "
+                                    f"{self.steady_warmup!r}")
+            _whole("max_warmup_images", self.max_warmup_images, minimum=max(self.warmup_images, 1),
+                   fix="it bounds the warm-up, warmup_images included")
         _whole("seed", self.seed, minimum=0, fix="the camera images' seed is a non-negative integer, e.g. 0")
         try:
             self.device = str(parse_device(self.device))

@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from odperf.engine.request import MAX_WARMUP_IMAGES
 from odperf.errors import DatasetError, ModelError, OdperfError
 from odperf.util.atomic import check_folder
 
 
 def check_options(*, images: int | None, warmup_images: int, timeout_s: float, sample_period_ms: float,
-                  seed: int) -> None:
+                  seed: int, warmup_steady: float | None = None) -> None:
     """The numeric options (batch sizes are checked where they are parsed, in odperf.suite.matrix)."""
     if images is not None and images < 1:
         raise OdperfError(f"--odperf-images={images}: time at least 1 camera image per case (a car is 95)")
@@ -26,6 +27,12 @@ def check_options(*, images: int | None, warmup_images: int, timeout_s: float, s
             f"--odperf-warmup-images={warmup_images}: timing needs at least 1 warm-up image (the first image "
             "pays one-off costs, reported apart as the deployment's first inference); give 1 or more"
         )
+    if warmup_steady is not None and not 0 < warmup_steady < 1:
+        raise OdperfError(f"--odperf-warmup-steady={warmup_steady:g}: give the fraction the last warm-up images "
+                          "must agree within, between 0 and 1 (0.05: 5%)")
+    if warmup_steady is not None and warmup_images > MAX_WARMUP_IMAGES:
+        raise OdperfError(f"--odperf-warmup-images={warmup_images} with --odperf-warmup-steady: a steady warm-up "
+                          f"stops at {MAX_WARMUP_IMAGES} images; give at most {MAX_WARMUP_IMAGES} warm-up images")
     if not timeout_s > 0:
         raise OdperfError(f"--odperf-timeout={timeout_s:g}: the limit per measured case must be a positive number "
                           "of seconds (default 1800)")

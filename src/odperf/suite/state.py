@@ -37,6 +37,7 @@ class SuiteState:
     expectations: Expectations
     images: int
     warmup_images: int = 1
+    warmup_steady: float | None = None  # warm up until the time per image settles within this fraction
     model_dir: str | None = None
     dataset: str | None = None
     split: str | None = None
@@ -81,6 +82,7 @@ class SuiteState:
         min_images: int | None = None,
         max_images: int | None = None,
         target_ci: float | None = None,
+        warmup_steady: float | None = None,
     ) -> "SuiteState":
         """The run's state from its options. ``check`` (once per run, before any worker starts) also checks
         the options' values, the dataset and every model on disk, raising OdperfError at the first fault."""
@@ -91,7 +93,7 @@ class SuiteState:
 
         if check:
             preflight.check_options(images=images, warmup_images=warmup_images, timeout_s=timeout_s,
-                                    sample_period_ms=sample_period_ms, seed=seed)
+                                    sample_period_ms=sample_period_ms, seed=seed, warmup_steady=warmup_steady)
         try:
             sampling = plan_images(images, min_images, max_images, target_ci, default_ceiling=IMAGES_PER_CAR)
         except OdperfError:
@@ -127,6 +129,7 @@ class SuiteState:
             images=sampling.ceiling,
             sampling=sampling,
             warmup_images=warmup_images,
+            warmup_steady=warmup_steady,
             model_dir=model_dir,
             dataset=dataset,
             split=split,
@@ -195,6 +198,7 @@ class SuiteState:
             dataset_split=self.split or ("val2017" if self.dataset else "val"),
             seed=self.seed,
             warmup_images=self.warmup_images if timed else 0,
+            steady_warmup=self.warmup_steady if timed else None,
             memory_limit_mb=int(case.target.memory_mb) if emulated and case.target.memory_mb else None,
             emulate_profile=case.target.expectations_profile if emulated else None,
             timeout_s=self.timeout_s,
