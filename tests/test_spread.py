@@ -185,4 +185,9 @@ def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
         assert load["steal_cores"] is None or 0 <= load["steal_cores"] <= load["others_cores"] + 0.05
     text = write_study(tmp_path / "out", config, workers, "spread", "CPU", 1.0).read_text()
     assert f"Pinned near the GPU (pinned_one): ran on cores {core}." in text
-    assert "| host: worker / others / steal cores |" in text
+    assert "| host: worker / others / steal cores | warm-up |" in text
+    from odperf.commands.spread_analysis import warmup_text
+
+    assert warmup_text({"images": 7, "steady": True}, 3.14) == "7 images, settled, 3.1 s"
+    assert warmup_text({"images": 30, "steady": False}, None) == "30 images, not settled, -"
+    assert warmup_text(None, 0.52) == "0.5 s"

@@ -140,6 +140,14 @@ def analyse(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def warmup_text(steady: dict[str, Any] | None, seconds: float | None) -> str:
+    """``7 images, settled, 3.1 s`` for a steady warm-up; the seconds alone for the fixed one."""
+    took = "-" if seconds is None else f"{seconds:.1f} s"
+    if not steady:
+        return took
+    return f"{steady['images']} images, {'settled' if steady['steady'] else 'not settled'}, {took}"
+
+
 def _f(value: Any, fmt: str = ".4g") -> str:
     return "-" if value is None else format(value, fmt) if isinstance(value, (int, float)) else str(value)
 
@@ -153,8 +161,8 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
              "## Workers, in the order they ran", "",
              "| # | variant | outcome | s/img | device s/img | host share | SM MHz min/med/max | power W med "
              "| temp C max | busy % med | clock events (not idle) | allocator reserved MB | threads | cores | other procs "
-             "| host: worker / others / steal cores |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| host: worker / others / steal cores | warm-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in workers:
         sm = w.get("sm_clock_mhz") or {}
         events = {k: v for k, v in (w.get("clock_event_reasons") or {}).items() if k != "gpu_idle"}
@@ -168,7 +176,8 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
             ", ".join(f"{k} {v:.0%}" for k, v in events.items()) or "none",
             _f(w.get("allocator_reserved_peak_mb"), ".0f"), _f(rs.get("threads")), _f(rs.get("cpu_affinity")),
             _f((w.get("card_before") or {}).get("processes")),
-            "/".join(_f(_load(w, k), ".2f") for k in ("worker_cores", "others_cores", "steal_cores"))]) + " |")
+            "/".join(_f(_load(w, k), ".2f") for k in ("worker_cores", "others_cores", "steal_cores")),
+            warmup_text(rs.get("warmup"), (w.get("deploy_s") or {}).get("warmup"))]) + " |")
     base = analysis["baseline"]
     lines += ["", "## The baseline's spread", ""]
     if base:
