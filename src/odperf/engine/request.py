@@ -12,8 +12,8 @@ from odperf.measure.scorers import DEFAULT_SCORER, check_scorer
 from odperf.measure.devices import DeviceError, parse_device
 from odperf.workload import CameraGrid
 
-BATCH_POLICIES = ("tile_by_tile", "refuse")
-MAX_WARMUP_IMAGES = 30  # a steady warm-up's bound by default: never endless on a runtime that never settles  # as odperf.zoo.loaders, which the parent need not import
+BATCH_POLICIES = ("tile_by_tile", "refuse")  # as odperf.zoo.loaders, which the parent need not import
+MAX_WARMUP_IMAGES = 30  # a steady warm-up's bound by default: never endless on a runtime that never settles
 
 
 @dataclass
