@@ -185,3 +185,41 @@ def test_the_record_carries_the_state_and_older_records_read_as_unknown():
     migrated = RunRecord.from_extra_info(old)
     assert migrated.odperf_schema == 3
     assert migrated.gpu_state is None and migrated.device_time_per_image_s is None and migrated.host_share is None
+
+
+def test_a_stream_runs_gpu_state_is_summarised_over_that_run_and_goes_into_its_record():
+    """A LoadGen run under a power cap between idle stretches: its own window says so; a window no sample
+    fell in says it is the whole run instead; the scenario's record carries its longest run's state."""
+    from odperf.results import RunRecord
+    from odperf.stream.cases import ScenarioResult
+    from odperf.stream.record import fill_record
+    from odperf.stream.session import StreamRun
+
+    gpu = h200(sm_clock_mhz=345, reasons=IDLE)
+    sampler = MemorySampler([], period_ms=5, state=GpuStateReader(NvmlStandIn([gpu]), gpu), state_period_ms=5)
+    with sampler:
+        wait_states(sampler)
+        gpu.sm_clock_mhz, gpu.reasons, gpu.utilization_pct = 1410, POWER_CAP, 97
+        t_start = time.monotonic()  # after the change: every sample from here reads the run's state
+        wait_states(sampler)
+        t_end = time.monotonic()
+        time.sleep(0.05)  # a sample stamped before t_end has been read before the card goes idle again
+        gpu.sm_clock_mhz, gpu.reasons, gpu.utilization_pct = 345, IDLE, 0
+        wait_states(sampler)
+    run_state = sampler.gpu_state_between(t_start, t_end, "LoadGen run")
+    assert run_state["window"] == "LoadGen run" and run_state["samples"] >= 3
+    assert run_state["sm_clock_mhz"] == {"min": 1410.0, "median": 1410.0, "max": 1410.0}
+    assert run_state["clock_event_reasons"] == {"sw_power_cap": 1.0} and run_state["utilization_pct"]["min"] == 97
+    late = sampler.gpu_state_between(t_end + 100, t_end + 200, "LoadGen run")
+    assert late["window"] == "whole worker run (no sample fell inside the LoadGen run)"
+    assert late["sm_clock_mhz"]["min"] == 345 and late["sm_clock_mhz"]["max"] == 1410
+
+    def run(wall_s: float, state: dict | None) -> StreamRun:
+        return StreamRun(settings=None, summary=None, log_dir="", wall_s=wall_s, batches=1, model_s=0.1,
+                         peak_memory_mb=100.0, gpu_state=state)
+
+    result = ScenarioResult(scenario="server", block={"scenario": "server"},
+                            runs=[run(1.0, late), run(5.0, run_state)])
+    record = fill_record(RunRecord(model="m", device_profile="h200", batch_size=8, kind="stream",
+                                   gpu_state={"window": "timed images"}), result)
+    assert record.gpu_state is run_state  # the longest run's, not the timed images' before the stream

@@ -138,19 +138,24 @@ class MemorySampler:
 
     def gpu_state(self) -> dict[str, Any] | None:
         """The GPU's state over the timed window (or the whole run), or None without a state reader."""
+        start, end = self._timed
+        return self.gpu_state_between(start, end, "timed images")
+
+    def gpu_state_between(self, start: float | None, end: float | None, what: str) -> dict[str, Any] | None:
+        """The GPU's state over ``start``-``end`` (time.monotonic; ``what`` names that stretch: a stream's
+        LoadGen run), or over the whole run where no window is given or no sample fell inside it."""
         if self.state is None:
             return None
-        states = list(self._states)
-        start, end = self._timed
+        states = [s for _, s in self._states]
         window = "whole worker run"
         if start is not None:
-            inside = [s for t, s in states if t >= start and (end is None or t <= end)]
+            inside = [s for t, s in list(self._states) if t >= start and (end is None or t <= end)]
             if inside:
-                states, window = [(0.0, s) for s in inside], "timed images"
+                states, window = inside, what
             else:
-                window = "whole worker run (no sample fell inside the timed images)"
-        return summarise([s for _, s in states], self.state, window=window,
-                         period_ms=self.period_ms * self.state_every, settings=self._settings)
+                window = f"whole worker run (no sample fell inside the {what})"
+        return summarise(states, self.state, window=window, period_ms=self.period_ms * self.state_every,
+                         settings=self._settings)
 
     def stop(self) -> MemoryStats:
         if self._thread is not None and self._t1 is None:

@@ -24,11 +24,13 @@ def fill_record(record: RunRecord, result: ScenarioResult, relative_to: Path | N
     if relative_to is not None and block.get("log_dir"):
         block["log_dir"] = os.path.relpath(Path(block["log_dir"]).resolve(), relative_to.resolve())
     record.stream = block
-    run = result.memory_run
+    run = result.memory_run  # the longest run: its memory, and what the GPU was doing meanwhile
     if run is not None:
         record.peak_memory_mb = run.peak_memory_mb
         record.memory_timeline = run.memory_timeline
         record.memory_probe = run.memory_probe
+        if run.gpu_state is not None:  # the card during this scenario's run, not the timed images before it
+            record.gpu_state = run.gpu_state
     return record
 
 

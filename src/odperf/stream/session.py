@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from odperf.engine.client import WorkerSession
@@ -35,6 +37,7 @@ class StreamRun:
     memory_timeline: list[list[float]] = field(default_factory=list)  # [[t_s from the run's start, MB]]
     memory_slope_mb_per_min: float | None = None  # after warm-up
     memory_probe: str | None = None
+    gpu_state: dict[str, Any] | None = None  # what an NVIDIA GPU was doing during this run (measure.gpu_state)
 
     def latency(self, name: str) -> float | None:
         return self.summary.latency_s.get(name)
@@ -80,6 +83,7 @@ class StreamSession(WorkerSession):
             run.memory_timeline, run.memory_probe = window, stats.probe
             run.peak_memory_mb = max((mb for _, mb in window), default=None)
             run.memory_slope_mb_per_min = memory_slope(window)
+            run.gpu_state = self.sampler.gpu_state_between(t_start, t_end, "LoadGen run")
         return run
 
     def image_times(self, images: int) -> list[float]:
