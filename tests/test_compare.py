@@ -88,3 +88,27 @@ def test_cli_compare_writes_markdown_and_csv(pair, tmp_path: Path):
     done = subprocess.run([sys.executable, "-m", "odperf.cli", "compare", str(pair[0])],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "at least two runs" in done.stderr
+
+
+def test_a_ratio_taken_under_load_or_held_clocks_carries_a_caveat(tmp_path: Path):
+    """Two GPUs compared: B's batch 8 ran with its clocks held by a power cap, A's batch 1 on a busy host;
+    the rows that ran idle at full clocks (an idle share of samples is no cap) carry nothing."""
+    capped = {"clock_event_reasons": {"gpu_idle": 0.1, "sw_power_cap": 0.75}}
+    idle_only = {"clock_event_reasons": {"gpu_idle": 0.2}}
+    busy = {"cores": 16, "others_cores": 6.4, "others_share": 0.4, "loaded": True, "threshold_share": 0.1}
+    quiet = {"cores": 16, "others_cores": 0.16, "others_share": 0.01, "loaded": False, "threshold_share": 0.1}
+    a = load_run(mr.write_run(tmp_path / "a.json", "h100", [
+        Bench("m", 1, [1.0, 1.0], extra={"load": busy, "gpu_state": idle_only}),
+        Bench("m", 8, [0.5, 0.5], extra={"load": quiet, "gpu_state": idle_only}),
+        Bench("m", 64, [0.4, 0.4], extra={"load": quiet, "gpu_state": idle_only})]))
+    b = load_run(mr.write_run(tmp_path / "b.json", "h200", [
+        Bench("m", 1, [0.8, 0.8], extra={"load": quiet, "gpu_state": idle_only}),
+        Bench("m", 8, [0.6, 0.6], extra={"load": quiet, "gpu_state": capped}),
+        Bench("m", 64, [0.3, 0.3], extra={"load": quiet, "gpu_state": idle_only})]))
+    text = render(compare_runs(a, b))
+    caveats = [ln for ln in text.splitlines() if ln.startswith("CAVEAT")]
+    assert caveats == [
+        "CAVEAT: m batch 1: A: others used 6.40 of 16 cores (40%) while it was timed",
+        "CAVEAT: m batch 8: B: clocks held (sw_power_cap 75% of the GPU's samples)",
+    ]
+    assert "- CAVEAT: m batch 8" in render(compare_runs(a, b), markdown=True)

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 from scipy import stats
 
+from odperf.measure.gpu_state import held
+
 MIN_CORRELATED = 4  # workers with a figure before its correlation is computed
 
 
@@ -119,9 +121,8 @@ def analyse(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
             parts[label] = {"min_s": min(values), "max_s": max(values), "range_s": max(values) - min(values)}
     reasons: dict[str, int] = {}
     for w in ok:
-        for name, share in (w.get("clock_event_reasons") or {}).items():
-            if name != "gpu_idle" and share > 0:
-                reasons[name] = reasons.get(name, 0) + 1
+        for name in held(w.get("clock_event_reasons")):
+            reasons[name] = reasons.get(name, 0) + 1
     return {
         "baseline": spread_of([w["mean_s"] for w in base]),
         "variants": variants,
@@ -165,7 +166,7 @@ def markdown(config: Any, workers: Sequence[dict[str, Any]], analysis: dict[str,
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in workers:
         sm = w.get("sm_clock_mhz") or {}
-        events = {k: v for k, v in (w.get("clock_event_reasons") or {}).items() if k != "gpu_idle"}
+        events = held(w.get("clock_event_reasons"))
         rs = w.get("runtime_settings") or {}
         lines.append("| " + " | ".join([
             str(w["worker"]), w["variant"], w["outcome"], _f(w.get("mean_s")), _f(w.get("device_mean_s")),

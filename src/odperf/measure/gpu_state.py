@@ -154,6 +154,15 @@ def core_list(cores: set[int] | None) -> str | None:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+IDLE_REASON = "gpu_idle"  # the card waiting for work: clocks down for want of it, not held
+
+
+def held(shares: dict[str, float] | None) -> dict[str, float]:
+    """Of a record's clock-event reasons (name -> share of samples), those that held the clocks below their
+    maximum while work ran: a power or thermal cap, a slowdown, a clock setting; idle aside."""
+    return {name: share for name, share in (shares or {}).items() if name != IDLE_REASON and share > 0}
+
+
 def spread(values: Sequence[float | None]) -> dict[str, float] | None:
     """min, median and max of the figures NVML gave (None where it gave none)."""
     got = [v for v in values if v is not None]

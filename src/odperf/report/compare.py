@@ -140,6 +140,7 @@ def render(c: Comparison, markdown: bool = False) -> str:
     for ch in c.oom_changes:
         lines.append(f"OOM changed: {ch.model}: A oom at batch {_batches(ch.oom_a)}, "
                      f"B oom at batch {_batches(ch.oom_b)}")
+    lines += caveats(c)
     if markdown:
         return (f"## {c.b.label} vs {c.a.label}\n\n{lines[0]}\n\n{body}\n\n{lines[2]}\n\n"
                 + "".join(f"- {ln}\n" for ln in lines[3:]))
@@ -156,6 +157,34 @@ def write_csv(comparisons: Sequence[Comparison], path: str | Path) -> Path:
             for row in table_rows(c):
                 w.writerow([c.a.label, c.b.label, *("" if v is None else v for v in row)])
     return p
+
+
+def caveats(c: Comparison) -> list[str]:
+    """A line per compared row whose figure was not taken as an idle machine at full clocks takes it: the
+    rest of the machine busy while it was timed (``load``), or the GPU's clocks held below their maximum
+    (a clock-event reason other than idle: a power or thermal cap, a slowdown). Such a ratio mixes the
+    hardware with what happened to it."""
+    out = []
+    for r in c.rows:
+        if not r.both_ok:
+            continue
+        said = [f"{side}: {why}" for side, row in (("A", r.a), ("B", r.b)) for why in _not_idle(row)]
+        if said:
+            out.append(f"CAVEAT: {r.model} batch {r.batch_size}: " + "; ".join(said))
+    return out
+
+
+def _not_idle(row: Row | None) -> list[str]:
+    from odperf.measure.load import describe
+    from odperf.report.gpu import held_reasons, reasons_text
+
+    if row is None:
+        return []
+    out = [describe(row.load)] if row.load and row.load.get("loaded") else []
+    held = held_reasons(row.gpu_state)
+    if held:
+        out.append(f"clocks held ({reasons_text(held)} of the GPU's samples)")
+    return out
 
 
 def _outcome(row: Row | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from odperf.measure.gpu_state import held
 from odperf.report.plots import Plot, _figure, _save, safe_name
 from odperf.report.tables import Table
 from odperf.results import STREAM, RunRecord, SavedRun
@@ -40,6 +41,11 @@ def reasons_text(shares: dict[str, float] | None) -> str | None:
     if not shares:
         return "none"
     return ", ".join(f"{name} {share:.0%}" for name, share in sorted(shares.items(), key=lambda kv: -kv[1]))
+
+
+def held_reasons(state: dict[str, Any] | None) -> dict[str, float]:
+    """A record's ``gpu_state``: the clock-event reasons that held its clocks (``gpu_state.held``)."""
+    return held((state or {}).get("clock_event_reasons"))
 
 
 def settings_text(settings: dict[str, Any]) -> str | None:

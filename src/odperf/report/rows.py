@@ -53,6 +53,7 @@ class Row:
     model_mb: float | None = None  # the model's own memory: peak minus the runtime's, before the model loaded
     cap_above_runtime: bool = False  # an emulated CPU cap: it limits the model's own memory, not the runtime's
     load: dict[str, Any] | None = None  # the machine's CPU use while it was timed (odperf.measure.load)
+    gpu_state: dict[str, Any] | None = None  # what an NVIDIA GPU was doing while it was timed (measure.gpu_state)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +121,7 @@ def _row(timing: Measured | None, accuracy: RunRecord | None) -> Row:
         model_mb=_float(timing[0].model_memory_mb) if timing else None,
         cap_above_runtime=(rec.emulated or {}).get("how") == "rlimit_data_above_runtime",
         load=timing[0].load if timing else None,
+        gpu_state=timing[0].gpu_state if timing else None,
     )
 
 
