@@ -223,6 +223,9 @@ def test_an_emulated_cap_is_named_by_the_runtime_that_applies_it():
 
 
 def test_detection_slots_are_what_the_model_keeps():
+    from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+    keep_triton_out()  # this test process may hold TensorFlow already (another test's): Triton would crash it
     from torchvision.models import detection
 
     from odperf.engine.portable_torch import MAX_DETECTIONS, detection_slots

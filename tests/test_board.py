@@ -434,6 +434,10 @@ def test_a_boards_pytorch_detector_keeps_as_many_slots_as_the_models_metadata_sa
     import shutil
 
     import numpy as np
+
+    from odperf.backends.pytorch.triton_guard import keep_triton_out
+
+    keep_triton_out()  # this test process holds TensorFlow (the frozen-graph boards'): Triton would crash it
     import torch
 
     from odperf.engine import portable_torch

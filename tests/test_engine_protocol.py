@@ -43,11 +43,28 @@ def test_receive_times_out_then_sees_the_other_end_close(pair):
     with pytest.raises(ChannelTimeout):
         b.receive(timeout=0.05)
     os.close(a.write_fd)
+    a.write_fd = -1  # closed here: the fixture's a.close() must not close it again
     with pytest.raises(ChannelClosed):
         b.receive(timeout=1)
     os.close(a.read_fd)
+    a.read_fd = -1
     with pytest.raises(ChannelClosed):
         b.send({"to": "nobody"})
+
+
+def test_closing_a_channel_twice_leaves_a_file_that_took_its_number_open(tmp_path):
+    """The second close (a session and its owner both cleaning up) must not close whatever file the kernel
+    has since given one of the channel's old numbers: that file belongs to someone else."""
+    r, w = os.pipe()
+    channel = Channel(r, w)
+    channel.close()
+    other = os.open(str(tmp_path / "other"), os.O_CREAT | os.O_RDWR)  # the lowest free number: one of the two
+    try:
+        assert other in (r, w)
+        channel.close()
+        os.write(other, b"still open")
+    finally:
+        os.close(other)
 
 
 def test_outcomes():
@@ -169,3 +186,32 @@ def test_record_maps_every_figure():
     import json
 
     json.dumps(rec.to_extra_info())  # JSON-plain
+
+
+def test_a_boards_channel_owns_its_descriptors_and_the_popens_files_close_nothing_later(tmp_path):
+    """A board's worker speaks over its process's stdin and stdout. The channel keeps copies it alone closes:
+    once it is closed and the Popen's files are collected, a file that took one of those numbers stays open."""
+    import gc
+    import subprocess
+    import sys
+
+    from odperf.engine.remote import own_channel
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.readline())"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    channel = own_channel(proc)
+    channel.send({"echo": 1})
+    assert channel.receive(timeout=30) == {"echo": 1}
+    numbers = {channel.read_fd, channel.write_fd}
+    channel.close()
+    proc.wait(timeout=30)
+    others = [os.open(str(tmp_path / f"other{k}"), os.O_CREAT | os.O_RDWR) for k in range(4)]
+    try:
+        assert numbers & set(others)  # the kernel gave the freed numbers out again
+        del proc
+        gc.collect()  # the Popen's file objects, if they still owned a number, would close it now
+        for fd in others:
+            os.write(fd, b"still open")
+    finally:
+        for fd in others:
+            os.close(fd)

@@ -101,7 +101,12 @@ class Channel:
         self._buffer.extend(chunk)
 
     def close(self) -> None:
-        for fd in (self.read_fd, self.write_fd):
+        """Close both ends, once: a second call (a session and its owner both cleaning up) must not close
+        whatever file has since been given the same number."""
+        fds, self.read_fd, self.write_fd = (self.read_fd, self.write_fd), -1, -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

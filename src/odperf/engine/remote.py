@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -110,6 +111,18 @@ def board_memory(samples: dict[str, Any] | None, requested_ms: float, runtime_t:
     )
 
 
+def own_channel(proc: subprocess.Popen) -> Channel:
+    """The protocol over ``proc``'s stdout and stdin, on copies of their descriptors that the channel alone
+    owns and closes; the Popen's own file objects are closed here. Sharing the numbers would close each one
+    twice, the second time (when the Popen's files are collected) whatever file had taken that number since:
+    another case's memory probe, once."""
+    assert proc.stdin is not None and proc.stdout is not None
+    channel = Channel(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+    proc.stdout.close()
+    proc.stdin.close()
+    return channel
+
+
 class BoardSession(WorkerSession):
     """A WorkerSession whose worker runs on ``board`` over SSH (or, with ``board=None`` and ``python``, in
     a local process of that interpreter: the same code without the link, for comparison)."""
@@ -139,7 +152,7 @@ class BoardSession(WorkerSession):
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.channel = Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno())
+        self.channel = own_channel(self.proc)
         source = Path(portable.__file__).read_bytes()
         timeout = r.start_timeout_s or r.timeout_s
         try:
