@@ -161,9 +161,10 @@ def test_a_cpu_study_runs_fresh_workers_with_each_variants_setting_and_writes_it
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning one core apart needs two")
 def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
         tmp_path: Path, engine_dataset: Path, monkeypatch):
-    """The pinned variant's worker may run on the one core it is given (its runtime says so, and its CPU use
-    stays within that core); the baseline's workers, and the study's own process afterwards, keep theirs.
-    Every worker's load while timed is in its figures."""
+    """The pinned variant's worker may run on the one core it is given (the worker's own runtime reads its
+    affinity); the baseline's workers, and the study's own process afterwards, keep theirs. Every worker's
+    load while timed is in its figures. (Its CPU use is not held to one core here: over a few 30 ms images the
+    kernel's 10 ms CPU ticks put it anywhere from 0.8 to 1.25 cores.)"""
     allowed = os.sched_getaffinity(0)
     core = min(allowed)
     monkeypatch.setitem(VARIANTS, "pinned_one", Variant("pinned_one", cores="gpu_local", tests="placement"))
@@ -178,7 +179,6 @@ def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
     assert all(w["outcome"] == "ok" for w in workers), [w["error"] for w in workers]
     assert [w["runtime_settings"]["cpu_affinity"] for w in workers] == [len(allowed), 1, len(allowed)]
     assert workers[1]["pinned_to"] == f"cores {core}" and "pinned_to" not in workers[0]
-    assert workers[1]["load"]["worker_cores"] <= 1.05  # one core, however many threads it started
     for w in workers:
         load = w["load"]
         assert load["wall_s"] > 0 and load["others_cores"] >= 0
