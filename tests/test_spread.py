@@ -164,7 +164,7 @@ def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
     """The pinned variant's worker may run on the one core it is given (the worker's own runtime reads its
     affinity); the baseline's workers, and the study's own process afterwards, keep theirs. Every worker's
     load while timed is in its figures. (Its CPU use is not held to one core here: over a few 30 ms images the
-    kernel's 10 ms CPU ticks put it anywhere from 0.8 to 1.25 cores.)"""
+    kernel's 10 ms CPU ticks once put it at 1.22 cores.)"""
     allowed = os.sched_getaffinity(0)
     core = min(allowed)
     monkeypatch.setitem(VARIANTS, "pinned_one", Variant("pinned_one", cores="gpu_local", tests="placement"))
