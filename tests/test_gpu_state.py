@@ -203,7 +203,7 @@ def test_a_stream_runs_gpu_state_is_summarised_over_that_run_and_goes_into_its_r
         t_start = time.monotonic()  # after the change: every sample from here reads the run's state
         wait_states(sampler)
         t_end = time.monotonic()
-        time.sleep(0.05)  # a sample stamped before t_end has been read before the card goes idle again
+        time.sleep(0.3)  # a sample stamped before t_end has been read before the card goes idle again
         gpu.sm_clock_mhz, gpu.reasons, gpu.utilization_pct = 345, IDLE, 0
         wait_states(sampler)
     run_state = sampler.gpu_state_between(t_start, t_end, "LoadGen run")
