@@ -146,10 +146,11 @@ class MemorySampler:
         LoadGen run), or over the whole run where no window is given or no sample fell inside it."""
         if self.state is None:
             return None
-        states = [s for _, s in self._states]
+        taken = list(self._states)  # one snapshot: the sampler's thread may append meanwhile
+        states = [s for _, s in taken]
         window = "whole worker run"
         if start is not None:
-            inside = [s for t, s in list(self._states) if t >= start and (end is None or t <= end)]
+            inside = [s for t, s in taken if t >= start and (end is None or t <= end)]
             if inside:
                 states, window = inside, what
             else:
