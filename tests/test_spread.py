@@ -139,7 +139,7 @@ def test_a_cpu_study_runs_fresh_workers_with_each_variants_setting_and_writes_it
     config = StudyConfig(device="cpu", model=str(model), batch_size=4, images=3, repeats=2, variant_repeats=1,
                          variants=("baseline", "threads_1"), dataset=str(engine_dataset),
                          request={"grid": SMALL_GRID})
-    workers = run_study(config)
+    config, workers = run_study(config)
     assert [w["variant"] for w in workers] == ["baseline", "threads_1", "baseline"]
     assert all(w["outcome"] == "ok" for w in workers), [w["error"] for w in workers]
     assert len({w["pid"] for w in workers}) == 3  # a fresh process each
@@ -173,7 +173,9 @@ def test_a_pinned_variants_worker_runs_on_its_cores_and_the_study_keeps_its_own(
     config = StudyConfig(device="cpu", model=str(model), batch_size=4, images=4, repeats=2, variant_repeats=1,
                          variants=("baseline", "pinned_one"), dataset=str(engine_dataset),
                          request={"grid": SMALL_GRID})
-    workers = run_study(config)
+    given = config
+    config, workers = run_study(config)
+    assert given.pinned is None and config.pinned == f"cores {core}"  # the study's copy says; the given one is left
     assert os.sched_getaffinity(0) == allowed  # this process's own cores, given back
     assert [w["variant"] for w in workers] == ["baseline", "pinned_one", "baseline"]
     assert all(w["outcome"] == "ok" for w in workers), [w["error"] for w in workers]

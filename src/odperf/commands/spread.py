@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -205,8 +205,10 @@ def worker_figures(variant: Variant, m: Any, before: dict[str, Any] | None) -> d
     }
 
 
-def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]]:
-    """Every worker of the study, in order; a failed worker is kept with its outcome (never dropped)."""
+def run_study(config: StudyConfig, on_worker: Any = None) -> tuple[StudyConfig, list[dict[str, Any]]]:
+    """Every worker of the study, in order (a failed worker is kept with its outcome, never dropped), and
+    the configuration as it ran: ``pinned`` says where the pinned variant ran or why it was left out (then
+    it is out of ``variants``). ``config`` itself is left as given."""
     from odperf.engine import MeasureRequest, measure
 
     common: dict[str, Any] = dict(model=config.model, backend=config.backend, device=config.device,
@@ -217,9 +219,9 @@ def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]
     cores: set[int] | None = None
     if any(VARIANTS[name].cores for name in config.variants):
         cores, why = gpu_local(config.device)
-        config.pinned = why
-        if cores is None:  # pinned or not, the worker would run as the baseline's: say so, run none
-            config.variants = tuple(n for n in config.variants if not VARIANTS[n].cores)
+        # pinned or not, the worker would run as the baseline's: say so, run none
+        kept = config.variants if cores is not None else tuple(n for n in config.variants if not VARIANTS[n].cores)
+        config = replace(config, pinned=why, variants=kept)
     out = []
     for k, variant in enumerate(config.order()):
         before = card_before(config.device)
@@ -230,7 +232,7 @@ def run_study(config: StudyConfig, on_worker: Any = None) -> list[dict[str, Any]
             out[-1]["pinned_to"] = config.pinned
         if on_worker is not None:
             on_worker(out[-1])
-    return out
+    return config, out
 
 
 def write_study(out: Path, config: StudyConfig, workers: list[dict[str, Any]], command: str,
@@ -310,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         device_name = torch.cuda.get_device_name(0)
     t0 = time.monotonic()
-    workers = run_study(config, on_worker=lambda w: print(
+    config, workers = run_study(config, on_worker=lambda w: print(
         f"worker {w['worker']} {w['variant']}: {w['outcome']} mean {w['mean_s']} s/img", flush=True))
     if config.pinned and not any(w.get("pinned_to") for w in workers):
         print(f"spread study: the variant pinning the worker near the GPU was left out: {config.pinned}", flush=True)

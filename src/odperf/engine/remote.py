@@ -151,7 +151,6 @@ class BoardSession(WorkerSession):
         self._t_spawn = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.channel = own_channel(self.proc)
         source = Path(portable.__file__).read_bytes()
         timeout = r.start_timeout_s or r.timeout_s
