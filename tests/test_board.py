@@ -126,18 +126,37 @@ def test_oom_under_a_cap(sshd: Sshd, py36: str):
     assert "20 MB" in m.error or "OOM" in m.error or "alloc" in m.error.lower(), m.error
 
 
-def test_nvmap_and_tegrastats_stand_ins_cross_check(sshd: Sshd, py36: str, tmp_path: Path):
+def test_nvmap_tegrastats_and_jtop_stand_ins_cross_check(sshd: Sshd, py36: str, tmp_path: Path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(Path("/proc/meminfo").read_text() + "NvMapMemUsed:     123456 kB\n")
-    board = _board(sshd, py36, meminfo=str(meminfo), tegrastats=str(ROOT / "tests" / "tegrastats_stand_in.sh"))
+    board = _board(sshd, py36, meminfo=str(meminfo), tegrastats=str(ROOT / "tests" / "tegrastats_stand_in.sh"),
+                   jtop=str(ROOT / "tests" / "jtop_stand_in"))
     with BoardSession(_request(images=1, keep_detections=False), _graph("centernet_tiny"), board) as session:
         session.start()
         session.run_image(session.prepare(0))
         m = session.finish()
-    assert set(m.memory.probes) == {"board_ram", "board_nvmap", "board_tegrastats"}
+    assert set(m.memory.probes) == {"board_ram", "board_nvmap", "board_tegrastats", "board_jtop"}
     assert m.memory.probes["board_nvmap"].baseline_mb == pytest.approx(123456 * 1024 / 1e6)
-    assert m.memory.probes["board_tegrastats"].samples > 10
-    assert "board_tegrastats peak" in m.memory.probe and "board_nvmap peak 0 MB" in m.memory.probe
+    assert m.memory.probes["board_tegrastats"].samples > 10 and m.memory.probes["board_jtop"].samples > 10
+    # jtop's RAM "used" is meminfo's, read by its service: the same machine's figure, at its own refresh
+    ram, jtop = m.memory.probes["board_ram"], m.memory.probes["board_jtop"]
+    assert jtop.baseline_mb == pytest.approx(ram.baseline_mb, rel=0.1)
+    assert "board_tegrastats peak" in m.memory.probe and "board_jtop peak" in m.memory.probe
+    assert "board_nvmap peak 0 MB" in m.memory.probe
+
+
+def test_jtop_whose_service_does_not_answer_is_named_not_sampled(sshd: Sshd, py36: str, tmp_path: Path):
+    folder = tmp_path / "jtop"
+    folder.mkdir()
+    (folder / "jtop.py").write_text((ROOT / "tests" / "jtop_stand_in" / "jtop.py").read_text())
+    (folder / "service_down").touch()
+    board = _board(sshd, py36, jtop=str(folder), tegrastats=None)
+    with BoardSession(_request(images=1, keep_detections=False), _graph("centernet_tiny"), board) as session:
+        session.start()
+        session.run_image(session.prepare(0))
+        m = session.finish()
+    assert set(m.memory.probes) == {"board_ram"}  # no jetson-stats figure, and a run all the same
+    assert "jtop: The jetson_stats.service is not active" in m.memory.probe
 
 
 def test_killed_worker_is_a_crash_record(sshd: Sshd, py36: str):

@@ -238,12 +238,62 @@ class Tegrastats:
         self.proc.wait()
 
 
+class Jtop:
+    """jetson-stats' jtop client beside the sampler, where the board's python has jetson-stats and its
+    service answers: its RAM "used" figure (kB; MemTotal - MemFree - Buffers - Cached, as tegrastats), a
+    cross-check. The service refreshes it every ``interval_s`` (or at the pace another client set); the
+    sampler reads the latest. Raises ImportError where jetson-stats is not installed, and whatever the
+    client raises (JtopException) where its service does not answer."""
+
+    def __init__(self, folder: Optional[str] = None, interval_s: float = 0.5) -> None:
+        import sys
+
+        if folder:  # a stand-in's folder (tests), searched before the board's own packages
+            sys.path.insert(0, folder)
+        try:
+            from jtop import jtop
+        finally:
+            if folder:
+                sys.path.remove(folder)
+        self.jetson = jtop(interval=interval_s)
+        self.jetson.start()
+
+    @property
+    def value(self) -> Optional[float]:
+        try:
+            return float(self.jetson.memory["RAM"]["used"]) * 1024
+        except Exception:  # the service went away, or has not sent its first figures yet
+            return None
+
+    def stop(self) -> None:
+        try:
+            self.jetson.close()
+        except Exception:  # noqa: BLE001  a service already gone has nothing to close
+            pass
+
+
+def start_jtop(folder: Optional[str]) -> Tuple[Optional[Jtop], Optional[str]]:
+    """A started jtop client, else None and why: None where jetson-stats is not installed (most boards say
+    nothing of it), the client's own words where it is and its service does not answer."""
+    try:
+        client = Jtop(folder)
+    except ImportError:
+        return None, None
+    except Exception as exc:  # noqa: BLE001  JtopException and whatever its connection raises
+        return None, "jtop: {}".format(" ".join(str(exc).split()) or type(exc).__name__)
+    if client.value is None:
+        client.stop()
+        return None, "jtop: its service gave no memory figure"
+    return client, None
+
+
 class MeminfoSampler:
     """Samples /proc/meminfo every ``period_ms`` in a thread of the supervisor, the process beside the
-    worker (the board's memory, the way Jetson users read it), with tegrastats' figure where the board has
-    it; ships raw samples home, where the host summarises them."""
+    worker (the board's memory, the way Jetson users read it), with tegrastats' and jtop's figures where
+    the board has them; ships raw samples home, where the host summarises them."""
 
-    def __init__(self, period_ms: float, path: str = MEMINFO, tegrastats: Optional[str] = None) -> None:
+    def __init__(self, period_ms: float, path: str = MEMINFO, tegrastats: Optional[str] = None,
+                 jtop: Any = True) -> None:
         import shutil
 
         self.period_s = period_ms / 1000.0
@@ -254,8 +304,9 @@ class MeminfoSampler:
         if self.tegrastats is not None and self.tegrastats.value is None:
             self.tegrastats.stop()
             self.tegrastats = None
+        self.jtop, self.jtop_said = start_jtop(jtop if isinstance(jtop, str) else None) if jtop else (None, None)
         self.names = (["board_ram"] + (["board_nvmap"] if "NvMapMemUsed" in first else [])
-                      + (["board_tegrastats"] if self.tegrastats else []))
+                      + (["board_tegrastats"] if self.tegrastats else []) + (["board_jtop"] if self.jtop else []))
         self.baselines = [float(v) for v in self._read(first)]
         self.times = []  # type: List[float]
         self.values = []  # type: List[List[float]]
@@ -272,6 +323,8 @@ class MeminfoSampler:
             out.append(float(info.get("NvMapMemUsed", 0)))
         if self.tegrastats is not None:
             out.append(float(self.tegrastats.value or 0.0))
+        if self.jtop is not None:
+            out.append(float(self.jtop.value or 0.0))
         return out
 
     def _loop(self) -> None:
@@ -305,8 +358,10 @@ class MeminfoSampler:
             self.t1 = time.monotonic()
             if self.tegrastats is not None:
                 self.tegrastats.stop()
+            if self.jtop is not None:
+                self.jtop.stop()
         n = min(len(self.times), len(self.values))
-        return {"probes": self.names, "baselines": self.baselines, "path": self.path,
+        return {"probes": self.names, "baselines": self.baselines, "path": self.path, "unanswered": self.jtop_said,
                 "times": [round(t - self.t0, 5) for t in self.times[:n]], "values": self.values[:n],
                 "t0": self.t0,  # on the board's monotonic clock, which the worker's messages share
                 "duration_s": self.t1 - self.t0, "cpu_s": self.cpu_s, "period_ms": self.period_s * 1000.0}
@@ -646,7 +701,7 @@ def board_main() -> int:
         sampler = None
         if settings.get("meminfo"):
             sampler = MeminfoSampler(float(settings.get("period_ms", 10.0)), settings["meminfo"],
-                                     settings.get("tegrastats"))
+                                     settings.get("tegrastats"), settings.get("jtop", True))
         _, status = os.waitpid(child, 0)
         if sampler is not None:
             try:

@@ -57,7 +57,7 @@ BOOTSTRAP = (
 
 def worker_command(board: Board, settings: dict[str, Any]) -> list[str]:
     """The ssh command line that starts the worker core's bootstrap with the board's python; ``settings``
-    are the memory sampler's (period, meminfo path, tegrastats)."""
+    are the memory sampler's (period, meminfo path, tegrastats, jtop)."""
     return board.command(f"exec {shlex.quote(board.python)} -u -c {shlex.quote(BOOTSTRAP)} "
                          f"{shlex.quote(json.dumps(settings))}")
 
@@ -93,8 +93,8 @@ def board_memory(samples: dict[str, Any] | None, requested_ms: float, runtime_t:
                                   mean_mb=float(mb.mean()) if len(mb) else None, baseline_mb=base / portable.MB,
                                   samples=len(mb))
     head = samples["probes"][0]
-    also = "; ".join(f"{name} peak {probes[name].peak_mb:.0f} MB" for name in samples["probes"][1:]
-                     if probes[name].peak_mb is not None)
+    also = "; ".join([f"{name} peak {probes[name].peak_mb:.0f} MB" for name in samples["probes"][1:]
+                      if probes[name].peak_mb is not None] + ([samples["unanswered"]] if samples.get("unanswered") else []))
     gaps = np.diff(times) * 1000.0
     mark = None if runtime_t is None else runtime_t - float(samples["t0"])
     before = np.flatnonzero(times <= mark) if mark is not None else np.zeros(0, dtype=int)
@@ -144,7 +144,8 @@ class BoardSession(WorkerSession):
                                         "board": self.board.destination if self.board else None}
         payload = board_payload(r, self.model)
         sampling = {"period_ms": r.sample_period_ms, "meminfo": self.board.meminfo if self.board else portable.MEMINFO,
-                    "tegrastats": self.board.tegrastats if self.board else None}
+                    "tegrastats": self.board.tegrastats if self.board else None,
+                    "jtop": (self.board.jtop or True) if self.board else False}
         command = (worker_command(self.board, sampling) if self.board
                    else [self.python, "-u", "-c", BOOTSTRAP, json.dumps(sampling)])
         self._log = tempfile.TemporaryFile(prefix="odperf-board-")

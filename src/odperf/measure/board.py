@@ -4,7 +4,8 @@ SSH (the same worker and protocol without the link: what the link costs is the d
 
 Query keys: ``python`` (the board's interpreter, default ``python3``), ``ssh_config`` (an ssh config
 file, passed as ``-F``: keys, known_hosts, jump hosts), and, for stand-ins of the Jetson files,
-``meminfo``, ``device_tree`` and ``tegrastats``. Without a PROFILE the board names itself: its
+``meminfo``, ``device_tree``, ``tegrastats`` and ``jtop`` (a folder holding a stand-in jetson-stats).
+Without a PROFILE the board names itself: its
 ``/proc/device-tree/model`` (else ``/etc/nv_tegra_release``), read over SSH, matched against the device
 table's ``[[jetson]]`` entries. The profile's markers (``jetson``, ``tx2``, ...) and ``board`` go on
 the board's cases, so ``pytest benchmarks -m tx2 --odperf-board ...`` runs exactly those.
@@ -24,7 +25,7 @@ from odperf.measure.devices import load_table
 BOARD_MARKER = "board"
 DEVICE_TREE = "/proc/device-tree/model"
 TEGRA_RELEASE = "/etc/nv_tegra_release"
-QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree", "tegrastats")
+QUERY_KEYS = ("python", "ssh_config", "meminfo", "device_tree", "tegrastats", "jtop")
 MEMINFO = "/proc/meminfo"
 
 
@@ -48,6 +49,7 @@ class Board:
     ssh_options: list[str] = field(default_factory=list)
     meminfo: str = MEMINFO
     tegrastats: str | None = "tegrastats"  # run on the board where found there (a cross-check of RAM used)
+    jtop: str | None = None  # a folder to import jetson-stats' jtop from (a stand-in's); None: the board's own
     link: str = "ssh"  # "ssh", or "local pipes" (local://: this host's interpreter, no SSH)
     runtimes: tuple[str, ...] = BOARD_RUNTIMES
 
@@ -100,6 +102,7 @@ def parse_board(spec: str) -> tuple[Board, str | None]:
     board = Board(profile=profile, host=parsed.hostname or "localhost", user=parsed.username, port=parsed.port,
                   python=query.get("python", "python3"), ssh_options=options,
                   meminfo=query.get("meminfo", MEMINFO), tegrastats=query.get("tegrastats", "tegrastats"),
+                  jtop=query.get("jtop"),
                   link="local pipes" if local else "ssh")
     return board, query.get("device_tree")
 
