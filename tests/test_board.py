@@ -130,7 +130,7 @@ def test_nvmap_tegrastats_and_jtop_stand_ins_cross_check(sshd: Sshd, py36: str, 
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(Path("/proc/meminfo").read_text() + "NvMapMemUsed:     123456 kB\n")
     board = _board(sshd, py36, meminfo=str(meminfo), tegrastats=str(ROOT / "tests" / "tegrastats_stand_in.sh"),
-                   jtop=str(ROOT / "tests" / "jtop_stand_in"))
+                   jtop=str(ROOT / "tests" / "jtop_on_board"))
     with BoardSession(_request(images=1, keep_detections=False), _graph("centernet_tiny"), board) as session:
         session.start()
         session.run_image(session.prepare(0))
@@ -148,7 +148,7 @@ def test_nvmap_tegrastats_and_jtop_stand_ins_cross_check(sshd: Sshd, py36: str, 
 def test_jtop_whose_service_does_not_answer_is_named_not_sampled(sshd: Sshd, py36: str, tmp_path: Path):
     folder = tmp_path / "jtop"
     folder.mkdir()
-    (folder / "jtop.py").write_text((ROOT / "tests" / "jtop_stand_in" / "jtop.py").read_text())
+    (folder / "jtop.py").write_text((ROOT / "tests" / "jtop_on_board" / "jtop.py").read_text())
     (folder / "service_down").touch()
     board = _board(sshd, py36, jtop=str(folder), tegrastats=None)
     with BoardSession(_request(images=1, keep_detections=False), _graph("centernet_tiny"), board) as session:

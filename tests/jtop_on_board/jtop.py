@@ -1,4 +1,6 @@
-"""A stand-in of jetson-stats' jtop client for tests/test_board.py (jtop's service runs only on a Jetson).
+"""A stand-in of jetson-stats' jtop client on a board, for tests/test_board.py (jtop's service runs only
+on a Jetson), imported by the board's Python 3.6 through ``?jtop=`` (tests/jtop_standin.py is the host's,
+in-process one, whose figures a test sets).
 
 The same calls odperf makes on a board: ``jtop(interval=...)``, ``start()`` (``JtopException`` where the
 service does not answer: here, where a file named ``service_down`` sits beside this one), ``memory``
