@@ -217,22 +217,26 @@ def test_board_names_itself_from_its_device_tree(sshd: Sshd, py36: str, tmp_path
         board_target(f"{sshd.url}?python={py36}&ssh_config={sshd.ssh_config()}&device_tree={tmp_path / 'none'}")
 
 
-def _suite_on_tx2(sshd: Sshd, python: str, models: str, saved: Path) -> subprocess.CompletedProcess:
-    """``pytest benchmarks -m tx2`` on the host with the board over SSH: batch 7, 2 images, scored."""
+def _suite_on_tx2(sshd: Sshd, python: str, models: str, saved: Path, named: bool = False) -> subprocess.CompletedProcess:
+    """``pytest benchmarks -m tx2`` on the host with the board over SSH: batch 7, 2 images, scored. With
+    ``named`` the board is ``--odperf-board lab-tx2``, a ``[[board]]`` entry of a site's table beside ``saved``."""
     spec = f"tx2={sshd.url}?python={python}&ssh_config={sshd.ssh_config()}"
+    env = child_env()
+    if named:
+        table = saved.with_name("site-devices.toml")
+        table.write_text(f'[[board]]\nname = "lab-tx2"\nprofile = "tx2"\nurl = {json.dumps(spec.split("=", 1)[1])}\n')
+        spec, env = "lab-tx2", child_env(ODPERF_DEVICES=str(table))
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_inference.py"), "-p", "no:cacheprovider",
          "-p", "no:xdist", "-m", "tx2", "--odperf-board", spec, f"--odperf-models={models}",
          "--odperf-batch-sizes=7", "--odperf-images=2", "--odperf-accuracy", f"--benchmark-json={saved}", "-q"],
-        cwd=ROOT, capture_output=True, text=True, env=child_env())
+        cwd=ROOT, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
 
-def test_suite_runs_exactly_the_tx2_cases_on_the_board(sshd: Sshd, py36: str, tmp_path: Path):
-    import json
-
-    out = _suite_on_tx2(sshd, py36, "centernet_tiny,fcos_tiny_torch", tmp_path / "tx2.json")
+def test_suite_runs_exactly_the_tx2_cases_on_the_board_named_in_a_sites_table(sshd: Sshd, py36: str, tmp_path: Path):
+    out = _suite_on_tx2(sshd, py36, "centernet_tiny,fcos_tiny_torch", tmp_path / "tx2.json", named=True)
     # the host's own cpu cases are not run, and the board has no case of the PyTorch model
     assert "1 passed, 2 deselected" in out.stdout, out.stdout[-2000:]
     saved = json.loads((tmp_path / "tx2.json").read_text())

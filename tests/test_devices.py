@@ -229,3 +229,61 @@ def test_odperf_device_with_an_nvml_binding_from_before_mig(visible):
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert [line.split()[:4] for line in done.stdout.splitlines() if line.startswith("t4 ")] == [
         ["t4", "gpu", "gpu:0", "Tesla"]]
+
+
+def test_a_sites_own_table_names_its_boards_and_its_profiles_match_first(tmp_path, monkeypatch):
+    from odperf.measure.board import BoardError, parse_board
+
+    own = tmp_path / "site.toml"
+    own.write_text(
+        '[[gpu]]\nname = "lab_h200"\nmatch = "H200"\nmarkers = ["gpu", "h200", "lab_h200"]\n'
+        '[[board]]\nname = "lab-tx2"\nprofile = "TX2"\n'
+        'url = "ssh://nvidia@tx2.lab:2222?python=/usr/bin/python3"\ndescription = "the TX2 on the bench"\n'
+        '[[board]]\nname = "orin-1"\nurl = "ssh://orin-1.lab"\n'
+    )
+    monkeypatch.setenv("ODPERF_DEVICES", str(own))
+    table = load_table()
+    assert gpu_profile("NVIDIA H200", 141 * GIB, table=table).name == "lab_h200"  # before the shipped h200
+    assert gpu_profile("Tesla V100-SXM2-16GB", 16 * GIB, table=table).name == "v100_sxm2"  # the shipped rest
+    assert table.board("lab-tx2").spec == "tx2=ssh://nvidia@tx2.lab:2222?python=/usr/bin/python3"
+    board, _ = parse_board("lab-tx2")
+    assert (board.profile, board.user, board.host, board.port, board.python) == (
+        "tx2", "nvidia", "tx2.lab", 2222, "/usr/bin/python3")
+    orin, _ = parse_board("orin-1")
+    assert orin.profile == "" and orin.host == "orin-1.lab"  # no profile: the board names itself
+    from odperf.scaleout.task import BOARDS_ENV, node_board
+
+    assert node_board("tx2", {BOARDS_ENV: "orin-1 lab-tx2"}) == table.board("lab-tx2").spec  # a Ray node's boards
+    with pytest.raises(BoardError, match=r"no \[\[board\]\] entry named 'tx3' \(named: lab-tx2, orin-1\)"):
+        parse_board("tx3")
+    with pytest.raises(BoardError, match=r"expected \[PROFILE=\]ssh://"):
+        parse_board("tx2=nvidia@tx2.lab")  # not a name: the URL spelling's own message
+    monkeypatch.setenv("ODPERF_DEVICES", str(tmp_path / "missing.toml"))
+    with pytest.raises(DeviceError, match="ODPERF_DEVICES: .*missing.toml: device table not found"):
+        load_table()
+    monkeypatch.delenv("ODPERF_DEVICES")
+    assert load_table().board("lab-tx2") is None  # the shipped table names no site's boards
+
+
+@pytest.mark.parametrize("entry,said", [
+    ('name = "lab-tx2"', "lacks url"),
+    ('name = "lab tx2"\nurl = "ssh://a"', "a name is letters, digits"),
+    ('name = "lab-tx2"\nurl = "tx2=ssh://a"', r"must start with ssh:// \(or local://\); its profile goes in"),
+    ('name = "lab-tx2"\nurl = "ssh://a"\npython = "/usr/bin/python3"', r"unknown key\(s\) python"),
+    ('name = "lab-tx2"\nurl = "ssh://a"\n[[board]]\nname = "lab-tx2"\nurl = "ssh://b"', "named twice"),
+])
+def test_bad_board_entries_are_refused_with_the_file_named(tmp_path, entry, said):
+    bad = tmp_path / "devices.toml"
+    bad.write_text(f"[[board]]\n{entry}\n")
+    with pytest.raises(DeviceError, match=f"devices.toml: .*{said}"):
+        load_table(bad)
+
+
+def test_a_board_entry_with_a_bad_url_is_named_with_the_entry(tmp_path, monkeypatch):
+    from odperf.measure.board import BoardError, parse_board
+
+    own = tmp_path / "site.toml"
+    own.write_text('[[board]]\nname = "lab-tx2"\nprofile = "tx2"\nurl = "ssh://tx2.lab?pyhton=/usr/bin/python3"\n')
+    monkeypatch.setenv("ODPERF_DEVICES", str(own))
+    with pytest.raises(BoardError, match=r"^\[\[board\]\] lab-tx2: --odperf-board tx2=ssh://.*unknown key\(s\) pyhton"):
+        parse_board("lab-tx2")

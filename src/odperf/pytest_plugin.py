@@ -92,8 +92,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--odperf-sample-ms", type=float, default=10.0, metavar="MS",
                 help="memory sampling period (default 10 ms, as the paper)")
     g.addoption("--odperf-seed", type=int, default=0, metavar="N", help="camera-image seed (default 0)")
-    g.addoption("--odperf-board", action="append", default=None, metavar="[PROFILE=]ssh://[user@]host[:port][?python=PATH]",
-                help="a board driven over SSH (odperf.measure.board): its cases carry its profile's markers (-m tx2)")
+    g.addoption("--odperf-board", action="append", default=None,
+                metavar="[PROFILE=]ssh://[user@]host[:port][?python=PATH] or NAME",
+                help="a board driven over SSH (odperf.measure.board), or a [[board]] entry's NAME in the device "
+                     "table ODPERF_DEVICES names: its cases carry its profile's markers (-m tx2)")
     g.addoption("--odperf-stream-scenarios", default="all", metavar="S[,S...]",
                 help="benchmarks/test_stream.py: single_stream, multi_stream, server, offline, peak, or all")
     g.addoption("--odperf-stream-budget", default="quick", metavar="NAME",

@@ -1,6 +1,7 @@
 """Boards named on the command line: ``--odperf-board [PROFILE=]ssh://[user@]host[:port][?key=value&...]``, or
 ``PROFILE=local://?python=PATH`` for a board's interpreter on this host reached through local pipes instead of
-SSH (the same worker and protocol without the link: what the link costs is the difference between the two).
+SSH (the same worker and protocol without the link: what the link costs is the difference between the two),
+or the NAME of a ``[[board]]`` entry of the device table that stands for its URL (``board_spec``).
 
 Query keys: ``python`` (the board's interpreter, default ``python3``), ``ssh_config`` (an ssh config
 file, passed as ``-F``: keys, known_hosts, jump hosts), and, for stand-ins of the Jetson files,
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 from odperf.backends.names import BOARD_RUNTIMES
 from odperf.errors import OdperfError
-from odperf.measure.devices import load_table
+from odperf.measure.devices import BOARD_NAME, OWN_TABLE_ENV, load_table
 
 BOARD_MARKER = "board"
 DEVICE_TREE = "/proc/device-tree/model"
@@ -84,8 +85,31 @@ class BoardTarget:
     model: str | None  # what the board says it is, when it was asked
 
 
+def board_spec(spec: str) -> str:
+    """A ``--odperf-board`` value in its URL spelling: a bare NAME stands for the device table's
+    ``[[board]]`` entry of that name (the shipped table's, or the site's own that ``ODPERF_DEVICES`` names)."""
+    name = spec.strip()
+    if not BOARD_NAME.match(name):
+        return spec
+    table = load_table()
+    entry = table.board(name)
+    if entry is None:
+        known = ", ".join(b.name for b in table.boards) or "none"
+        raise BoardError(f"--odperf-board {spec}: no [[board]] entry named {name!r} (named: {known}); give its "
+                         f"[PROFILE=]ssh://... URL, or add [[board]] name = {name!r} url = \"ssh://...\" to the "
+                         f"device table {OWN_TABLE_ENV} names")
+    return entry.spec
+
+
 def parse_board(spec: str) -> tuple[Board, str | None]:
-    """The Board of a ``--odperf-board`` value and its device-tree path; BoardError naming the fix."""
+    """The Board of a ``--odperf-board`` value (a URL, or a ``[[board]]`` entry's name) and its device-tree
+    path; BoardError naming the fix."""
+    named = board_spec(spec)
+    if named != spec:
+        try:
+            return parse_board(named)
+        except BoardError as exc:
+            raise BoardError(f"[[board]] {spec.strip()}: {exc}") from None
     head, sep, rest = spec.partition("=")
     url = rest if sep and not head.startswith("ssh:") else spec
     profile = head.strip().lower() if sep and not head.startswith("ssh:") else ""

@@ -23,6 +23,10 @@ from odperf.util.package_data import fixtures_dir
 GIB = 1024**3
 
 
+OWN_TABLE_ENV = "ODPERF_DEVICES"  # a site's own device table, read before the shipped one
+BOARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 def default_table_path() -> Path:
     """The shipped ``devices.toml`` (``ODPERF_FIXTURES`` names another fixtures folder)."""
     return fixtures_dir() / "devices.toml"
@@ -83,9 +87,28 @@ class ProfileRule:
 
 
 @dataclass(frozen=True)
+class BoardEntry:
+    """A ``[[board]]`` entry: a board of this site by name, so ``--odperf-board NAME`` (or ``NAME`` in
+    ``ODPERF_BOARDS``) stands for its ``url`` (``ssh://...`` with its query keys, as on the command line),
+    filed under ``profile`` (detected on the board when left out)."""
+
+    name: str
+    url: str
+    profile: str | None = None
+    description: str | None = None
+    table: str = ""  # the file it came from, for messages
+
+    @property
+    def spec(self) -> str:
+        """Its ``--odperf-board`` spelling."""
+        return f"{self.profile}={self.url}" if self.profile else self.url
+
+
+@dataclass(frozen=True)
 class DeviceTable:
     cpu_markers: tuple[str, ...]
     rules: tuple[ProfileRule, ...]
+    boards: tuple[BoardEntry, ...] = ()
 
     def match(self, kind: str, device_name: str, memory_gib: float | None = None) -> ProfileRule | None:
         return next((r for r in self.rules if r.kind == kind and r.matches(device_name, memory_gib)), None)
@@ -93,10 +116,27 @@ class DeviceTable:
     def rule(self, name: str) -> ProfileRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
+    def board(self, name: str) -> BoardEntry | None:
+        return next((b for b in self.boards if b.name == name), None)
+
 
 def load_table(path: str | Path | None = None) -> DeviceTable:
-    """The device table at ``path`` (default: ``default_table_path()``), parsed once per path."""
-    return _load_table(str(Path(path) if path is not None else default_table_path()))
+    """The device table at ``path``, parsed once per path; by default the shipped one
+    (``default_table_path()``) under a site's own (``ODPERF_DEVICES``): the site's profiles match first,
+    its boards are named with the shipped ones."""
+    if path is not None:
+        return _load_table(str(Path(path)))
+    shipped = _load_table(str(default_table_path()))
+    own = os.environ.get(OWN_TABLE_ENV)
+    if not own:
+        return shipped
+    try:
+        site = _load_table(str(Path(own).expanduser()))
+    except DeviceError as exc:
+        raise DeviceError(f"{OWN_TABLE_ENV}: {exc}") from exc
+    taken = {b.name for b in site.boards}
+    return DeviceTable(cpu_markers=shipped.cpu_markers, rules=site.rules + shipped.rules,
+                       boards=site.boards + tuple(b for b in shipped.boards if b.name not in taken))
 
 
 @lru_cache(maxsize=8)
@@ -109,9 +149,10 @@ def _load_table(path: str) -> DeviceTable:
     except tomllib.TOMLDecodeError as exc:
         raise DeviceError(f"{p}: not valid TOML: {exc}") from exc
     rules = []
-    # Every array of tables ([[gpu]], [[jetson]], ...) holds the rules of the kind of device it names.
+    # Every array of tables ([[gpu]], [[jetson]], ...) but [[board]] holds the rules of the kind of device
+    # it names.
     for kind, entries in data.items():
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or kind == "board":
             continue
         for i, entry in enumerate(entries):
             missing = [k for k in ("name", "match", "markers") if k not in entry]
@@ -134,7 +175,34 @@ def _load_table(path: str) -> DeviceTable:
                 )
             )
     cpu = data.get("cpu", {})
-    return DeviceTable(cpu_markers=tuple(cpu.get("markers", ["cpu"])), rules=tuple(rules))
+    return DeviceTable(cpu_markers=tuple(cpu.get("markers", ["cpu"])), rules=tuple(rules),
+                       boards=_board_entries(p, data.get("board", [])))
+
+
+def _board_entries(p: Path, entries: Any) -> tuple[BoardEntry, ...]:
+    """The table's ``[[board]]`` entries, checked: each names a board once and gives its URL."""
+    if not isinstance(entries, list):
+        raise DeviceError(f"{p}: board must be an array of tables ([[board]])")
+    out: list[BoardEntry] = []
+    for i, entry in enumerate(entries):
+        missing = [k for k in ("name", "url") if k not in entry]
+        if missing:
+            raise DeviceError(f"{p}: [[board]] entry {i + 1} lacks {', '.join(missing)}")
+        name, url = str(entry["name"]), str(entry["url"])
+        if not BOARD_NAME.match(name):
+            raise DeviceError(f"{p}: [[board]] {name!r}: a name is letters, digits, '.', '_' and '-' (e.g. lab-tx2)")
+        if any(b.name == name for b in out):
+            raise DeviceError(f"{p}: [[board]] {name!r} is named twice")
+        if not url.startswith(("ssh://", "local://")):
+            raise DeviceError(f"{p}: [[board]] {name}: url {url!r} must start with ssh:// (or local://); its "
+                              "profile goes in profile = \"tx2\"")
+        unknown = sorted(set(entry) - {"name", "url", "profile", "description"})
+        if unknown:
+            raise DeviceError(f"{p}: [[board]] {name}: unknown key(s) {', '.join(unknown)} "
+                              "(known: name, url, profile, description)")
+        out.append(BoardEntry(name=name, url=url, profile=str(entry["profile"]).lower() if entry.get("profile") else None,
+                              description=entry.get("description"), table=str(p)))
+    return tuple(out)
 
 
 # --- device strings -------------------------------------------------------------------------------

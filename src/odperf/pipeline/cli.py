@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from odperf.errors import OdperfError
 from odperf.pipeline.settings import ARRIVALS, PipelineSettings
 from odperf.pipeline.codec import ENCODINGS
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from odperf.pipeline.figures import summarize
-from odperf.pipeline.run import PipelineRun, measure_request, run_pipeline
+from odperf.pipeline.run import measure_request, run_pipeline
 from odperf.pipeline.settings import PipelineSettings
 
 

@@ -35,11 +35,15 @@ BOARDS_ENV = "ODPERF_BOARDS"  # on a node next to boards: their --odperf-board v
 def node_board(profile: str, env: dict[str, str] | None = None) -> str | None:
     """The ``--odperf-board`` value this node drives for ``profile`` (``ODPERF_BOARDS``), None if none.
 
-    A node declares ``odperf:tx2`` and names the board (``tx2=ssh://...``): its shards of that profile run
+    A node declares ``odperf:tx2`` and names the board (``tx2=ssh://...``, or a ``[[board]]`` entry's name
+    whose profile is tx2): its shards of that profile run
     on the board over SSH (``engine.remote``), as ``pytest -m tx2 --odperf-board ...`` would by hand."""
     import os
 
-    for spec in (env if env is not None else os.environ).get(BOARDS_ENV, "").split():
+    from odperf.measure.board import board_spec
+
+    for given in (env if env is not None else os.environ).get(BOARDS_ENV, "").split():
+        spec = board_spec(given)  # a [[board]] entry's name stands for its URL
         name, sep, _ = spec.partition("=")
         if sep and not name.startswith("ssh:") and name.strip().lower() == profile:
             return spec

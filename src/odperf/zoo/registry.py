@@ -27,7 +27,6 @@ comparable among themselves) unless their ``odperf_model.json`` names a group.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field, replace
