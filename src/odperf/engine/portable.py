@@ -257,13 +257,16 @@ class Jtop:
                 sys.path.remove(folder)
         self.jetson = jtop(interval=interval_s)
         self.jetson.start()
+        self.last = None  # type: Optional[float]
 
     @property
     def value(self) -> Optional[float]:
+        """The latest figure in bytes; the last one read while the service does not answer."""
         try:
-            return float(self.jetson.memory["RAM"]["used"]) * 1024
-        except Exception:  # the service went away, or has not sent its first figures yet
-            return None
+            self.last = float(self.jetson.memory["RAM"]["used"]) * 1024
+        except Exception:  # noqa: BLE001  the service went away, or has not sent its first figures yet
+            pass
+        return self.last
 
     def stop(self) -> None:
         try:
