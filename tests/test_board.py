@@ -70,7 +70,7 @@ def _gone(pid: int) -> bool:
 
 def test_portable_core_is_python36():
     out = subprocess.run([str(Path(sys.executable).with_name("vermin")), "-t=3.6-", "--no-tips", "--violations",
-                          str(ROOT / "src/odperf/engine/portable.py"), str(ROOT / "src/odperf/engine/portable_torch.py")],
+                          *[str(ROOT / "src/odperf/engine" / f"{m}.py") for m in ("portable", "portable_board", "portable_torch")]],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -265,10 +265,14 @@ def test_tf2_board_runs_the_same_frozen_graph(sshd: Sshd):
 
 
 def test_worker_core_imports_nothing_of_odperf_and_the_local_worker_no_stream(py36: str):
-    core = ROOT / "src" / "odperf" / "engine" / "portable.py"
-    check = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
-             "assert not [m for m in sys.modules if m.startswith('odperf')], sorted(sys.modules)")
-    subprocess.run([py36, "-c", check, str(core)], check=True)  # under the board's Python 3.6
+    engine = ROOT / "src" / "odperf" / "engine"
+    # as the bootstrap loads them on a board: the core under its own name, then the board's side
+    check = ("import runpy, sys, types; core = sys.modules['odperf_portable'] = types.ModuleType('odperf_portable'); "
+             "exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'), core.__dict__); "
+             "side = runpy.run_path(sys.argv[2]); assert side['portable'] is core; "
+             "assert not [m for m in sys.modules if m == 'odperf' or m.startswith('odperf.')], sorted(sys.modules)")
+    subprocess.run([py36, "-c", check, str(engine / "portable.py"), str(engine / "portable_board.py")],
+                   check=True)  # under the board's Python 3.6
     local = "import sys, odperf.engine.worker; assert not [m for m in sys.modules if m.startswith('odperf.stream')]"
     subprocess.run([sys.executable, "-c", local], check=True)
 
@@ -464,7 +468,7 @@ def test_a_boards_pytorch_detector_keeps_as_many_slots_as_the_models_metadata_sa
     import torch
 
     from odperf.engine import portable_torch
-    from odperf.engine.portable import BoardPlatform
+    from odperf.engine.portable_board import BoardPlatform
     from odperf.zoo.board_model import torch_board_model
 
     folder = tmp_path / "faster_rcnn_fpn_torch"

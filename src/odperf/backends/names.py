@@ -9,6 +9,6 @@ BACKENDS: dict[str, str] = {
     "torch": "odperf.backends.pytorch",
 }
 DEFAULT = next(iter(BACKENDS))
-# the runtimes an edge board's worker core starts (engine/portable.py: TensorFlow 1.15 or 2.x frozen graphs;
+# the runtimes an edge board's worker core starts (engine/portable_board.py: TensorFlow 1.15 or 2.x frozen graphs;
 # engine/portable_torch.py: odperf's embedded PyTorch architectures, torch 1.10 and newer)
 BOARD_RUNTIMES = ("tensorflow", "torch")

@@ -8,7 +8,7 @@ the camera images, keeps detections and samples its own memory (``/proc/meminfo`
 The link: ``ssh`` with the user's own configuration and host keys (odperf never turns host-key checking
 off; BatchMode makes an unknown key or a password prompt a failure, not a hang). Its round trip is
 measured with pings after deployment and reported apart from the board's image times. A dropped
-connection kills the board's worker (it dies with its SSH session: ``portable.board_main``).
+connection kills the board's worker (it dies with its SSH session: ``portable_board.board_main``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from odperf.engine import portable
+from odperf.engine import portable, portable_board
 from odperf.engine.client import EXIT_GRACE_S, WorkerFailed, WorkerSession, check_dataset
 from odperf.engine.measurement import Deployment
 from odperf.engine.protocol import Channel
@@ -35,24 +35,34 @@ from odperf.zoo.board_model import BoardModel, board_model  # noqa: F401 (re-exp
 from odperf.measure.memory import MemoryStats, ProbeStats, _downsample
 
 PINGS = 5
-# Read the core's source from stdin (a length line, then the bytes) without buffering past it: the
-# protocol follows on the same stream.
+# The two sources of the core (``portable``, then ``portable_board``), each as a length line and its bytes,
+# read from stdin without buffering past them: the protocol follows on the same stream. Each becomes a
+# module of its own name; the board's side starts.
+SOURCES = ((portable, "odperf_portable"), (portable_board, "odperf_portable_board"))
 BOOTSTRAP = (
-    "import os,sys\n"
-    "h=b''\n"
-    "while not h.endswith(b'\\n'):\n"
-    "    c=os.read(0,1)\n"
-    "    if not c: sys.exit(0)\n"
-    "    h+=c\n"
-    "n=int(h);s=b''\n"
-    "while len(s)<n:\n"
-    "    c=os.read(0,n-len(s))\n"
-    "    if not c: sys.exit(0)\n"
-    "    s+=c\n"
-    "g={'__name__':'odperf_portable'}\n"
-    "exec(compile(s,'odperf_portable.py','exec'),g)\n"
-    "sys.exit(g['board_main']())\n"
+    "import os,sys,types\n"
+    "def get(n):\n"
+    "    s=b''\n"
+    "    while len(s)<n:\n"
+    "        c=os.read(0,n-len(s))\n"
+    "        if not c: sys.exit(0)\n"
+    "        s+=c\n"
+    "    return s\n"
+    "def line():\n"
+    "    h=b''\n"
+    "    while not h.endswith(b'\\n'): h+=get(1)\n"
+    "    return h\n"
+    f"for name in {tuple(name for _, name in SOURCES)!r}:\n"
+    "    m=types.ModuleType(name);sys.modules[name]=m\n"
+    "    exec(compile(get(int(line())),name+'.py','exec'),m.__dict__)\n"
+    "sys.exit(m.board_main())\n"
 )
+
+
+def shipped_sources() -> bytes:
+    """What the bootstrap reads first: the core's two sources, each after its length."""
+    return b"".join(b"%d\n" % len(source) + source
+                    for source in (Path(module.__file__).read_bytes() for module, _ in SOURCES))
 
 
 def worker_command(board: Board, settings: dict[str, Any]) -> list[str]:
@@ -143,7 +153,7 @@ class BoardSession(WorkerSession):
         self.measurement.device_info = {"device": r.device, "profile": self.board.profile if self.board else None,
                                         "board": self.board.destination if self.board else None}
         payload = board_payload(r, self.model)
-        sampling = {"period_ms": r.sample_period_ms, "meminfo": self.board.meminfo if self.board else portable.MEMINFO,
+        sampling = {"period_ms": r.sample_period_ms, "meminfo": self.board.meminfo if self.board else portable_board.MEMINFO,
                     "tegrastats": self.board.tegrastats if self.board else None,
                     "jtop": (self.board.jtop or True) if self.board else False}
         command = (worker_command(self.board, sampling) if self.board
@@ -153,10 +163,9 @@ class BoardSession(WorkerSession):
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
         self.channel = own_channel(self.proc)
-        source = Path(portable.__file__).read_bytes()
         timeout = r.start_timeout_s or r.timeout_s
         try:
-            self.channel.write_raw(b"%d\n" % len(source) + source)  # what the bootstrap reads first
+            self.channel.write_raw(shipped_sources())  # what the bootstrap reads first
         except portable.ChannelClosed:
             self._died()
         start = {"cmd": "start", "request": r.to_dict()}

@@ -62,7 +62,7 @@ def torch_board_model(folder: Path) -> BoardModel:
     """An embedded PyTorch model's folder as board entries: metadata, weights as arrays, the builders' source."""
     from odperf.backends.pytorch import MODEL_FILE, WEIGHTS_NAMES, read_state_dict
     from odperf.engine import portable_torch
-    from odperf.engine.portable import BoardPlatform
+    from odperf.engine.portable_board import BoardPlatform
 
     meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
     if meta.get("architecture") not in portable_torch.BUILDERS:
