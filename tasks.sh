@@ -54,7 +54,9 @@ gate_self() {
     # --ci (odperf.commands.ab.CI_SETTINGS, calibrated in reports/gate-calibration): a slowdown must pass +15% and a
     # paired t-test at p < 0.05 over 6 pairs (deployment and memory at p < 0.01); any changed outcome or
     # mAP fails.
+    local t0=$SECONDS
     "$PY" -m odperf.cli ab --baseline-ref "$base" --ci --out .benchmarks/ab
+    echo "odperf ab: the self-gate took $((SECONDS - t0)) s"
 }
 
 task=${1:-}
