@@ -231,7 +231,7 @@ def test_odperf_device_with_an_nvml_binding_from_before_mig(visible):
         ["t4", "gpu", "gpu:0", "Tesla"]]
 
 
-def test_a_sites_own_table_names_its_boards_and_its_profiles_match_first(tmp_path, monkeypatch):
+def test_a_sites_own_table_names_its_boards_and_its_profiles_match_first(tmp_path, monkeypatch, capsys):
     from odperf.measure.board import BoardError, parse_board
 
     own = tmp_path / "site.toml"
@@ -258,8 +258,13 @@ def test_a_sites_own_table_names_its_boards_and_its_profiles_match_first(tmp_pat
         parse_board("tx3")
     with pytest.raises(BoardError, match=r"expected \[PROFILE=\]ssh://"):
         parse_board("tx2=nvidia@tx2.lab")  # not a name: the URL spelling's own message
+    from odperf.cli import main as odperf_main
+
+    assert odperf_main(["device"]) == 0  # and lists the site's boards, unreached
+    listed = capsys.readouterr().out
+    assert "Boards named in the device table" in listed and "lab-tx2" in listed and "(names itself)" in listed
     monkeypatch.setenv("ODPERF_DEVICES", str(tmp_path / "missing.toml"))
-    with pytest.raises(DeviceError, match="ODPERF_DEVICES: .*missing.toml: device table not found"):
+    with pytest.raises(DeviceError, match="ODPERF_DEVICES=.*missing.toml: no such file; give the path"):
         load_table()
     monkeypatch.delenv("ODPERF_DEVICES")
     assert load_table().board("lab-tx2") is None  # the shipped table names no site's boards

@@ -26,11 +26,17 @@ def cmd_device(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=headers))
     if not any(p.kind != "cpu" for p in profiles):
         print(f"\n{none_found()}: runs measure the CPU")
+    boards = (table or load_table()).boards
+    if boards:  # named, not reached: --odperf-board NAME asks the board itself before any case
+        print("\nBoards named in the device table (--odperf-board NAME):")
+        print(tabulate([[b.name, b.profile or "(names itself)", b.url, b.description or "", b.table] for b in boards],
+                       headers=["name", "profile", "url", "description", "table"]))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("device", help="show the device profiles detected on this machine")
     p.add_argument("--json", action="store_true", help="print the profiles as JSON")
-    p.add_argument("--table", help="device table to match against (default: fixtures/devices.toml)")
+    p.add_argument("--table", help="device table to match against (default: fixtures/devices.toml, under the "
+                   "site's own table that ODPERF_DEVICES names)")
     p.set_defaults(func=cmd_device)

@@ -130,6 +130,9 @@ def load_table(path: str | Path | None = None) -> DeviceTable:
     own = os.environ.get(OWN_TABLE_ENV)
     if not own:
         return shipped
+    if not Path(own).expanduser().is_file():
+        raise DeviceError(f"{OWN_TABLE_ENV}={own}: no such file; give the path of the site's own device table "
+                          f"(its [[board]] entries, its own profiles), or unset {OWN_TABLE_ENV}")
     try:
         site = _load_table(str(Path(own).expanduser()))
     except DeviceError as exc:
