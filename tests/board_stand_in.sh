@@ -2,7 +2,7 @@
 # The stand-in board's interpreter: the TX2's stack (Python 3.6 with TensorFlow 1.15.5 and numpy 1.18.5)
 # in a venv under .odperf-cache/ (idempotent; prints the venv's python). With "torch": the TX2's PyTorch
 # instead (JetPack 4.6 has torch 1.10 and torchvision 0.11; PyPI's nearest pair for Python 3.6 on x86_64 is
-# torch 1.10.1 with torchvision 0.11.2), in a venv of its own. Python 3.6 comes from pyenv
+# torch 1.10.1 with torchvision 0.11.2), in a venv of its own; with "numpy": numpy alone. Python 3.6 comes from pyenv
 # (ODPERF_PY36 overrides); OpenSSH's server is installed with apt when missing and this runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,10 @@ if [[ "${1:-}" == torch ]]; then
     VENV=.odperf-cache/board-py36-torch110
     PACKAGES=("torch==1.10.1" "torchvision==0.11.2" "numpy==1.18.5")
     IMPORTS="torch, torchvision, numpy"
+elif [[ "${1:-}" == numpy ]]; then  # a board with no framework, which odperf must refuse
+    VENV=.odperf-cache/board-py36-numpy
+    PACKAGES=("numpy==1.18.5")
+    IMPORTS="numpy"
 fi
 PYENV_ROOT_DIR=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
 PY36="${ODPERF_PY36:-$PYENV_ROOT_DIR/versions/3.6.15/bin/python}"

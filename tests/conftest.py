@@ -25,6 +25,16 @@ def _fresh_detection():
 
 
 @pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 for the module's board tests (``sshd_board.Sshd``)."""
+    from sshd_board import Sshd
+
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def val_root(tmp_path_factory):
     """The embedded dataset's validation split, CI_TILES tiles of it, generated in the module's folder."""
     from odperf.datasets.synthetic import ensure_embedded

@@ -15,9 +15,9 @@ SSHD = "/usr/sbin/sshd"
 
 
 def board_python(runtime: str = "tensorflow") -> str:
-    """The stand-in board's interpreter with ``runtime`` (tensorflow or torch; made once by
-    tests/board_stand_in.sh)."""
-    out = subprocess.run(["bash", str(ROOT / "tests" / "board_stand_in.sh"), *(["torch"] if runtime == "torch" else [])],
+    """The stand-in board's interpreter with ``runtime`` (tensorflow, torch, or numpy: no framework; made
+    once by tests/board_stand_in.sh)."""
+    out = subprocess.run(["bash", str(ROOT / "tests" / "board_stand_in.sh"), *([runtime] if runtime != "tensorflow" else [])],
                          check=True,
                          stdout=subprocess.PIPE, text=True)
     return out.stdout.strip().splitlines()[-1]

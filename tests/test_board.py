@@ -29,13 +29,6 @@ GRID = (2, 3, 300)  # 6 tiles + 1 blank per camera image: the real path, sized f
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Sshd:
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def py36() -> str:
     return board_python()
 

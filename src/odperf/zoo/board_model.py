@@ -40,6 +40,14 @@ def _bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
+# why a PyTorch model of these formats does not go to a board
+NOT_TO_BOARDS = {
+    "torchscript": "a TorchScript file is tied to the torch that wrote it",
+    "torch_export": "a torch.export file is tied to the torch that wrote it",
+    "architecture": "torchvision's registry builds it with the host's torchvision, which a board's need not match",
+}
+
+
 def board_model(request: Any) -> BoardModel:
     """The BoardModel of ``request.model``; ModelError naming what a board can run otherwise."""
     from odperf.backends.names import BOARD_RUNTIMES
@@ -52,7 +60,8 @@ def board_model(request: Any) -> BoardModel:
     if backend == "tensorflow":
         return BoardModel.graph(board_graph(request))
     if fmt != "torch_state_dict":
-        raise ModelError(f"model {name}: a PyTorch {fmt}; boards run PyTorch models from a state_dict folder "
+        why = NOT_TO_BOARDS.get(fmt, "odperf cannot rebuild it on a board")
+        raise ModelError(f"model {name}: a PyTorch {fmt} ({why}); boards run PyTorch models from a state_dict folder "
                          "naming one of odperf's embedded architectures (odperf_model.json), such as "
                          "faster_rcnn_fpn_torch")
     return torch_board_model(Path(artifact))
