@@ -104,7 +104,10 @@ def test_bad_addresses_and_absent_brokers_are_one_line():
         open_broker(f"redis://127.0.0.1:{free_port()}/0")
     for args, expect in ((["--broker", "tcp://x:1"], "give redis://"),
                          (["--broker", f"redis://127.0.0.1:{free_port()}"], "nobody answers"),
-                         (["--model", "nosuch"], "no model named 'nosuch'")):
+                         (["--model", "nosuch"], "no model named 'nosuch'"),
+                         (["--compare-stream"], "give --search-cameras MAX with it"),
+                         (["--search-cameras", "0"], "--search-cameras 0: give 1 or more"),
+                         (["--instances-per-device", "-1"], "--instances-per-device -1: give 1 or more")):
         done = subprocess.run([sys.executable, "-m", "odperf.cli", "pipeline", *args, "--out", "."],
                               capture_output=True, text=True, timeout=120)
         lines = done.stderr.strip().splitlines()

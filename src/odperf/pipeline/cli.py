@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from odperf.errors import OdperfError
 from odperf.pipeline.settings import ARRIVALS, PipelineSettings
 from odperf.pipeline.codec import ENCODINGS
 
@@ -34,6 +35,12 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from odperf.pipeline.run import run_pipeline
     from odperf.util.atomic import check_folder
 
+    if args.compare_stream and not args.search_cameras:
+        raise OdperfError("--compare-stream compares the cameras the search held with the stream pass's peak: "
+                          "give --search-cameras MAX with it")
+    for flag, value in (("--search-cameras", args.search_cameras), ("--instances-per-device", args.instances_per_device)):
+        if value is not None and value < 1:
+            raise OdperfError(f"{flag} {value}: give 1 or more, or leave it out")
     settings = settings_from(args)
     if args.broker is not None:
         check_address(args.broker)
